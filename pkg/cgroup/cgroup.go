@@ -1,0 +1,337 @@
+// Package cgroup reads a container's figures (memory, CPU, I/O, pressure,
+// tasks) from a cgroup v1 or v2 tree and returns them as the view types.
+//
+// The daemon runs in the host's pid and cgroup namespaces, so the paths in
+// /proc/PID/cgroup are full paths from each hierarchy's root and are joined
+// straight onto the hierarchy's mount directory.
+package cgroup
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/opencontainers/cgroups"
+	"golang.org/x/sys/unix"
+)
+
+// DefaultRoot is where cgroup hierarchies are mounted on a standard host.
+const DefaultRoot = "/sys/fs/cgroup"
+
+// DefaultProcRoot is where the host's procfs is mounted.
+const DefaultProcRoot = "/proc"
+
+// ErrNoController reports that the group has no directory for a controller
+// the figure needs (the controller is not mounted, or /proc/PID/cgroup did not
+// list it). It wraps fs.ErrNotExist so callers that fall back to the host's
+// file on "not there" need only one check.
+var ErrNoController = fmt.Errorf("cgroup controller not available: %w", fs.ErrNotExist)
+
+// v1 controller names, which are also the directory names under the root.
+const (
+	ctrlMemory  = "memory"
+	ctrlCPU     = "cpu"
+	ctrlCPUAcct = "cpuacct"
+	ctrlCPUSet  = "cpuset"
+	ctrlBlkio   = "blkio"
+	ctrlPids    = "pids"
+)
+
+// v1Controllers are the hierarchies ForPaths resolves on v1; others
+// (freezer, devices, name=systemd, ...) carry no figure we serve.
+var v1Controllers = [...]string{ctrlMemory, ctrlCPU, ctrlCPUAcct, ctrlCPUSet, ctrlBlkio, ctrlPids}
+
+// Hierarchy is a cgroup file system layout rooted at Root.
+type Hierarchy struct {
+	// Root is the directory the hierarchies are mounted under
+	// (DefaultRoot when empty).
+	Root string
+	// V2 is true for the pure unified layout: one tree at Root. False means
+	// v1 or hybrid: one tree per controller at Root/<controller>, plus the
+	// controller-less unified tree at Root/unified on hybrid hosts.
+	V2 bool
+	// ProcRoot is where ForPid finds /proc/PID/cgroup (DefaultProcRoot when
+	// empty); tests point it at a fixture.
+	ProcRoot string
+}
+
+// Detect works out the layout of the cgroup file systems under root
+// (DefaultRoot when empty).
+func Detect(root string) (*Hierarchy, error) {
+	if root == "" {
+		root = DefaultRoot
+	}
+	root = filepath.Clean(root)
+	if root == DefaultRoot {
+		// The library caches its answer and knows the hybrid quirks of
+		// the standard mount point.
+		return &Hierarchy{Root: root, V2: cgroups.IsCgroup2UnifiedMode()}, nil
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(root, &st); err != nil {
+		return nil, fmt.Errorf("detect cgroup layout: statfs %s: %w", root, err)
+	}
+	if st.Type == unix.CGROUP2_SUPER_MAGIC {
+		return &Hierarchy{Root: root, V2: true}, nil
+	}
+	// A fixture tree (or a copy) is not on cgroupfs; a v2 root is
+	// recognisable by its cgroup.controllers file, which v1 roots lack.
+	if fi, err := os.Stat(filepath.Join(root, "cgroup.controllers")); err == nil && fi.Mode().IsRegular() {
+		return &Hierarchy{Root: root, V2: true}, nil
+	}
+	return &Hierarchy{Root: root}, nil
+}
+
+func (h *Hierarchy) root() string {
+	if h.Root == "" {
+		return DefaultRoot
+	}
+	return filepath.Clean(h.Root)
+}
+
+// ForPid returns the cgroups process pid belongs to, from /proc/PID/cgroup.
+func (h *Hierarchy) ForPid(pid int) (*Group, error) {
+	if pid <= 0 {
+		return nil, fmt.Errorf("cgroup of pid %d: invalid pid", pid)
+	}
+	procRoot := h.ProcRoot
+	if procRoot == "" {
+		procRoot = DefaultProcRoot
+	}
+	path := filepath.Join(procRoot, strconv.Itoa(pid), "cgroup")
+	paths, err := cgroups.ParseCgroupFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, stripPathError(err))
+	}
+	return h.ForPaths(paths), nil
+}
+
+// ForPaths returns the group for a parsed /proc/PID/cgroup map (controller ->
+// path, v2's path under the key ""), as cgroups.ParseCgroupFile returns it.
+// Controllers absent from the map make the figures that need them fail with
+// ErrNoController.
+func (h *Hierarchy) ForPaths(paths map[string]string) *Group {
+	root := h.root()
+	g := &Group{v2: h.V2}
+	if h.V2 {
+		if p, ok := paths[""]; ok {
+			g.unified = ctrlDir{root: root, dir: joinUnder(root, p)}
+		}
+		return g
+	}
+	g.v1 = make(map[string]ctrlDir, len(v1Controllers))
+	for _, c := range v1Controllers {
+		if p, ok := paths[c]; ok {
+			// On hosts that co-mount cpu and cpuacct, Root/cpu and
+			// Root/cpuacct are symlinks to Root/cpu,cpuacct, so the
+			// plain controller name works on either kind of host.
+			croot := filepath.Join(root, c)
+			g.v1[c] = ctrlDir{root: croot, dir: joinUnder(croot, p)}
+		}
+	}
+	if p, ok := paths[""]; ok {
+		uroot := filepath.Join(root, "unified")
+		g.unified = ctrlDir{root: uroot, dir: joinUnder(uroot, p)}
+	}
+	return g
+}
+
+// joinUnder joins a path from /proc/PID/cgroup onto a hierarchy root.
+// Rooting p at "/" before cleaning keeps a hostile "../.." inside root.
+func joinUnder(root, p string) string {
+	return filepath.Join(root, filepath.Clean("/"+p))
+}
+
+// ctrlDir is one controller's directory for a group, with the hierarchy root
+// that bounds walks toward the top.
+type ctrlDir struct {
+	root string // hierarchy root, e.g. /sys/fs/cgroup/memory
+	dir  string // the group's directory in it; "" when unknown
+}
+
+func (c ctrlDir) ok() bool { return c.dir != "" }
+
+// Group is one process's set of cgroups. It holds only paths, so it stays
+// valid (and cheap to cache) while the cgroups exist and is safe for
+// concurrent use; every method reads the files afresh.
+type Group struct {
+	v2      bool
+	v1      map[string]ctrlDir // v1 controller -> dirs
+	unified ctrlDir            // v2 tree, or hybrid's Root/unified tree
+}
+
+// V2 reports whether the group lives in a pure unified hierarchy.
+func (g *Group) V2() bool { return g.v2 }
+
+// Dir returns the group's directory for a controller ("memory", "cpu",
+// "cpuacct", "cpuset", "blkio", "pids"; "" for the unified tree), or "" when
+// the group has none. On v2 every controller maps to the one directory.
+func (g *Group) Dir(controller string) string {
+	return g.ctrl(controller).dir
+}
+
+// ctrl returns the directory a v1 controller's files live in, or the unified
+// directory on v2.
+func (g *Group) ctrl(name string) ctrlDir {
+	if g.v2 || name == "" {
+		return g.unified
+	}
+	return g.v1[name]
+}
+
+// need is ctrl that fails with ErrNoController when the group lacks the
+// controller.
+func (g *Group) need(name string) (ctrlDir, error) {
+	c := g.ctrl(name)
+	if !c.ok() {
+		if name == "" {
+			name = "unified"
+		}
+		return c, fmt.Errorf("%s: %w", name, ErrNoController)
+	}
+	return c, nil
+}
+
+// readFile reads one cgroup file, with the full path in any error.
+func readFile(dir, file string) (string, error) {
+	s, err := cgroups.ReadFile(dir, file)
+	if err != nil {
+		return "", fmt.Errorf("read %s: %w", filepath.Join(dir, file), stripPathError(err))
+	}
+	return s, nil
+}
+
+// stripPathError drops a bare *fs.PathError's own path so the caller's
+// "read PATH: ..." does not repeat it; the errno (and so errors.Is with
+// fs.ErrNotExist) survives. Wrapped errors are left alone as their wrapper
+// text may matter.
+func stripPathError(err error) error {
+	if pe, ok := err.(*fs.PathError); ok {
+		return pe.Err
+	}
+	return err
+}
+
+// readUint reads a file holding one unsigned number, "max" meaning no limit.
+func readUint(dir, file string) (uint64, error) {
+	s, err := readFile(dir, file)
+	if err != nil {
+		return 0, err
+	}
+	v, err := parseUintValue(s)
+	if err != nil {
+		return 0, fmt.Errorf("parse %s: %w", filepath.Join(dir, file), err)
+	}
+	return v, nil
+}
+
+// walkUp calls fn for c's directory and each parent up to and including the
+// hierarchy root, stopping early when fn returns stop. A directory missing
+// the file is fn's business, but a missing starting directory means the
+// cgroup is gone, which walkUp reports (wrapping fs.ErrNotExist) rather than
+// let a limit silently read as "none".
+func walkUp(c ctrlDir, fn func(dir string) (stop bool, err error)) error {
+	if _, err := os.Stat(c.dir); err != nil {
+		return fmt.Errorf("cgroup %s: %w", c.dir, stripPathError(err))
+	}
+	dir := c.dir
+	for {
+		stop, err := fn(dir)
+		if err != nil || stop {
+			return err
+		}
+		if dir == c.root {
+			return nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir || !within(parent, c.root) {
+			return nil
+		}
+		dir = parent
+	}
+}
+
+// within reports whether dir is root or below it (both clean).
+func within(dir, root string) bool {
+	return dir == root || root == "/" || strings.HasPrefix(dir, root+"/")
+}
+
+// isNotExist is errors.Is(err, fs.ErrNotExist), named for readability at the
+// many "file may be absent" call sites.
+func isNotExist(err error) bool { return errors.Is(err, fs.ErrNotExist) }
+
+// minUintUp returns the smallest value of file found in c's directory and its
+// ancestors. Levels without the file are skipped (a v2 root has no
+// memory.max); found is false when no level had it, and self tells whether
+// the group's own directory had it (the sign a swap file is accounted).
+func minUintUp(c ctrlDir, file string) (lowest uint64, found, self bool, err error) {
+	err = walkUp(c, func(dir string) (bool, error) {
+		v, err := readUint(dir, file)
+		if err != nil {
+			if isNotExist(err) {
+				return false, nil
+			}
+			return true, err
+		}
+		if dir == c.dir {
+			self = true
+		}
+		if !found || v < lowest {
+			lowest = v
+		}
+		found = true
+		return false, nil
+	})
+	if err != nil {
+		return 0, false, false, err
+	}
+	return lowest, found, self, nil
+}
+
+// Procs returns the pids in the group (cgroup.procs). On v1 it uses the first
+// of the cpu, pids and memory hierarchies the group is in.
+func (g *Group) Procs() ([]int, error) {
+	var c ctrlDir
+	if g.v2 {
+		c = g.unified
+	} else {
+		for _, name := range []string{ctrlCPU, ctrlPids, ctrlMemory} {
+			if c = g.v1[name]; c.ok() {
+				break
+			}
+		}
+	}
+	if !c.ok() {
+		return nil, fmt.Errorf("procs: %w", ErrNoController)
+	}
+	pids, err := cgroups.GetPids(c.dir)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", filepath.Join(c.dir, cgroups.CgroupProcesses), stripPathError(err))
+	}
+	return pids, nil
+}
+
+// Pressure returns the group's PSI file for resource ("cpu", "memory" or
+// "io") verbatim. On hybrid hosts it comes from the unified tree when the
+// kernel keeps it there. A missing file gives an error wrapping
+// fs.ErrNotExist.
+func (g *Group) Pressure(resource string) ([]byte, error) {
+	switch resource {
+	case "cpu", "memory", "io":
+	default:
+		return nil, fmt.Errorf("pressure: unknown resource %q", resource)
+	}
+	c, err := g.need("")
+	if err != nil {
+		return nil, fmt.Errorf("%s pressure: %w", resource, err)
+	}
+	s, err := readFile(c.dir, resource+".pressure")
+	if err != nil {
+		return nil, err
+	}
+	return []byte(s), nil
+}
