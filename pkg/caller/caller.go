@@ -1,0 +1,330 @@
+// Package caller finds which container a FUSE request comes from.
+//
+// A reader is identified by the init process of its pid namespace, as LXCFS
+// does: every process of a container, whatever sub-cgroup it sits in, sees
+// the container's view, which is its init's cgroups. Lookups are cached per
+// pid namespace and the cache entry dies with the init (watched through a
+// pidfd), so a recycled namespace inode or pid can never hand one container's
+// numbers to another.
+package caller
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/opencontainers/cgroups"
+	"github.com/prometheus/procfs"
+	"golang.org/x/sys/unix"
+)
+
+// Container is what the daemon needs to know about a reader's container.
+type Container struct {
+	NS         uint64            // pid namespace inode, the cache key
+	InitPid    int               // host pid of the namespace's init
+	StartTicks uint64            // init start time, clock ticks after boot (/proc/PID/stat field 22)
+	Cgroups    map[string]string // init's cgroup path per v1 controller; "" is the v2 path
+}
+
+// Resolver maps reader pids to containers. It is safe for concurrent use.
+type Resolver struct {
+	proc    procfs.FS
+	procDir string
+	hostNS  uint64
+	idle    time.Duration // entries unused this long are dropped
+
+	mu        sync.Mutex
+	byNS      map[uint64]*entry
+	lastPrune time.Time
+}
+
+type entry struct {
+	c        *Container
+	pidfd    int
+	lastUsed time.Time
+}
+
+// maxWalk bounds the parent walk, so a pathological process tree costs a
+// bounded number of reads before the /proc scan takes over.
+const maxWalk = 64
+
+// NewResolver builds a resolver over the proc file system at procDir (/proc
+// on a real host). Processes in the resolver's own pid namespace are the
+// host: they get no Container.
+func NewResolver(procDir string) (*Resolver, error) {
+	fs, err := procfs.NewFS(procDir)
+	if err != nil {
+		return nil, fmt.Errorf("open proc file system %s: %w", procDir, err)
+	}
+	r := &Resolver{proc: fs, procDir: procDir, idle: time.Minute, byNS: map[uint64]*entry{}}
+	r.hostNS, err = r.pidNS("self")
+	if err != nil {
+		return nil, fmt.Errorf("read the daemon's own pid namespace: %w", err)
+	}
+	return r, nil
+}
+
+// Resolve returns the container of the process (or thread) pid, or nil for a
+// host process. An error means the reader could not be identified; callers
+// serve the host view then.
+func (r *Resolver) Resolve(pid int) (*Container, error) {
+	if pid <= 0 {
+		return nil, fmt.Errorf("resolve caller: no pid in the request (%d)", pid)
+	}
+	ns, err := r.pidNS(strconv.Itoa(pid))
+	if err != nil {
+		return nil, err
+	}
+	if ns == r.hostNS {
+		return nil, nil
+	}
+	now := time.Now()
+	if c := r.cached(ns, now); c != nil {
+		return c, nil
+	}
+	e, err := r.lookup(pid, ns)
+	if err != nil {
+		return nil, err
+	}
+	e.lastUsed = now
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if old, ok := r.byNS[ns]; ok && alive(old.pidfd) {
+		// Another request resolved the same namespace meanwhile.
+		unix.Close(e.pidfd)
+		old.lastUsed = now
+		return old.c, nil
+	} else if ok {
+		unix.Close(old.pidfd)
+	}
+	r.byNS[ns] = e
+	r.pruneLocked(now)
+	return e.c, nil
+}
+
+// cached returns the live cache entry for ns, dropping a dead one.
+func (r *Resolver) cached(ns uint64, now time.Time) *Container {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e, ok := r.byNS[ns]
+	if !ok {
+		return nil
+	}
+	if !alive(e.pidfd) {
+		unix.Close(e.pidfd)
+		delete(r.byNS, ns)
+		return nil
+	}
+	e.lastUsed = now
+	return e.c
+}
+
+// pruneLocked drops entries nobody asked for lately, at most once per idle
+// period, so a node that saw thousands of short-lived containers holds no
+// pidfds for them.
+func (r *Resolver) pruneLocked(now time.Time) {
+	if now.Sub(r.lastPrune) < r.idle {
+		return
+	}
+	r.lastPrune = now
+	for ns, e := range r.byNS {
+		if now.Sub(e.lastUsed) > r.idle || !alive(e.pidfd) {
+			unix.Close(e.pidfd)
+			delete(r.byNS, ns)
+		}
+	}
+}
+
+// Forget drops c from the cache (if it is still the cached entry), so the
+// next read of its namespace resolves it afresh.
+func (r *Resolver) Forget(c *Container) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if e, ok := r.byNS[c.NS]; ok && e.c == c {
+		unix.Close(e.pidfd)
+		delete(r.byNS, c.NS)
+	}
+}
+
+// Len reports how many namespaces are cached, for tests and metrics.
+func (r *Resolver) Len() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.byNS)
+}
+
+// Close releases every pidfd the cache holds.
+func (r *Resolver) Close() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for ns, e := range r.byNS {
+		unix.Close(e.pidfd)
+		delete(r.byNS, ns)
+	}
+}
+
+// lookup finds the init of pid's namespace, pins it with a pidfd and reads
+// its cgroups.
+func (r *Resolver) lookup(pid int, ns uint64) (*entry, error) {
+	init, err := r.findInit(pid, ns)
+	if err != nil {
+		return nil, err
+	}
+	start, err := r.startTicks(init)
+	if err != nil {
+		return nil, err
+	}
+	pidfd, err := unix.PidfdOpen(init, 0)
+	if err != nil {
+		return nil, fmt.Errorf("pidfd_open %d: %w", init, err)
+	}
+	// The pid may have been recycled between finding and pinning it; the
+	// start time (and namespace) after pinning proves it is still the same process.
+	start2, err := r.startTicks(init)
+	if err == nil && start2 != start {
+		err = fmt.Errorf("init %d of pid namespace %d exited while being resolved", init, ns)
+	}
+	if err == nil {
+		var ns2 uint64
+		if ns2, err = r.pidNS(strconv.Itoa(init)); err == nil && ns2 != ns {
+			err = fmt.Errorf("process %d left pid namespace %d while being resolved", init, ns)
+		}
+	}
+	if err != nil {
+		unix.Close(pidfd)
+		return nil, err
+	}
+	path := filepath.Join(r.procDir, strconv.Itoa(init), "cgroup")
+	cg, err := cgroups.ParseCgroupFile(path)
+	if err != nil {
+		unix.Close(pidfd)
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	return &entry{c: &Container{NS: ns, InitPid: init, StartTicks: start, Cgroups: cg}, pidfd: pidfd}, nil
+}
+
+// findInit walks pid's ancestors inside its namespace up to the process that
+// is pid 1 there. A process that joined the namespace with setns (runc exec,
+// nsenter) has its parent outside; then the namespace's processes are scanned.
+func (r *Resolver) findInit(pid int, ns uint64) (int, error) {
+	cur := pid
+	for range maxWalk {
+		isInit, ppid, err := r.nsInit(cur)
+		if err != nil {
+			return 0, err
+		}
+		if isInit {
+			return cur, nil
+		}
+		if ppid <= 0 {
+			break
+		}
+		pns, err := r.pidNS(strconv.Itoa(ppid))
+		if err != nil || pns != ns {
+			break
+		}
+		cur = ppid
+	}
+	return r.scanForInit(ns)
+}
+
+// nsInit says whether pid is pid 1 of its own namespace, and returns its parent.
+func (r *Resolver) nsInit(pid int) (bool, int, error) {
+	p, err := r.proc.Proc(pid)
+	if err != nil {
+		return false, 0, fmt.Errorf("find process %d: %w", pid, err)
+	}
+	st, err := p.NewStatus()
+	if err != nil {
+		return false, 0, fmt.Errorf("read /proc/%d/status: %w", pid, err)
+	}
+	if len(st.NSpids) == 0 {
+		return false, 0, fmt.Errorf("read /proc/%d/status: no NSpid line (kernel older than 4.1?)", pid)
+	}
+	if st.NSpids[len(st.NSpids)-1] == 1 {
+		return true, 0, nil
+	}
+	stat, err := p.Stat()
+	if err != nil {
+		return false, 0, fmt.Errorf("read /proc/%d/stat: %w", pid, err)
+	}
+	return false, stat.PPID, nil
+}
+
+// scanForInit is the slow path: any process of the namespace whose innermost
+// pid is 1. Its cost is paid once per namespace, then cached.
+func (r *Resolver) scanForInit(ns uint64) (int, error) {
+	entries, err := os.ReadDir(r.procDir)
+	if err != nil {
+		return 0, fmt.Errorf("scan %s: %w", r.procDir, err)
+	}
+	for _, de := range entries {
+		pid, err := strconv.Atoi(de.Name())
+		if err != nil {
+			continue
+		}
+		if pns, err := r.pidNS(de.Name()); err != nil || pns != ns {
+			continue
+		}
+		if isInit, _, err := r.nsInit(pid); err == nil && isInit {
+			return pid, nil
+		}
+	}
+	return 0, fmt.Errorf("pid namespace %d has no init process left", ns)
+}
+
+func (r *Resolver) startTicks(pid int) (uint64, error) {
+	p, err := r.proc.Proc(pid)
+	if err != nil {
+		return 0, fmt.Errorf("find process %d: %w", pid, err)
+	}
+	st, err := p.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("read /proc/%d/stat: %w", pid, err)
+	}
+	return st.Starttime, nil
+}
+
+// pidNS reads the pid namespace inode from the /proc/PID/ns/pid link, one
+// readlink and no open on the hot path.
+func (r *Resolver) pidNS(pid string) (uint64, error) {
+	link := filepath.Join(r.procDir, pid, "ns", "pid")
+	target, err := os.Readlink(link)
+	if err != nil {
+		return 0, fmt.Errorf("read %s: %w", link, err)
+	}
+	return parseNSLink(target)
+}
+
+// parseNSLink parses "pid:[4026531836]".
+func parseNSLink(target string) (uint64, error) {
+	s, ok := strings.CutPrefix(target, "pid:[")
+	if ok {
+		s, ok = strings.CutSuffix(s, "]")
+	}
+	if !ok {
+		return 0, fmt.Errorf("unexpected pid namespace link %q", target)
+	}
+	ino, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("unexpected pid namespace link %q: %w", target, err)
+	}
+	return ino, nil
+}
+
+// alive polls the pidfd: it becomes readable when the process exits.
+func alive(pidfd int) bool {
+	fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
+	for {
+		n, err := unix.Poll(fds, 0)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		return err == nil && n == 0
+	}
+}

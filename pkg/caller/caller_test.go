@@ -1,0 +1,148 @@
+package caller
+
+import (
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestParseNSLink(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    uint64
+		wantErr bool
+	}{
+		{"pid:[4026531836]", 4026531836, false},
+		{"pid:[]", 0, true},
+		{"mnt:[4026531836]", 0, true},
+		{"pid:[12", 0, true},
+		{"pid:[-1]", 0, true},
+		{"", 0, true},
+	}
+	for _, tt := range tests {
+		got, err := parseNSLink(tt.in)
+		if (err != nil) != tt.wantErr || got != tt.want {
+			t.Errorf("parseNSLink(%q) = %d, %v; want %d, err %v", tt.in, got, err, tt.want, tt.wantErr)
+		}
+	}
+}
+
+func needRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to create pid namespaces")
+	}
+}
+
+// startInNewPidNS starts sh as the init of a new pid namespace, with one
+// child (sleep), and returns both host pids.
+func startInNewPidNS(t *testing.T) (init *exec.Cmd, child int) {
+	t.Helper()
+	cmd := exec.Command("sh", "-c", "sleep 60 & wait")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start sh in a new pid namespace: %v", err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	children := "/proc/" + strconv.Itoa(cmd.Process.Pid) + "/task/" + strconv.Itoa(cmd.Process.Pid) + "/children"
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		b, _ := os.ReadFile(children)
+		if f := strings.Fields(string(b)); len(f) > 0 {
+			child, _ = strconv.Atoi(f[0])
+			return cmd, child
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("the namespace's init started no child within 5s")
+	return nil, 0
+}
+
+func TestResolveLive(t *testing.T) {
+	needRoot(t)
+	r, err := NewResolver("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+
+	if c, err := r.Resolve(os.Getpid()); err != nil || c != nil {
+		t.Fatalf("host process: got %+v, %v; want nil, nil", c, err)
+	}
+
+	init, child := startInNewPidNS(t)
+	c, err := r.Resolve(child)
+	if err != nil {
+		t.Fatalf("resolve child %d: %v", child, err)
+	}
+	if c == nil || c.InitPid != init.Process.Pid {
+		t.Fatalf("resolve child %d: got %+v, want init %d", child, c, init.Process.Pid)
+	}
+	if _, ok := c.Cgroups["memory"]; !ok && c.Cgroups[""] == "" {
+		t.Errorf("no cgroup paths read for init: %v", c.Cgroups)
+	}
+	if c2, _ := r.Resolve(init.Process.Pid); c2 != c {
+		t.Errorf("init and child of one namespace resolved to different entries: %p vs %p", c2, c)
+	}
+
+	// A process that entered the namespace with setns has its parent
+	// outside it: the scan must still find the init.
+	ns := exec.Command("nsenter", "-t", strconv.Itoa(init.Process.Pid), "-p", "--", "sleep", "30")
+	if err := ns.Start(); err != nil {
+		t.Fatalf("nsenter: %v", err)
+	}
+	defer func() { ns.Process.Kill(); ns.Wait() }()
+	joined := waitChild(t, ns.Process.Pid)
+	r2, _ := NewResolver("/proc")
+	defer r2.Close()
+	if c3, err := r2.Resolve(joined); err != nil || c3 == nil || c3.InitPid != init.Process.Pid {
+		t.Fatalf("setns'd process %d: got %+v, %v; want init %d", joined, c3, err, init.Process.Pid)
+	}
+
+	// When the init dies the entry must go, never to be served again.
+	init.Process.Kill()
+	init.Wait()
+	time.Sleep(50 * time.Millisecond)
+	if got := r.cached(c.NS, time.Now()); got != nil {
+		t.Fatalf("entry of a dead init still served: %+v", got)
+	}
+	if r.Len() != 0 {
+		t.Fatalf("cache holds %d entries after the only init died", r.Len())
+	}
+}
+
+func TestResolveExited(t *testing.T) {
+	needRoot(t)
+	r, err := NewResolver("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := r.Resolve(cmd.Process.Pid); err == nil {
+		t.Fatalf("exited pid %d resolved to %+v, want an error", cmd.Process.Pid, c)
+	}
+}
+
+func waitChild(t *testing.T, parent int) int {
+	t.Helper()
+	p := strconv.Itoa(parent)
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		b, _ := os.ReadFile("/proc/" + p + "/task/" + p + "/children")
+		if f := strings.Fields(string(b)); len(f) > 0 {
+			n, _ := strconv.Atoi(f[0])
+			return n
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("process %d started no child within 5s", parent)
+	return 0
+}
