@@ -1,0 +1,152 @@
+// Package fusefs is the FUSE side of lxcfs-fused: a fixed, read-only tree of
+// files whose content comes from a Renderer. It only routes requests: it
+// knows which file was opened and by which process, nothing of cgroups or of
+// what a file says.
+//
+// It answers the kernel directly over bazil.org/fuse's protocol layer rather
+// than through bazil's fs.Serve, because the tree is fixed: node IDs are the
+// files' inode numbers, the same in every daemon process, so a process that
+// takes over a live connection understands the node IDs the kernel already
+// holds, and any number of goroutines can read the device at once.
+package fusefs
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"path"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"bazil.org/fuse"
+)
+
+// Renderer produces the content of the file at name (a slash-separated path
+// below the mount, such as "proc/meminfo") for the process pid.
+type Renderer interface {
+	Render(name string, pid int) ([]byte, error)
+}
+
+// entryValid is how long the kernel may cache names. The tree never changes
+// while the daemon runs.
+const entryValid = time.Second
+
+// node is a file or directory of the fixed tree. Its index in FS.nodes is
+// its inode number and FUSE node ID; 1 is the root, as FUSE requires.
+type node struct {
+	inode    uint64
+	name     string // path below the mount, "" for the root
+	dir      bool
+	children map[string]uint64
+	dirents  []byte // the directory's listing, encoded once
+}
+
+// FS is the file tree. Build it with New, serve it with Serve.
+type FS struct {
+	nodes   []*node // index = inode; 0 unused
+	r       Renderer
+	log     *slog.Logger
+	started time.Time
+}
+
+// New builds a tree holding exactly the given files (paths such as
+// "proc/meminfo"), served by r. Inode numbers are assigned in sorted path
+// order, so the same file list always gives the same numbers.
+func New(files []string, r Renderer, log *slog.Logger) (*FS, error) {
+	sorted := append([]string(nil), files...)
+	sort.Strings(sorted)
+	f := &FS{r: r, log: log, started: time.Now()}
+	f.nodes = []*node{nil, {inode: 1, dir: true, children: map[string]uint64{}}}
+	for _, name := range sorted {
+		if name == "" || path.IsAbs(name) || path.Clean(name) != name || strings.HasPrefix(name, "..") {
+			return nil, fmt.Errorf("file %q: want a clean relative path such as proc/meminfo", name)
+		}
+		parts := strings.Split(name, "/")
+		d := f.nodes[1]
+		for i, p := range parts[:len(parts)-1] {
+			ino, ok := d.children[p]
+			if !ok {
+				ino = f.add(strings.Join(parts[:i+1], "/"), true)
+				d.children[p] = ino
+			}
+			if !f.nodes[ino].dir {
+				return nil, fmt.Errorf("file %q: %s is a file, not a directory", name, p)
+			}
+			d = f.nodes[ino]
+		}
+		leaf := parts[len(parts)-1]
+		if _, dup := d.children[leaf]; dup {
+			return nil, fmt.Errorf("file %q listed twice", name)
+		}
+		d.children[leaf] = f.add(name, false)
+	}
+	for _, n := range f.nodes[1:] {
+		if n.dir {
+			n.dirents = f.listing(n)
+		}
+	}
+	return f, nil
+}
+
+func (f *FS) add(name string, dir bool) uint64 {
+	n := &node{inode: uint64(len(f.nodes)), name: name, dir: dir}
+	if dir {
+		n.children = map[string]uint64{}
+	}
+	f.nodes = append(f.nodes, n)
+	return n.inode
+}
+
+// listing encodes a directory's entries in name order, with "." and "..".
+func (f *FS) listing(d *node) []byte {
+	names := make([]string, 0, len(d.children))
+	for name := range d.children {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	buf := fuse.AppendDirent(nil, fuse.Dirent{Inode: d.inode, Name: ".", Type: fuse.DT_Dir})
+	buf = fuse.AppendDirent(buf, fuse.Dirent{Inode: d.inode, Name: "..", Type: fuse.DT_Dir})
+	for _, name := range names {
+		c := f.nodes[d.children[name]]
+		typ := fuse.DT_File
+		if c.dir {
+			typ = fuse.DT_Dir
+		}
+		buf = fuse.AppendDirent(buf, fuse.Dirent{Inode: c.inode, Name: name, Type: typ})
+	}
+	return buf
+}
+
+// Node returns the node with the given FUSE node ID, or nil.
+func (f *FS) node(id fuse.NodeID) *node {
+	if id == 0 || uint64(id) >= uint64(len(f.nodes)) {
+		return nil
+	}
+	return f.nodes[id]
+}
+
+// attr describes n. Files report their size as 0, as /proc does: the content
+// depends on who reads it. Opening a file tells the kernel the opener's
+// size (see open).
+func (f *FS) attr(n *node) fuse.Attr {
+	a := fuse.Attr{
+		Inode: n.inode,
+		Nlink: 1,
+		Mode:  0o444,
+		Atime: f.started, Mtime: f.started, Ctime: f.started,
+		BlockSize: 4096,
+		// Attributes are not cached: a cached size would be one reader's.
+		Valid: 0,
+	}
+	if n.dir {
+		a.Mode = os.ModeDir | 0o555
+		a.Nlink = 2
+		a.Valid = entryValid
+	}
+	return a
+}
+
+// errno is what a request that cannot be served answers.
+func errno(e syscall.Errno) fuse.Errno { return fuse.Errno(e) }

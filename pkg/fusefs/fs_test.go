@@ -1,0 +1,205 @@
+package fusefs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestNewRejectsBadTrees(t *testing.T) {
+	tests := []struct {
+		name  string
+		files []string
+	}{
+		{"absolute", []string{"/proc/meminfo"}},
+		{"dot-dot", []string{"../etc/passwd"}},
+		{"unclean", []string{"proc//meminfo"}},
+		{"empty", []string{""}},
+		{"duplicate", []string{"proc/meminfo", "proc/meminfo"}},
+		{"file used as dir", []string{"proc", "proc/meminfo"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := New(tt.files, nil, slog.Default()); err == nil {
+				t.Errorf("New(%q) accepted a bad tree", tt.files)
+			}
+		})
+	}
+}
+
+// Inode numbers (which are also the FUSE node IDs) must not depend on the
+// order files are listed in: a restarted daemon hands the kernel the same
+// numbers.
+func TestNewInodesAreDeterministic(t *testing.T) {
+	a, err := New([]string{"proc/stat", "proc/meminfo", "sys/devices/system/cpu/online"}, nil, slog.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := New([]string{"sys/devices/system/cpu/online", "proc/meminfo", "proc/stat"}, nil, slog.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ia, ib := inodes(a), inodes(b)
+	if fmt.Sprint(ia) != fmt.Sprint(ib) {
+		t.Errorf("inodes differ with listing order:\n%v\n%v", ia, ib)
+	}
+	// root, proc, 2 files, sys, devices, system, cpu, online.
+	if len(ia) != 9 || ia[""] != 1 || ia["proc/meminfo"] != 3 || ia["sys/devices/system/cpu/online"] != 9 {
+		t.Errorf("unexpected numbering: %v", ia)
+	}
+}
+
+func inodes(f *FS) map[string]uint64 {
+	out := map[string]uint64{}
+	for _, n := range f.nodes[1:] {
+		out[n.name] = n.inode
+	}
+	return out
+}
+
+// counter renders "gen=N pid=P" padded to 10 KiB, so reads at later offsets
+// can tell which generation they see; proc/panic panics.
+type counter struct {
+	mu   sync.Mutex
+	gen  int
+	pids []int
+}
+
+func (c *counter) Render(name string, pid int) ([]byte, error) {
+	if name == "proc/panic" {
+		panic("render exploded")
+	}
+	if name == "proc/fail" {
+		return nil, errors.New("host file unreadable")
+	}
+	c.mu.Lock()
+	c.gen++
+	c.pids = append(c.pids, pid)
+	g := c.gen
+	c.mu.Unlock()
+	s := fmt.Sprintf("gen=%d pid=%d\n", g, pid)
+	return []byte(s + strings.Repeat(strconv.Itoa(g%10), 10240-len(s))), nil
+}
+
+func mountTest(t *testing.T, r Renderer, files ...string) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to mount FUSE")
+	}
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		t.Skipf("needs /dev/fuse: %v", err)
+	}
+	mp := t.TempDir()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	tree, err := New(files, r, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := Mount(mp, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, conn, mp, tree, 4) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("serve: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Errorf("serve did not stop within 10s")
+		}
+	})
+	return mp
+}
+
+func TestServeSnapshotsAndRegenerates(t *testing.T) {
+	c := &counter{}
+	mp := mountTest(t, c, "proc/meminfo", "proc/panic", "proc/fail")
+	path := filepath.Join(mp, "proc/meminfo")
+
+	// No page cache: every open reads fresh content.
+	a, _ := os.ReadFile(path)
+	b, _ := os.ReadFile(path)
+	if len(a) != 10240 || string(a[:6]) == string(b[:6]) {
+		t.Fatalf("two opens returned %q and %q (len %d): want fresh, full content", a[:12], b[:12], len(a))
+	}
+
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	head := make([]byte, 100)
+	if _, err := f.ReadAt(head, 0); err != nil {
+		t.Fatal(err)
+	}
+	tail := make([]byte, 100)
+	if _, err := f.ReadAt(tail, 5000); err != nil {
+		t.Fatal(err)
+	}
+	gen := strings.TrimPrefix(strings.Fields(string(head))[0], "gen=")
+	if want := gen[len(gen)-1]; tail[0] != want {
+		t.Errorf("read at offset 5000 came from generation %c, want the snapshot's %c", tail[0], want)
+	}
+	// A read at offset 0 on the same handle regenerates (top's pread(0)).
+	if _, err := f.ReadAt(head, 0); err != nil {
+		t.Fatal(err)
+	}
+	if g2 := strings.TrimPrefix(strings.Fields(string(head))[0], "gen="); g2 == gen {
+		t.Errorf("pread at 0 on an open handle served the old snapshot %s", gen)
+	}
+
+	// The pid at open is a thread of this process.
+	c.mu.Lock()
+	pid := c.pids[0]
+	c.mu.Unlock()
+	status, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil || !strings.Contains(string(status), "\nTgid:\t"+strconv.Itoa(os.Getpid())+"\n") {
+		t.Errorf("renderer saw pid %d, not a thread of this process (%d)", pid, os.Getpid())
+	}
+
+	// A panic in one request is EIO for that request only.
+	if _, err := os.ReadFile(filepath.Join(mp, "proc/panic")); !errors.Is(err, syscall.EIO) {
+		t.Errorf("read of a panicking file: %v, want EIO", err)
+	}
+	if _, err := os.ReadFile(filepath.Join(mp, "proc/fail")); !errors.Is(err, syscall.EIO) {
+		t.Errorf("read of a failing file: %v, want EIO", err)
+	}
+	if _, err := os.ReadFile(path); err != nil {
+		t.Errorf("daemon stopped serving after a panic: %v", err)
+	}
+	if _, err := os.OpenFile(path, os.O_WRONLY, 0); err == nil {
+		t.Errorf("opened a served file for writing")
+	}
+	entries, err := os.ReadDir(filepath.Join(mp, "proc"))
+	if err != nil || len(entries) != 3 || entries[0].Name() != "fail" || entries[2].Name() != "panic" {
+		t.Errorf("proc/ lists %v (%v), want exactly the 3 files", entries, err)
+	}
+
+	// busybox cat copies with sendfile(2), which reads through the page
+	// cache up to the inode size: the size must be the content's.
+	if _, err := exec.LookPath("busybox"); err == nil {
+		out, err := exec.Command("busybox", "cat", path).Output()
+		if err != nil || len(out) != 10240 {
+			t.Errorf("busybox cat (sendfile) read %d bytes (%v), want 10240", len(out), err)
+		}
+	}
+	if st, err := f.Stat(); err != nil || st.Size() != 10240 {
+		t.Errorf("fstat of an open handle: size %v (%v), want its snapshot's 10240", st.Size(), err)
+	}
+}

@@ -1,0 +1,116 @@
+package fusefs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"bazil.org/fuse"
+	"github.com/moby/sys/mountinfo"
+	"golang.org/x/sys/unix"
+)
+
+// FSName is the source shown in /proc/mounts and `df`, so operators can tell
+// our mount from LXCFS's ("lxcfs").
+const FSName = "lxcfs-oci"
+
+// Mount mounts a read-only FUSE file system at mountpoint, creating the
+// directory if needed. A mount left by a crashed daemon ("transport endpoint
+// is not connected") is detached first; a live one is an error, since
+// another daemon is serving there.
+func Mount(mountpoint string, log *slog.Logger) (*fuse.Conn, error) {
+	if err := os.MkdirAll(mountpoint, 0o755); err != nil && !errors.Is(err, unix.ENOTCONN) && !errors.Is(err, os.ErrExist) {
+		return nil, fmt.Errorf("create mountpoint %s: %w", mountpoint, err)
+	}
+	if err := clearStale(mountpoint, log); err != nil {
+		return nil, err
+	}
+	c, err := fuse.Mount(mountpoint,
+		fuse.FSName(FSName),
+		fuse.Subtype(FSName),
+		fuse.AllowOther(),
+		fuse.ReadOnly(),
+		// Containers read these files concurrently through one mount.
+		fuse.AsyncRead(),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("mount FUSE at %s: %w (is the fuse3 package installed and /dev/fuse present?)", mountpoint, err)
+	}
+	return c, nil
+}
+
+func clearStale(mountpoint string, log *slog.Logger) error {
+	_, err := os.Stat(mountpoint)
+	switch {
+	case errors.Is(err, unix.ENOTCONN):
+		log.Warn("replacing a dead FUSE mount left by a previous daemon", "mountpoint", mountpoint)
+		if err := unix.Unmount(mountpoint, unix.MNT_DETACH); err != nil {
+			return fmt.Errorf("detach dead mount at %s: %w", mountpoint, err)
+		}
+		return nil
+	case err != nil:
+		return fmt.Errorf("stat mountpoint %s: %w", mountpoint, err)
+	}
+	mounted, err := mountinfo.Mounted(mountpoint)
+	if err != nil {
+		return fmt.Errorf("check whether %s is mounted: %w", mountpoint, err)
+	}
+	if mounted {
+		return fmt.Errorf("%s is already a mount point: another daemon may be serving it; stop it or unmount it (umount %s) first", mountpoint, mountpoint)
+	}
+	return nil
+}
+
+// Run serves filesys on c with the given number of worker goroutines until
+// the file system is unmounted or ctx is cancelled; on cancel it unmounts
+// mountpoint (lazily if files are still open, which happens while containers
+// have the files bound) and waits briefly for the serving loop to end.
+func Run(ctx context.Context, c *fuse.Conn, mountpoint string, filesys *FS, workers int) error {
+	done := make(chan error, 1)
+	go func() { done <- filesys.Serve(c, workers) }()
+	select {
+	case err := <-done:
+		c.Close()
+		if err != nil {
+			return fmt.Errorf("serve FUSE at %s: %w", mountpoint, err)
+		}
+		return nil
+	case <-ctx.Done():
+	}
+	uerr := Unmount(mountpoint)
+	select {
+	case err := <-done:
+		c.Close()
+		if uerr == nil && err != nil {
+			uerr = fmt.Errorf("serve FUSE at %s: %w", mountpoint, err)
+		}
+	case <-time.After(stopGrace):
+		// Bind mounts of our files in containers keep the connection
+		// open after the unmount; it ends when this process exits and the
+		// kernel sees the device closed.
+	}
+	return uerr
+}
+
+// stopGrace is how long a stop waits for the kernel to end the connection
+// after the unmount.
+const stopGrace = 2 * time.Second
+
+// Unmount removes the mount at mountpoint, detaching it when it is busy.
+func Unmount(mountpoint string) error {
+	err := unix.Unmount(mountpoint, 0)
+	if errors.Is(err, unix.EBUSY) {
+		err = unix.Unmount(mountpoint, unix.MNT_DETACH)
+	}
+	if errors.Is(err, unix.EPERM) {
+		// Not root: the setuid helper can still unmount our own mount.
+		err = fuse.Unmount(mountpoint)
+	}
+	if err != nil && !errors.Is(err, unix.EINVAL) {
+		return fmt.Errorf("unmount %s: %w", mountpoint, err)
+	}
+	return nil
+}

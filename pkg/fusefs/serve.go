@@ -1,0 +1,280 @@
+package fusefs
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"bazil.org/fuse"
+)
+
+// openNoFlush is FOPEN_NOFLUSH (Linux 5.14): the kernel skips the FLUSH round
+// trip on close. bazil.org/fuse has no name for it.
+const openNoFlush fuse.OpenResponseFlags = 1 << 5
+
+// handle is one open file. The opener's pid is kept from open time: reads may
+// come from another thread (or, after fork, another process) sharing the fd,
+// and the file must describe the container that opened it.
+type handle struct {
+	n   *node
+	pid int
+
+	mu    sync.Mutex
+	data  []byte
+	fresh bool // data was rendered at open and no read has used it yet
+}
+
+// server is one connection's state: the open handles.
+type server struct {
+	fs      *FS
+	conn    *fuse.Conn
+	nextFH  atomic.Uint64
+	handles sync.Map // fuse.HandleID -> *handle
+}
+
+// Serve answers requests on conn with workers goroutines reading the device
+// at once, until the connection ends (the file system is unmounted). Requests
+// are answered in the goroutine that read them, so workers bounds how many
+// are in progress.
+func (f *FS) Serve(conn *fuse.Conn, workers int) error {
+	s := &server{fs: f, conn: conn}
+	workers = max(workers, 1)
+	errs := make(chan error, workers)
+	for range workers {
+		go func() { errs <- s.loop() }()
+	}
+	var first error
+	for range workers {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+func (s *server) loop() error {
+	for {
+		req, err := s.conn.ReadRequest()
+		switch {
+		case err == nil:
+		case errors.Is(err, io.EOF), errors.Is(err, syscall.ENODEV):
+			return nil // unmounted
+		case errors.Is(err, syscall.EINTR), errors.Is(err, syscall.EAGAIN), errors.Is(err, syscall.ENOENT):
+			// ENOENT: the kernel dropped an interrupted request before we read it.
+			continue
+		default:
+			return fmt.Errorf("read FUSE request: %w", err)
+		}
+		s.handle(req)
+	}
+}
+
+// handle answers one request. A panic answers EIO for that request alone,
+// logged with the stack, so no input takes the daemon down.
+func (s *server) handle(req fuse.Request) {
+	defer func() {
+		if rec := recover(); rec != nil {
+			s.fs.log.Error("panic serving request; answered EIO", "request", req.String(),
+				"panic", fmt.Sprint(rec), "stack", string(debug.Stack()))
+			req.RespondError(errno(syscall.EIO))
+		}
+	}()
+	hdr := req.Hdr()
+	switch r := req.(type) {
+	case *fuse.LookupRequest:
+		d := s.fs.node(hdr.Node)
+		if d == nil || !d.dir {
+			r.RespondError(errno(syscall.ENOENT))
+			return
+		}
+		ino, ok := d.children[r.Name]
+		if !ok {
+			r.RespondError(errno(syscall.ENOENT))
+			return
+		}
+		n := s.fs.nodes[ino]
+		r.Respond(&fuse.LookupResponse{Node: fuse.NodeID(ino), EntryValid: entryValid, Attr: s.fs.attr(n)})
+
+	case *fuse.GetattrRequest:
+		n := s.fs.node(hdr.Node)
+		if n == nil {
+			r.RespondError(errno(syscall.ENOENT))
+			return
+		}
+		a := s.fs.attr(n)
+		if !n.dir {
+			a.Size = s.size(n, r)
+		}
+		r.Respond(&fuse.GetattrResponse{Attr: a})
+
+	case *fuse.OpenRequest:
+		s.open(r)
+
+	case *fuse.ReadRequest:
+		if r.Dir {
+			s.readDir(r)
+			return
+		}
+		s.read(r)
+
+	case *fuse.ReleaseRequest:
+		s.handles.Delete(r.Handle)
+		r.Respond()
+
+	case *fuse.FlushRequest:
+		// ENOSYS makes kernels without FOPEN_NOFLUSH stop sending FLUSH
+		// for the whole connection: one round trip saved per close.
+		r.RespondError(errno(syscall.ENOSYS))
+
+	case *fuse.AccessRequest:
+		if r.Mask&2 != 0 { // W_OK
+			r.RespondError(errno(syscall.EROFS))
+			return
+		}
+		r.Respond()
+
+	case *fuse.StatfsRequest:
+		r.Respond(&fuse.StatfsResponse{Bsize: 4096, Frsize: 4096, Namelen: 255, Files: uint64(len(s.fs.nodes) - 1)})
+
+	case *fuse.GetxattrRequest, *fuse.ListxattrRequest:
+		req.RespondError(fuse.ErrNoXattr)
+
+	case *fuse.ForgetRequest:
+		r.Respond()
+	case *fuse.BatchForgetRequest:
+		r.Respond()
+	case *fuse.InterruptRequest:
+		// Requests are answered in microseconds; nothing to cancel.
+		r.Respond()
+	case *fuse.DestroyRequest:
+		r.Respond()
+
+	case *fuse.SetattrRequest, *fuse.WriteRequest, *fuse.CreateRequest, *fuse.MkdirRequest,
+		*fuse.RemoveRequest, *fuse.RenameRequest, *fuse.SymlinkRequest, *fuse.LinkRequest,
+		*fuse.MknodRequest, *fuse.SetxattrRequest, *fuse.RemovexattrRequest:
+		req.RespondError(errno(syscall.EROFS))
+
+	default:
+		req.RespondError(errno(syscall.ENOSYS))
+	}
+}
+
+func (s *server) open(r *fuse.OpenRequest) {
+	n := s.fs.node(r.Hdr().Node)
+	switch {
+	case n == nil:
+		r.RespondError(errno(syscall.ENOENT))
+		return
+	case n.dir:
+		if !r.Dir {
+			r.RespondError(errno(syscall.EISDIR))
+			return
+		}
+		r.Respond(&fuse.OpenResponse{Handle: fuse.HandleID(s.nextFH.Add(1)), Flags: fuse.OpenKeepCache | fuse.OpenCacheDir})
+		return
+	case !r.Flags.IsReadOnly():
+		r.RespondError(errno(syscall.EACCES))
+		return
+	}
+	h := &handle{n: n, pid: int(r.Pid)}
+	data, err := s.fs.r.Render(n.name, h.pid)
+	if err != nil {
+		s.fs.log.Warn("render failed", "file", n.name, "pid", h.pid, "err", err)
+		r.RespondError(errno(syscall.EIO))
+		return
+	}
+	h.data, h.fresh = data, true
+	s.setSize(n, data)
+	id := fuse.HandleID(s.nextFH.Add(1))
+	s.handles.Store(id, h)
+	// Direct I/O keeps the page cache out of read(2): each reader's reads
+	// reach us, so no reader sees a page cached for another.
+	r.Respond(&fuse.OpenResponse{Handle: id, Flags: fuse.OpenDirectIO | openNoFlush})
+}
+
+// setSize tells the kernel the file's size for this opener before the open
+// returns. Readers that copy with sendfile(2) or splice(2), as busybox cat
+// does, read through the page cache up to the inode size, which direct I/O
+// does not bypass; at size 0 they would read nothing. Storing the content's
+// last byte at its offset grows the size to the content's length (a
+// zero-length store would not); a shorter later read shrinks it again.
+func (s *server) setSize(n *node, data []byte) {
+	if len(data) == 0 {
+		return
+	}
+	last := len(data) - 1
+	if err := s.conn.NotifyStore(fuse.NodeID(n.inode), uint64(last), data[last:]); err != nil && !errors.Is(err, fuse.ErrNotCached) {
+		s.fs.log.Debug("notify store failed", "file", n.name, "err", err)
+	}
+}
+
+// size is what GETATTR reports for a file: the length of the caller's open
+// handle's snapshot (fstat), else of the content the caller would read now.
+func (s *server) size(n *node, r *fuse.GetattrRequest) uint64 {
+	if r.Flags&fuse.GetattrFh != 0 {
+		if v, ok := s.handles.Load(r.Handle); ok {
+			h := v.(*handle)
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			return uint64(len(h.data))
+		}
+	}
+	data, err := s.fs.r.Render(n.name, int(r.Pid))
+	if err != nil {
+		return 0
+	}
+	return uint64(len(data))
+}
+
+// read serves a file read. Offset 0 renders afresh (tools like top keep the
+// file open and pread from 0 every refresh), except for the first read after
+// open, which uses the content rendered at open; later offsets come from the
+// same snapshot, so a reader reading in small chunks sees one consistent
+// file. A handle this process never opened (the kernel kept it across a
+// daemon restart) is adopted for the reading pid.
+func (s *server) read(r *fuse.ReadRequest) {
+	v, ok := s.handles.Load(r.Handle)
+	if !ok {
+		n := s.fs.node(r.Hdr().Node)
+		if n == nil || n.dir {
+			r.RespondError(errno(syscall.EBADF))
+			return
+		}
+		v, _ = s.handles.LoadOrStore(r.Handle, &handle{n: n, pid: int(r.Pid)})
+	}
+	h := v.(*handle)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.data == nil || (r.Offset == 0 && !h.fresh) {
+		data, err := s.fs.r.Render(h.n.name, h.pid)
+		if err != nil {
+			s.fs.log.Warn("render failed", "file", h.n.name, "pid", h.pid, "err", err)
+			r.RespondError(errno(syscall.EIO))
+			return
+		}
+		h.data = data
+	}
+	h.fresh = false
+	var out []byte
+	if r.Offset < int64(len(h.data)) {
+		out = h.data[r.Offset:min(r.Offset+int64(r.Size), int64(len(h.data)))]
+	}
+	r.Respond(&fuse.ReadResponse{Data: out})
+}
+
+func (s *server) readDir(r *fuse.ReadRequest) {
+	d := s.fs.node(r.Hdr().Node)
+	if d == nil || !d.dir {
+		r.RespondError(errno(syscall.ENOTDIR))
+		return
+	}
+	var out []byte
+	if r.Offset < int64(len(d.dirents)) {
+		out = d.dirents[r.Offset:min(r.Offset+int64(r.Size), int64(len(d.dirents)))]
+	}
+	r.Respond(&fuse.ReadResponse{Data: out})
+}
