@@ -1,0 +1,260 @@
+// Command lxcfs-hook is an OCI createRuntime hook that bind-mounts the
+// container-aware /proc and /sys files served by lxcfs-fused (or LXCFS) over
+// a container's own, for any OCI runtime (runc, crun) and any engine that
+// runs hooks (podman and CRI-O through hooks.d).
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/hook"
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/mountns"
+)
+
+// DefaultLogFile is appended to on every run: runtimes throw hook output
+// away when the hook succeeds, so stderr alone would lose every warning.
+const DefaultLogFile = "/var/log/lxcfs-hook.log"
+
+func main() {
+	if err := newApp().Run(os.Args); err != nil {
+		// cli.Exit errors are printed by the app; anything else is printed here.
+		var ec cli.ExitCoder
+		if !errors.As(err, &ec) {
+			fmt.Fprintln(os.Stderr, "lxcfs-hook:", err)
+			os.Exit(1)
+		}
+	}
+}
+
+// hookFlags are accepted before the command (`lxcfs-hook --always
+// create-runtime`) and after it, because hooks.d files and hand-written
+// configs put them on either side.
+func hookFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{
+			Name:  "lxcfs-root",
+			Value: hook.DefaultRoot,
+			Usage: "directory where lxcfs-fused (or LXCFS) serves proc/ and sys/; its files are bound over the container's",
+		},
+		&cli.BoolFlag{
+			Name:  "fail-closed",
+			Usage: "fail the hook, so the container does not start, when the views cannot be served (default: warn and start the container with the host's files); the annotation io.lxcfs.required=true does the same per container",
+		},
+		&cli.BoolFlag{
+			Name:  "always",
+			Usage: "serve every container that runs the hook unless its annotations say io.lxcfs.enabled=false (for hooks written into config.json by hand or by the inject command); without it a container must carry io.lxcfs.enabled=true or io.kubernetes.lxcfs.enabled=true",
+		},
+		&cli.StringFlag{
+			Name:  "log-file",
+			Value: DefaultLogFile,
+			Usage: "file every outcome is appended to (with the container id), besides stderr; when it cannot be opened, the systemd journal or syslog is used; \"-\" logs to stderr only",
+		},
+		&cli.StringFlag{
+			Name:  "log-level",
+			Value: "info",
+			Usage: "least severe level logged: debug, info, warn or error",
+		},
+	}
+}
+
+func newApp() *cli.App {
+	return &cli.App{
+		Name:  "lxcfs-hook",
+		Usage: "OCI hook that bind-mounts container-aware /proc and /sys views into containers",
+		Description: `As a createRuntime hook, lxcfs-hook reads the OCI state on stdin and the
+bundle's config.json, decides whether the container is served, checks that
+the views are being served at --lxcfs-root (a live FUSE mount, from
+lxcfs-fused or LXCFS), joins the container's mount namespace and binds every
+file under ROOT/proc and ROOT/sys/devices/system/cpu/online read-only over the
+same path in the container. Targets missing in the container are skipped.
+
+Opt-in: a container is served when it has the annotation io.lxcfs.enabled=true
+(or PouchContainer's io.kubernetes.lxcfs.enabled=true), or, with --always,
+unless it has io.lxcfs.enabled=false.
+
+For podman and CRI-O install hooks.d/lxcfs.json; for runc or crun by hand,
+run "lxcfs-hook inject --bundle DIR".`,
+		Flags:                hookFlags(),
+		EnableBashCompletion: true,
+		Commands: []*cli.Command{
+			{
+				Name:    "create-runtime",
+				Aliases: []string{"createRuntime", "prestart"},
+				Usage:   "run as the OCI createRuntime (or prestart) hook: OCI state on stdin",
+				Description: `Mounts the views into the container whose state is on stdin. Exits 0 when
+the container is not opted in, and, unless --fail-closed or the annotation
+io.lxcfs.required=true, when the views are not being served (the container
+then sees the host's files; a warning is logged). Exits non-zero when the
+hook refuses to act because it would touch the host (state.pid not in a
+container of its own, a symlinked rootfs or target).`,
+				Flags:  hookFlags(),
+				Action: createRuntime,
+			},
+			{
+				Name:  "inject",
+				Usage: "add lxcfs-hook as a createRuntime hook to a bundle's config.json (for runc or crun by hand)",
+				Description: `Adds {"path": HOOK, "args": ["lxcfs-hook", "--lxcfs-root", ROOT, "--always",
+"create-runtime"], "timeout": 5} to hooks.createRuntime of BUNDLE/config.json.
+Idempotent: running it twice changes nothing; an entry with the same path is
+updated. Every other key of the file is kept, in order; the file is replaced
+atomically.`,
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "bundle", Aliases: []string{"b"}, Required: true, Usage: "OCI bundle directory holding config.json"},
+					&cli.StringFlag{Name: "hook-path", Usage: "absolute path the runtime runs the hook from (default: this binary's absolute path)"},
+					&cli.StringFlag{Name: "lxcfs-root", Value: hook.DefaultRoot, Usage: "views directory written into the hook's arguments"},
+					&cli.BoolFlag{Name: "always", Value: true, Usage: "write --always into the hook's arguments, so the container is served without an annotation (--always=false: only with io.lxcfs.enabled=true)"},
+					&cli.BoolFlag{Name: "fail-closed", Usage: "write --fail-closed into the hook's arguments"},
+					&cli.StringFlag{Name: "log-file", Usage: "write --log-file FILE into the hook's arguments (default: the hook's own default, " + DefaultLogFile + ")"},
+				},
+				Action: inject,
+			},
+		},
+	}
+}
+
+// setFlag finds the context where a flag was given, looking at the command
+// first and then its parents, since the flags exist on both levels.
+func setFlag(c *cli.Context, name string) *cli.Context {
+	for _, x := range c.Lineage() {
+		if x.IsSet(name) {
+			return x
+		}
+	}
+	return c
+}
+
+func createRuntime(c *cli.Context) error {
+	start := time.Now()
+	root := setFlag(c, "lxcfs-root").String("lxcfs-root")
+	failClosed := setFlag(c, "fail-closed").Bool("fail-closed")
+	always := setFlag(c, "always").Bool("always")
+	log, closeLog, err := newLogger(setFlag(c, "log-file").String("log-file"), setFlag(c, "log-level").String("log-level"), os.Stderr)
+	if err != nil {
+		return cli.Exit(fmt.Sprintf("lxcfs-hook: %v", err), 2)
+	}
+	defer closeLog()
+
+	fail := func(msg string, args ...any) error {
+		log.Error(msg, args...)
+		return cli.Exit("", 1)
+	}
+
+	state, err := hook.ParseState(os.Stdin)
+	if err != nil {
+		return fail("cannot read the container state", "err", err)
+	}
+	log = log.With("container", state.ID, "pid", state.Pid)
+	spec, err := hook.LoadConfig(state.Bundle)
+	if err != nil {
+		return fail("cannot load the container config", "err", err)
+	}
+	annotations := map[string]string{}
+	for k, v := range spec.Annotations {
+		annotations[k] = v
+	}
+	// The state's annotations are what the runtime settled on; they win.
+	for k, v := range state.Annotations {
+		annotations[k] = v
+	}
+	mode := hook.ModeOptIn
+	if always {
+		mode = hook.ModeAlways
+	}
+	d := hook.Decide(annotations, mode, failClosed)
+	if !d.Serve {
+		log.Info("container not served", "reason", d.Reason)
+		return nil
+	}
+	if err := hook.Serving(root); err != nil {
+		if d.Required {
+			return fail("views not served and required (--fail-closed or io.lxcfs.required=true): refusing to start the container", "root", root, "err", err)
+		}
+		log.Warn("views not served: the container starts with the host's /proc and /sys files", "root", root, "err", err)
+		return nil
+	}
+	entries, err := hook.List(root)
+	if err != nil {
+		if d.Required {
+			return fail("cannot list the served views", "root", root, "err", err)
+		}
+		log.Warn("cannot list the served views: the container starts with the host's files", "root", root, "err", err)
+		return nil
+	}
+	mounts := hook.Plan(root, entries...)
+	rootfs := hook.RootfsPath(state.Bundle, spec)
+	if rootfs == "" {
+		return fail("config.json has no root.path", "bundle", state.Bundle)
+	}
+	res, err := mountns.BindReadOnly(state.Pid, rootfs, mounts)
+	for _, m := range res.Mounted {
+		log.Debug("mounted", "target", m.Target, "source", m.Source)
+	}
+	for _, s := range res.Skipped {
+		log.Info("skipped", "target", s.Target, "reason", s.Reason)
+	}
+	if err != nil {
+		if errors.Is(err, mountns.ErrRefused) {
+			return fail("refusing to mount", "rootfs", rootfs, "mounted", len(res.Mounted), "err", err)
+		}
+		if d.Required {
+			return fail("mounting the views failed", "rootfs", rootfs, "mounted", len(res.Mounted), "err", err)
+		}
+		log.Warn("mounting the views failed: the container starts with some host files", "rootfs", rootfs, "mounted", len(res.Mounted), "err", err)
+		return nil
+	}
+	log.Info("views mounted", "reason", d.Reason, "rootfs", rootfs, "mounted", targets(res.Mounted), "skipped", len(res.Skipped), "took", time.Since(start).Round(time.Microsecond))
+	return nil
+}
+
+func targets(ms []hook.Mount) string {
+	t := make([]string, len(ms))
+	for i, m := range ms {
+		t[i] = m.Target
+	}
+	return strings.Join(t, ",")
+}
+
+func inject(c *cli.Context) error {
+	bundle := c.String("bundle")
+	hookPath := c.String("hook-path")
+	if hookPath == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return cli.Exit(fmt.Sprintf("lxcfs-hook inject: find this binary's path: %v; pass --hook-path", err), 1)
+		}
+		hookPath = exe
+	}
+	hookPath, err := filepath.Abs(hookPath)
+	if err != nil {
+		return cli.Exit(fmt.Sprintf("lxcfs-hook inject: %v", err), 1)
+	}
+	args := []string{"lxcfs-hook", "--lxcfs-root", c.String("lxcfs-root")}
+	if c.Bool("always") {
+		args = append(args, "--always")
+	}
+	if c.Bool("fail-closed") {
+		args = append(args, "--fail-closed")
+	}
+	if f := c.String("log-file"); f != "" {
+		args = append(args, "--log-file", f)
+	}
+	args = append(args, "create-runtime")
+	configPath := filepath.Join(bundle, "config.json")
+	changed, err := hook.Inject(configPath, hookPath, args)
+	if err != nil {
+		return cli.Exit(fmt.Sprintf("lxcfs-hook inject: %v", err), 1)
+	}
+	if changed {
+		fmt.Fprintf(c.App.Writer, "added createRuntime hook %s to %s\n", hookPath, configPath)
+	} else {
+		fmt.Fprintf(c.App.Writer, "%s already has the hook; nothing changed\n", configPath)
+	}
+	return nil
+}

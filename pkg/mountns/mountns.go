@@ -1,0 +1,240 @@
+// Package mountns enters a container's mount namespace and bind-mounts the
+// served view files over the container's own, read-only.
+//
+// Everything happens on a dedicated OS thread that joins the container's
+// mount namespace and is never given back to the Go scheduler: the thread
+// exits with its goroutine, so no other goroutine ever runs in the
+// container's namespace, and the hook's other threads stay on the host.
+package mountns
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"runtime"
+	"strconv"
+
+	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
+	"golang.org/x/sys/unix"
+
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/hook"
+)
+
+// ErrRefused is wrapped by every error that means the hook would have acted
+// outside the container (a host process as pid, a symlinked rootfs or
+// target). Such errors point at a hostile or broken configuration.
+var ErrRefused = errors.New("refused")
+
+// Skip is a planned mount that was not made, and why.
+type Skip struct {
+	hook.Mount
+	Reason string
+}
+
+// Result tells what BindReadOnly did, for the log.
+type Result struct {
+	Mounted []hook.Mount
+	Skipped []Skip
+}
+
+// flags of the read-only remount: a view is data, never a device, program or
+// setuid file.
+const roFlags = unix.MS_BIND | unix.MS_REMOUNT | unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
+
+// BindReadOnly joins the mount namespace of pid (the container's init, on
+// the host) and bind-mounts each Source over Target resolved inside rootfs,
+// then makes the bind read-only. Targets that do not exist in the container
+// are skipped. It refuses to act when pid shares the caller's mount
+// namespace, when rootfs is a symlink, or when a target is a symlink or of
+// another file type than its source. It stops at the first error, returning
+// what was done so far.
+func BindReadOnly(pid int, rootfs string, mounts []hook.Mount) (Result, error) {
+	if pid <= 0 {
+		return Result{}, fmt.Errorf("%w: pid %d is not a process", ErrRefused, pid)
+	}
+	type outcome struct {
+		res Result
+		err error
+	}
+	ch := make(chan outcome, 1)
+	go func() {
+		// Never unlocked: the thread's fs_struct and mount namespace are
+		// changed below, and a locked goroutine that exits takes its thread
+		// with it instead of handing a tainted thread back to the scheduler.
+		runtime.LockOSThread()
+		res, err := bindInNamespace(pid, rootfs, mounts)
+		ch <- outcome{res, err}
+	}()
+	o := <-ch
+	return o.res, o.err
+}
+
+func bindInNamespace(pid int, rootfs string, mounts []hook.Mount) (Result, error) {
+	var res Result
+	nsPath := "/proc/" + strconv.Itoa(pid) + "/ns/mnt"
+	nsFd, err := unix.Open(nsPath, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ESRCH) {
+			return res, fmt.Errorf("%w: container process %d does not exist (exited before the hook ran?): open %s: %w", ErrRefused, pid, nsPath, err)
+		}
+		return res, fmt.Errorf("open %s: %w", nsPath, err)
+	}
+	defer unix.Close(nsFd)
+	var theirs, ours unix.Stat_t
+	if err := unix.Fstat(nsFd, &theirs); err != nil {
+		return res, fmt.Errorf("stat %s: %w", nsPath, err)
+	}
+	if err := unix.Stat("/proc/thread-self/ns/mnt", &ours); err != nil {
+		return res, fmt.Errorf("stat own mount namespace: %w", err)
+	}
+	if theirs.Dev == ours.Dev && theirs.Ino == ours.Ino {
+		return res, fmt.Errorf("%w: process %d shares the hook's own mount namespace, so it is not a container init: mounting there would cover the host's files (is the hook configured at the createRuntime stage, and is state.pid the container's?)", ErrRefused, pid)
+	}
+
+	if err := unix.Unshare(unix.CLONE_FS); err != nil {
+		return res, fmt.Errorf("unshare CLONE_FS: %w", err)
+	}
+	if err := unix.Setns(nsFd, unix.CLONE_NEWNS); err != nil {
+		return res, fmt.Errorf("join mount namespace of process %d: %w", pid, err)
+	}
+
+	// The rootfs is resolved in the container's namespace: the runtime has
+	// bound it onto itself there and mounted procfs and sysfs under it.
+	var rst unix.Stat_t
+	if err := unix.Lstat(rootfs, &rst); err != nil {
+		return res, fmt.Errorf("stat rootfs %s in the container's mount namespace: %w", rootfs, err)
+	}
+	if rst.Mode&unix.S_IFMT == unix.S_IFLNK {
+		return res, fmt.Errorf("%w: rootfs %s is a symlink: give the runtime the real directory", ErrRefused, rootfs)
+	}
+	if rst.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return res, fmt.Errorf("rootfs %s is not a directory", rootfs)
+	}
+	rootFd, err := os.OpenFile(rootfs, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return res, fmt.Errorf("open rootfs %s: %w", rootfs, err)
+	}
+	defer rootFd.Close()
+
+	for _, m := range mounts {
+		skipped, err := bindOne(rootFd, m)
+		if err != nil {
+			return res, err
+		}
+		if skipped != "" {
+			res.Skipped = append(res.Skipped, Skip{Mount: m, Reason: skipped})
+			continue
+		}
+		res.Mounted = append(res.Mounted, m)
+	}
+	return res, nil
+}
+
+// bindOne mounts m and returns a non-empty reason when it skipped it.
+func bindOne(rootFd *os.File, m hook.Mount) (string, error) {
+	src, err := os.OpenFile(m.Source, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return "", fmt.Errorf("open source %s: %w", m.Source, err)
+	}
+	defer src.Close()
+	var sst unix.Stat_t
+	if err := unix.Fstat(int(src.Fd()), &sst); err != nil {
+		return "", fmt.Errorf("stat source %s: %w", m.Source, err)
+	}
+	if sst.Mode&unix.S_IFMT != unix.S_IFREG {
+		return "", fmt.Errorf("source %s is not a regular file", m.Source)
+	}
+
+	dir, base := path.Split(path.Clean("/" + m.Target))
+	if base == "" || base == "." || base == ".." {
+		return "", fmt.Errorf("%w: target %q names no file", ErrRefused, m.Target)
+	}
+	// Every component but the last is resolved as if rootfs were /, so a
+	// symlink (absolute or with "..") cannot lead out of the rootfs.
+	parent, err := pathrs.OpenatInRoot(rootFd, dir)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Sprintf("%s does not exist in the container", dir), nil
+		}
+		return "", fmt.Errorf("resolve %s in rootfs %s: %w", dir, rootFd.Name(), err)
+	}
+	defer parent.Close()
+	target, reason, err := openTarget(parent, base, m.Target)
+	if err != nil || reason != "" {
+		return reason, err
+	}
+	defer target.Close()
+
+	var tst unix.Stat_t
+	if err := unix.Fstat(int(target.Fd()), &tst); err != nil {
+		return "", fmt.Errorf("stat target %s: %w", m.Target, err)
+	}
+	if tst.Mode&unix.S_IFMT != sst.Mode&unix.S_IFMT {
+		return "", fmt.Errorf("%w: target %s is not a regular file like its source %s (mode %#o)", ErrRefused, m.Target, m.Source, tst.Mode&unix.S_IFMT)
+	}
+	var tfs unix.Statfs_t
+	if err := unix.Fstatfs(int(target.Fd()), &tfs); err == nil && uint32(tfs.Type) == hook.FUSESuperMagic {
+		// prestart and createRuntime both listing the hook, or a second
+		// hook run, must not stack views.
+		return fmt.Sprintf("%s is already a FUSE file (served view?)", m.Target), nil
+	}
+
+	if err := unix.Mount(fdPath(src), fdPath(target), "", unix.MS_BIND, ""); err != nil {
+		return "", fmt.Errorf("bind %s over %s: %w", m.Source, m.Target, err)
+	}
+	// The handle still points at the file under the new mount: look the name
+	// up again to reach the mount itself.
+	top, reason, err := openTarget(parent, base, m.Target)
+	if err == nil && reason != "" {
+		err = fmt.Errorf("%s vanished after the bind: %s", m.Target, reason)
+	}
+	if err != nil {
+		return "", fmt.Errorf("reopen %s after the bind: %w", m.Target, err)
+	}
+	defer top.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(top.Fd()), &st); err != nil {
+		return "", fmt.Errorf("stat %s after the bind: %w", m.Target, err)
+	}
+	if st.Dev != sst.Dev || st.Ino != sst.Ino {
+		// Something else sits on top now (a race in the container's
+		// namespace): leave it, and say so.
+		return "", fmt.Errorf("%s is not the bound view after the bind", m.Target)
+	}
+	if err := unix.Mount("", fdPath(top), "", roFlags, ""); err != nil {
+		// A view that cannot be made read-only is removed rather than left
+		// writable.
+		_ = unix.Unmount(fdPath(top), unix.MNT_DETACH)
+		return "", fmt.Errorf("make %s read-only: %w", m.Target, err)
+	}
+	return "", nil
+}
+
+// openTarget opens the last component without following it: a symlink there
+// is refused, whatever it points to.
+func openTarget(parent *os.File, base, target string) (*os.File, string, error) {
+	fd, err := unix.Openat(int(parent.Fd()), base, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return nil, fmt.Sprintf("%s does not exist in the container", target), nil
+		}
+		return nil, "", fmt.Errorf("open target %s: %w", target, err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return nil, "", fmt.Errorf("stat target %s: %w", target, err)
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFLNK {
+		unix.Close(fd)
+		return nil, "", fmt.Errorf("%w: target %s is a symlink in the container: not following it", ErrRefused, target)
+	}
+	return os.NewFile(uintptr(fd), target), "", nil
+}
+
+// fdPath names an fd for mount(2), which takes paths: the magic link resolves
+// to exactly the file the fd holds, with no second path walk to race.
+func fdPath(f *os.File) string {
+	return "/proc/thread-self/fd/" + strconv.Itoa(int(f.Fd()))
+}
