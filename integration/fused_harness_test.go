@@ -1,0 +1,188 @@
+package integration
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// startFused starts lxcfs-fused on a fresh mountpoint, waits until it
+// serves, and stops it (checking it unmounted and exited 0) at cleanup. Its
+// log is printed when the test fails.
+func startFused(t *testing.T, args ...string) string {
+	t.Helper()
+	requireRoot(t)
+	dir := t.TempDir()
+	mp := filepath.Join(dir, "lxcfs")
+	logPath := filepath.Join(dir, "fused.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(fusedBin, append([]string{"--mountpoint", mp, "--log-level", "debug"}, args...)...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", fusedBin, err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait(); logFile.Close() }()
+
+	t.Cleanup(func() {
+		defer func() {
+			if t.Failed() {
+				b, _ := os.ReadFile(logPath)
+				t.Logf("lxcfs-fused log:\n%s", b)
+			}
+		}()
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-exited:
+			if err != nil {
+				t.Errorf("lxcfs-fused did not exit cleanly on SIGTERM: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-exited
+			t.Errorf("lxcfs-fused still running 10s after SIGTERM")
+		}
+		if isMounted(t, mp) {
+			t.Errorf("%s still mounted after the daemon stopped", mp)
+			unix.Unmount(mp, unix.MNT_DETACH)
+		}
+	})
+
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if isMounted(t, mp) {
+			if _, err := os.ReadFile(filepath.Join(mp, "proc/meminfo")); err == nil {
+				return mp
+			}
+		}
+		select {
+		case err := <-exited:
+			b, _ := os.ReadFile(logPath)
+			t.Fatalf("lxcfs-fused exited before serving: %v\n%s", err, b)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	t.Fatalf("lxcfs-fused did not serve %s within 10s", mp)
+	return ""
+}
+
+// isMounted says whether path is a mount point in this mount namespace.
+func isMounted(t *testing.T, path string) bool {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && unescapeMount(f[4]) == path {
+			return true
+		}
+	}
+	return false
+}
+
+func unescapeMount(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// v1Cgroup is a cgroup made in each named v1 hierarchy for one test.
+type v1Cgroup struct {
+	name  string
+	ctrls []string
+}
+
+// newV1Cgroup creates /sys/fs/cgroup/<ctrl>/<name> for each controller and
+// removes them at cleanup (after the test's processes are gone).
+func newV1Cgroup(t *testing.T, ctrls ...string) *v1Cgroup {
+	t.Helper()
+	if _, err := os.Stat("/sys/fs/cgroup/memory/memory.limit_in_bytes"); err != nil {
+		t.Skipf("needs cgroup v1 controllers at /sys/fs/cgroup (this host layout): %v", err)
+	}
+	cg := &v1Cgroup{name: "lxcfs-oci-test-" + strconv.Itoa(os.Getpid()) + "-" + strconv.FormatInt(time.Now().UnixNano()%1e9, 10), ctrls: ctrls}
+	for _, c := range ctrls {
+		if err := os.Mkdir(cg.dir(c), 0o755); err != nil {
+			t.Fatalf("create cgroup: %v", err)
+		}
+	}
+	t.Cleanup(func() {
+		for _, c := range ctrls {
+			// A just-killed task may linger for a moment.
+			for range 50 {
+				if err := os.Remove(cg.dir(c)); err == nil || errors.Is(err, os.ErrNotExist) {
+					break
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+	})
+	if contains(ctrls, "cpuset") {
+		// A v1 cpuset takes no task until it has CPUs and memory nodes.
+		cg.set(t, "cpuset", "cpuset.mems", readTrim(t, "/sys/fs/cgroup/cpuset/cpuset.mems"))
+		cg.set(t, "cpuset", "cpuset.cpus", readTrim(t, "/sys/fs/cgroup/cpuset/cpuset.cpus"))
+	}
+	return cg
+}
+
+func (cg *v1Cgroup) dir(ctrl string) string { return filepath.Join("/sys/fs/cgroup", ctrl, cg.name) }
+
+func (cg *v1Cgroup) set(t *testing.T, ctrl, file, value string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(cg.dir(ctrl), file), []byte(value), 0o644); err != nil {
+		t.Fatalf("set %s/%s to %s: %v", ctrl, file, value, err)
+	}
+}
+
+// enterScript is shell that moves itself into the cgroup, to prefix a command.
+func (cg *v1Cgroup) enterScript() string {
+	var b strings.Builder
+	for _, c := range cg.ctrls {
+		b.WriteString("echo $$ > " + filepath.Join(cg.dir(c), "cgroup.procs") + " && ")
+	}
+	return b.String()
+}
+
+func readTrim(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(bytes.TrimSpace(b))
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,313 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// startViews serves the views on a temporary mountpoint with our daemon.
+func startViews(t *testing.T) string {
+	t.Helper()
+	return startFused(t)
+}
+
+// startLXCFS serves the views with the real LXCFS (Debian lxcfs), to show the
+// hook does not depend on our daemon.
+func startLXCFS(t *testing.T) string {
+	t.Helper()
+	requireRoot(t)
+	lxcfs, err := exec.LookPath("lxcfs")
+	if err != nil {
+		t.Skipf("needs the lxcfs binary (Debian package lxcfs): %v", err)
+	}
+	dir := t.TempDir()
+	mp := filepath.Join(dir, "lxcfs")
+	if err := os.Mkdir(mp, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	logPath := filepath.Join(dir, "lxcfs.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(lxcfs, "-p", filepath.Join(dir, "lxcfs.pid"), mp)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start lxcfs: %v", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait(); logFile.Close() }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-exited
+		}
+		if isMounted(t, mp) {
+			unix.Unmount(mp, unix.MNT_DETACH)
+		}
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if isMounted(t, mp) {
+			if _, err := os.ReadFile(filepath.Join(mp, "proc/meminfo")); err == nil {
+				return mp
+			}
+		}
+		select {
+		case err := <-exited:
+			b, _ := os.ReadFile(logPath)
+			t.Fatalf("lxcfs exited before serving: %v\n%s", err, b)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	t.Fatalf("lxcfs did not serve %s within 10s", mp)
+	return ""
+}
+
+// bundleOpts shape a test container.
+type bundleOpts struct {
+	script      string // run by /bin/sh -c
+	limits      bool   // 64 MiB, cpuset 0, quota 50000/100000
+	readOnly    bool
+	noSys       bool // drop the /sys mount
+	annotations map[string]string
+}
+
+// busyboxBundle makes an OCI bundle under t.TempDir() whose rootfs holds the
+// static busybox and its applet links.
+func busyboxBundle(t *testing.T, o bundleOpts) string {
+	t.Helper()
+	requireRoot(t)
+	for _, bin := range []string{"runc", "busybox"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			t.Skipf("needs %s (Debian packages runc, busybox-static): %v", bin, err)
+		}
+	}
+	bundle := t.TempDir()
+	rootfs := filepath.Join(bundle, "rootfs")
+	makeBusyboxRootfs(t, rootfs)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "runc", "spec", "--bundle", bundle)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("runc spec: %v\n%s", err, out)
+	}
+	editConfig(t, bundle, func(c map[string]any) {
+		proc := c["process"].(map[string]any)
+		proc["terminal"] = false
+		proc["args"] = []any{"/bin/sh", "-c", o.script}
+		c["root"] = map[string]any{"path": "rootfs", "readonly": o.readOnly}
+		linux := c["linux"].(map[string]any)
+		if o.limits {
+			linux["resources"] = map[string]any{
+				"memory": map[string]any{"limit": 64 << 20},
+				"cpu":    map[string]any{"cpus": "0", "quota": 50000, "period": 100000},
+			}
+		}
+		if o.noSys {
+			var kept []any
+			for _, m := range c["mounts"].([]any) {
+				if m.(map[string]any)["destination"] != "/sys" {
+					kept = append(kept, m)
+				}
+			}
+			c["mounts"] = kept
+		}
+		if len(o.annotations) > 0 {
+			a := map[string]any{}
+			for k, v := range o.annotations {
+				a[k] = v
+			}
+			c["annotations"] = a
+		}
+	})
+	return bundle
+}
+
+func makeBusyboxRootfs(t *testing.T, rootfs string) {
+	t.Helper()
+	for _, d := range []string{"bin", "proc", "sys", "dev", "tmp", "etc"} {
+		if err := os.MkdirAll(filepath.Join(rootfs, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bb, err := exec.LookPath("busybox")
+	if err != nil {
+		t.Skipf("needs busybox-static: %v", err)
+	}
+	data, err := os.ReadFile(bb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(rootfs, "bin/busybox"), data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(bb, "--list").Output()
+	if err != nil {
+		t.Fatalf("busybox --list: %v", err)
+	}
+	for _, applet := range strings.Fields(string(out)) {
+		if applet == "busybox" || strings.Contains(applet, "/") {
+			continue
+		}
+		if err := os.Symlink("busybox", filepath.Join(rootfs, "bin", applet)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func editConfig(t *testing.T, bundle string, edit func(map[string]any)) {
+	t.Helper()
+	p := filepath.Join(bundle, "config.json")
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c map[string]any
+	if err := json.Unmarshal(data, &c); err != nil {
+		t.Fatal(err)
+	}
+	edit(c)
+	data, err = json.MarshalIndent(c, "", "\t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// injectHook adds our hook to the bundle with `lxcfs-hook inject`, logging to
+// a file of the test; extra goes after the inject flags. It returns the log path.
+func injectHook(t *testing.T, bundle, root string, extra ...string) string {
+	t.Helper()
+	logPath := filepath.Join(t.TempDir(), "hook.log")
+	args := append([]string{"inject", "--bundle", bundle, "--hook-path", hookBin, "--lxcfs-root", root, "--log-file", logPath}, extra...)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, hookBin, args...).CombinedOutput(); err != nil {
+		t.Fatalf("lxcfs-hook inject: %v\n%s", err, out)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			b, _ := os.ReadFile(logPath)
+			t.Logf("hook log:\n%s", b)
+		}
+	})
+	return logPath
+}
+
+var runcSeq int
+
+// runcRun runs the bundle to completion with a private runc state root and
+// returns its stdout and stderr. The container is deleted at cleanup.
+func runcRun(t *testing.T, bundle string) (string, string, error) {
+	t.Helper()
+	runcSeq++
+	id := fmt.Sprintf("lxcfs-hook-test-%d-%d", os.Getpid(), runcSeq)
+	state := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "runc", "--root", state, "run", "--bundle", bundle, id)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		exec.CommandContext(ctx, "runc", "--root", state, "delete", "--force", id).Run()
+	})
+	return stdout.String(), stderr.String(), err
+}
+
+// mountPoints lists the mount points of a mount namespace, via a process in it.
+func mountPoints(t *testing.T, pid string) []string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/" + pid + "/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mps []string
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if f := strings.Fields(line); len(f) > 4 {
+			mps = append(mps, unescapeMount(f[4]))
+		}
+	}
+	sort.Strings(mps)
+	return mps
+}
+
+// sameMounts fails the test when the host's mount points changed.
+func sameMounts(t *testing.T, before []string) {
+	t.Helper()
+	after := mountPoints(t, "self")
+	if strings.Join(before, "\n") != strings.Join(after, "\n") {
+		t.Errorf("host mounts changed:\nbefore %v\nafter  %v", before, after)
+	}
+}
+
+// hostMemTotal is the first line of the host's /proc/meminfo.
+func hostMemTotal(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Join(strings.Fields(strings.SplitN(string(b), "\n", 2)[0]), " ")
+}
+
+// field returns the value after "key=" in the container's output lines.
+func field(out, key string) string {
+	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(key) + `=(.*)$`).FindStringSubmatch(out)
+	if m == nil {
+		return ""
+	}
+	return strings.TrimSpace(m[1])
+}
+
+// readHookLog returns the hook log, for messages the runtime discarded.
+func readHookLog(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// viewScript prints what the tests compare, one key=value a line.
+const viewScript = `echo "memtotal=$(grep MemTotal /proc/meminfo | tr -s ' ')"
+echo "procs=$(grep -c ^processor /proc/cpuinfo)"
+echo "online=$(cat /sys/devices/system/cpu/online 2>&1)"
+echo "nproc=$(nproc)"
+echo "uptime=$(cut -d' ' -f1 /proc/uptime)"
+echo "free=$(free | grep Mem: | tr -s ' ')"
+echo "meminfo_mount=$(grep -c ' /proc/meminfo ' /proc/self/mountinfo)"
+`
+
+func atof(t *testing.T, s string) float64 {
+	t.Helper()
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		t.Fatalf("parse %q: %v", s, err)
+	}
+	return f
+}

@@ -1,0 +1,245 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// fakeContainer starts a process in a mount namespace of its own (a
+// container's init, minus the rest) and returns its pid; it is killed at
+// cleanup, which also drops its namespace and every mount in it.
+func fakeContainer(t *testing.T) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	cmd := exec.CommandContext(ctx, "unshare", "--mount", "--propagation", "private", "sleep", "120")
+	if err := cmd.Start(); err != nil {
+		cancel()
+		t.Skipf("needs unshare(1) from util-linux: %v", err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		cmd.Wait()
+	})
+	pid := cmd.Process.Pid
+	own, _ := os.Readlink("/proc/self/ns/mnt")
+	for range 250 {
+		if ns, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/ns/mnt"); err == nil && ns != own {
+			// unshare has switched namespaces; wait for the exec of sleep.
+			if comm, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm"); strings.TrimSpace(string(comm)) == "sleep" {
+				return pid
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatal("unshare did not enter a new mount namespace within 5s")
+	return 0
+}
+
+// hostileBundle is a bundle whose rootfs has regular files standing in for
+// the targets (as procfs would give), so the hook has something to cover.
+func hostileBundle(t *testing.T) (bundle, rootfs string) {
+	t.Helper()
+	bundle = t.TempDir()
+	rootfs = filepath.Join(bundle, "rootfs")
+	for _, f := range []string{"proc/meminfo", "proc/cpuinfo", "proc/uptime", "sys/devices/system/cpu/online"} {
+		p := filepath.Join(rootfs, f)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte("container's own\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := `{"ociVersion":"1.2.0","root":{"path":"rootfs"},"process":{"args":["sh"],"cwd":"/"}}`
+	if err := os.WriteFile(filepath.Join(bundle, "config.json"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return bundle, rootfs
+}
+
+// hostDir is a directory standing for a sensitive host path a hostile bundle
+// points at.
+func hostDir(t *testing.T) string {
+	t.Helper()
+	d := filepath.Join(t.TempDir(), "host")
+	for _, f := range []string{"meminfo", "proc/meminfo", "passwd"} {
+		p := filepath.Join(d, f)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte("host secret\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return d
+}
+
+// runHook runs lxcfs-hook create-runtime directly with a state on stdin.
+func runHook(t *testing.T, root, bundle string, pid int) (string, error) {
+	t.Helper()
+	state, _ := json.Marshal(map[string]any{
+		"ociVersion": "1.2.0", "id": "hostile", "status": "creating", "pid": pid, "bundle": bundle,
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, hookBin, "--lxcfs-root", root, "--always", "--log-file", "-", "create-runtime")
+	cmd.Stdin = bytes.NewReader(state)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func TestHookHostile(t *testing.T) {
+	root := startViews(t)
+	before := mountPoints(t, "self")
+	defer sameMounts(t, before)
+
+	t.Run("host pid", func(t *testing.T) {
+		bundle, _ := hostileBundle(t)
+		out, err := runHook(t, root, bundle, os.Getpid())
+		if err == nil || !strings.Contains(out, "shares the hook's own mount namespace") {
+			t.Errorf("hook with a host pid: err=%v\n%s", err, out)
+		}
+		// The test binary's parent (go test) is another host process.
+		out, err = runHook(t, root, bundle, os.Getppid())
+		if err == nil || !strings.Contains(out, "shares the hook's own mount namespace") {
+			t.Errorf("hook with the parent's pid: err=%v\n%s", err, out)
+		}
+	})
+
+	t.Run("exited pid", func(t *testing.T) {
+		bundle, _ := hostileBundle(t)
+		cmd := exec.Command("true")
+		if err := cmd.Run(); err != nil {
+			t.Fatal(err)
+		}
+		out, err := runHook(t, root, bundle, cmd.Process.Pid)
+		if err == nil || !strings.Contains(out, "does not exist") {
+			t.Errorf("hook with an exited pid: err=%v\n%s", err, out)
+		}
+	})
+
+	t.Run("rootfs symlink to host dir", func(t *testing.T) {
+		bundle, rootfs := hostileBundle(t)
+		host := hostDir(t)
+		os.RemoveAll(rootfs)
+		if err := os.Symlink(host, rootfs); err != nil {
+			t.Fatal(err)
+		}
+		pid := fakeContainer(t)
+		nsBefore := mountPoints(t, strconv.Itoa(pid))
+		out, err := runHook(t, root, bundle, pid)
+		if err == nil || !strings.Contains(out, "is a symlink") {
+			t.Errorf("symlinked rootfs: err=%v\n%s", err, out)
+		}
+		if got := mountPoints(t, strconv.Itoa(pid)); strings.Join(got, "\n") != strings.Join(nsBefore, "\n") {
+			t.Errorf("mounts made in the container's namespace: %v", got)
+		}
+	})
+
+	t.Run("proc symlink to host path", func(t *testing.T) {
+		bundle, rootfs := hostileBundle(t)
+		host := hostDir(t)
+		os.RemoveAll(filepath.Join(rootfs, "proc"))
+		// Absolute: resolved inside the rootfs it names ROOTFS/<host>, which
+		// does not exist, so the targets are skipped.
+		if err := os.Symlink(filepath.Join(host, "proc"), filepath.Join(rootfs, "proc")); err != nil {
+			t.Fatal(err)
+		}
+		pid := fakeContainer(t)
+		out, err := runHook(t, root, bundle, pid)
+		if err != nil {
+			t.Errorf("hook failed: %v\n%s", err, out)
+		}
+		if !strings.Contains(out, "target=/proc/meminfo") || !strings.Contains(out, "does not exist") {
+			t.Errorf("skip of /proc/meminfo not reported:\n%s", out)
+		}
+		for _, mp := range mountPoints(t, strconv.Itoa(pid)) {
+			if strings.HasPrefix(mp, host) {
+				t.Errorf("mounted over the host path %s", mp)
+			}
+		}
+		// The sysfs target is genuine and served.
+		if !strings.Contains(out, "mounted=/sys/devices/system/cpu/online") {
+			t.Errorf("online not mounted:\n%s", out)
+		}
+
+		// Relative, climbing out with "..": clamped to the rootfs too.
+		bundle2, rootfs2 := hostileBundle(t)
+		os.RemoveAll(filepath.Join(rootfs2, "proc"))
+		rel, _ := filepath.Rel(rootfs2, filepath.Join(host, "proc"))
+		if err := os.Symlink(rel, filepath.Join(rootfs2, "proc")); err != nil {
+			t.Fatal(err)
+		}
+		out, err = runHook(t, root, bundle2, pid)
+		if err != nil {
+			t.Errorf("hook failed: %v\n%s", err, out)
+		}
+		for _, mp := range mountPoints(t, strconv.Itoa(pid)) {
+			if strings.HasPrefix(mp, host) {
+				t.Errorf("relative symlink: mounted over the host path %s", mp)
+			}
+		}
+		if b, _ := os.ReadFile(filepath.Join(host, "proc/meminfo")); string(b) != "host secret\n" {
+			t.Errorf("host file changed: %q", b)
+		}
+	})
+
+	t.Run("target symlink", func(t *testing.T) {
+		bundle, rootfs := hostileBundle(t)
+		host := hostDir(t)
+		// Sorted first among the targets, so nothing is mounted before it.
+		os.Remove(filepath.Join(rootfs, "proc/cpuinfo"))
+		if err := os.Symlink(filepath.Join(host, "passwd"), filepath.Join(rootfs, "proc/cpuinfo")); err != nil {
+			t.Fatal(err)
+		}
+		pid := fakeContainer(t)
+		nsBefore := mountPoints(t, strconv.Itoa(pid))
+		out, err := runHook(t, root, bundle, pid)
+		if err == nil || !strings.Contains(out, "target /proc/cpuinfo is a symlink") {
+			t.Errorf("symlinked target: err=%v\n%s", err, out)
+		}
+		if got := mountPoints(t, strconv.Itoa(pid)); strings.Join(got, "\n") != strings.Join(nsBefore, "\n") {
+			t.Errorf("mounts made in the container's namespace: %v", got)
+		}
+	})
+
+	t.Run("target of another type", func(t *testing.T) {
+		bundle, rootfs := hostileBundle(t)
+		os.Remove(filepath.Join(rootfs, "proc/cpuinfo"))
+		os.Mkdir(filepath.Join(rootfs, "proc/cpuinfo"), 0o755)
+		pid := fakeContainer(t)
+		out, err := runHook(t, root, bundle, pid)
+		if err == nil || !strings.Contains(out, "not a regular file") {
+			t.Errorf("directory target: err=%v\n%s", err, out)
+		}
+	})
+
+	t.Run("genuine", func(t *testing.T) {
+		// The same setup without tricks mounts, in the container's
+		// namespace only.
+		bundle, rootfs := hostileBundle(t)
+		pid := fakeContainer(t)
+		out, err := runHook(t, root, bundle, pid)
+		if err != nil || !strings.Contains(out, "views mounted") {
+			t.Fatalf("hook: %v\n%s", err, out)
+		}
+		found := false
+		for _, mp := range mountPoints(t, strconv.Itoa(pid)) {
+			found = found || mp == filepath.Join(rootfs, "proc/meminfo")
+		}
+		if !found {
+			t.Errorf("no mount at %s in the container's namespace", filepath.Join(rootfs, "proc/meminfo"))
+		}
+		// Twice (prestart and createRuntime both listing the hook) stacks nothing.
+		out, err = runHook(t, root, bundle, pid)
+		if err != nil || !strings.Contains(out, "already a FUSE file") {
+			t.Errorf("second run: %v\n%s", err, out)
+		}
+	})
+}

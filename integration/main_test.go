@@ -1,0 +1,56 @@
+// Package integration runs lxcfs-fused and lxcfs-hook against real kernels,
+// FUSE, cgroups and container runtimes. Every test needs root and /dev/fuse;
+// elsewhere they skip with the reason.
+package integration
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+)
+
+// Paths of the binaries built once for the whole run by TestMain.
+var (
+	fusedBin string
+	hookBin  string
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "lxcfs-oci-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "integration:", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	// The hook path ends up in bundles and hooks.d files that runc and podman
+	// execute, so it must be absolute.
+	fusedBin = filepath.Join(dir, "lxcfs-fused")
+	hookBin = filepath.Join(dir, "lxcfs-hook")
+	for bin, pkg := range map[string]string{fusedBin: "../cmd/lxcfs-fused", hookBin: "../cmd/lxcfs-hook"} {
+		cmd := exec.Command("go", "build", "-o", bin, pkg)
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Run(); err != nil {
+			fmt.Fprintf(os.Stderr, "integration: build %s: %v\n", pkg, err)
+			return 1
+		}
+	}
+	return m.Run()
+}
+
+// requireRoot skips tests that need root and /dev/fuse, saying which is missing.
+// CI runs as root with /dev/fuse, so there these tests always run.
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: mounts FUSE, creates cgroups and runs containers")
+	}
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		t.Skipf("needs /dev/fuse: %v", err)
+	}
+}
