@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/urfave/cli/v2"
@@ -45,6 +46,7 @@ func main() {
 			&cli.StringFlag{Name: "cgroup-root", Value: "/sys/fs/cgroup", Usage: "where the cgroup hierarchies are mounted (v1 controllers below it, or the v2 unified tree)"},
 			&cli.BoolFlag{Name: "enable-cfs", Usage: "also limit the CPUs shown (cpuinfo, stat, online) to the CPU quota rounded up, as LXCFS --enable-cfs; without it only the cpuset counts"},
 			&cli.BoolFlag{Name: "enable-loadavg", Usage: "compute a per-container /proc/loadavg with a background sampler (containers read in the last minute, every 5s); without it loadavg is the host's"},
+			&cli.DurationFlag{Name: "read-timeout", Value: 2 * time.Second, Usage: "longest a read may wait for a container's cgroup files before the reader gets the host's file instead (0: no limit)"},
 			&cli.IntFlag{Name: "workers", Value: 8, Usage: "goroutines reading FUSE requests at once; bounds the requests in progress"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
 		},
@@ -89,6 +91,7 @@ func serve(cctx *cli.Context) error {
 		Log:      log,
 		Now:      content.BootTime,
 		ClockTck: 100, // USER_HZ: fixed at 100 in the kernel's user ABI
+		Timeout:  cctx.Duration("read-timeout"),
 	}
 	if cctx.Bool("enable-loadavg") {
 		s := loadavg.New("/proc", log)

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/caller"
@@ -65,7 +66,18 @@ type Files struct {
 	Log      *slog.Logger
 	Now      func() time.Duration // CLOCK_BOOTTIME; tests override
 	ClockTck uint64               // USER_HZ of /proc/PID/stat start times
+
+	// Timeout bounds the container part of a render (cgroup reads, which
+	// can hang on a wedged kernel file); past it the reader gets the host's
+	// file. 0 waits forever.
+	Timeout time.Duration
+
+	inflight atomic.Int64 // container renders still running, stuck ones included
 }
+
+// maxInflight caps container renders in progress: when cgroup reads hang,
+// the goroutines left behind stop growing and readers get host files at once.
+const maxInflight = 256
 
 // List returns the files to serve on this host: the fixed set, plus the
 // pressure files the host kernel has (PSI is optional).
@@ -106,7 +118,7 @@ func (f *Files) Render(name string, pid int) ([]byte, error) {
 		return host, nil
 	}
 	g := f.Cgroups.ForPaths(c.Cgroups)
-	out, err := f.render(name, host, c, g)
+	out, err := f.bounded(name, host, c, g)
 	if err != nil {
 		level := slog.LevelWarn
 		if errors.Is(err, os.ErrNotExist) {
@@ -119,6 +131,38 @@ func (f *Files) Render(name string, pid int) ([]byte, error) {
 		return host, nil
 	}
 	return out, nil
+}
+
+// errTimeout marks a container render that took longer than Files.Timeout.
+var errTimeout = errors.New("timed out reading the container's cgroups")
+
+// bounded runs render within f.Timeout, leaving a stuck render behind.
+func (f *Files) bounded(name string, host []byte, c *caller.Container, g *cgroup.Group) ([]byte, error) {
+	if f.Timeout <= 0 {
+		return f.render(name, host, c, g)
+	}
+	if f.inflight.Load() >= maxInflight {
+		return nil, fmt.Errorf("%w: %d renders already stuck", errTimeout, maxInflight)
+	}
+	type result struct {
+		out []byte
+		err error
+	}
+	ch := make(chan result, 1)
+	f.inflight.Add(1)
+	go func() {
+		defer f.inflight.Add(-1)
+		out, err := f.render(name, host, c, g)
+		ch <- result{out, err}
+	}()
+	t := time.NewTimer(f.Timeout)
+	defer t.Stop()
+	select {
+	case r := <-ch:
+		return r.out, r.err
+	case <-t.C:
+		return nil, fmt.Errorf("%w after %v", errTimeout, f.Timeout)
+	}
 }
 
 func (f *Files) render(name string, host []byte, c *caller.Container, g *cgroup.Group) ([]byte, error) {
