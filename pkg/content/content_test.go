@@ -33,7 +33,7 @@ type fakeResolver struct {
 }
 
 func (r *fakeResolver) Resolve(int) (*caller.Container, error) { return r.c, r.err }
-func (r *fakeResolver) Forget(*caller.Container)                { r.forgot++ }
+func (r *fakeResolver) Forget(*caller.Container)               { r.forgot++ }
 
 func files(t *testing.T, cgroupRoot string, r Resolver) *Files {
 	t.Helper()
@@ -232,4 +232,3 @@ func TestTimeout(t *testing.T) {
 		t.Errorf("online while memory is stuck = %q, want \"1\\n\"", b)
 	}
 }
-
