@@ -24,6 +24,7 @@ done
 missing=()
 command -v runc >/dev/null 2>&1 || missing+=(runc)
 command -v fusermount3 >/dev/null 2>&1 || missing+=(fuse3)
+[ -x /usr/bin/free ] || missing+=(procps)
 if ! dpkg -s busybox-static >/dev/null 2>&1; then
 	# Any statically linked busybox does; the package is the sure way.
 	if ! { command -v busybox >/dev/null 2>&1 && file -L "$(command -v busybox)" 2>/dev/null | grep -q 'statically linked'; }; then
@@ -84,7 +85,11 @@ done
 mounted "$MNT" || die "lxcfs-fused did not serve $MNT within 10s"
 
 # A rootfs in one file: busybox and its applet links.
-mkdir -p "$BUNDLE/rootfs"/{bin,proc,sys,dev,tmp,etc}
+mkdir -p "$BUNDLE/rootfs"/{bin,proc,sys,dev,tmp,etc,usr}
+# The host's /usr, bound read-only, brings procps free(1), which reads
+# /proc/meminfo (busybox free asks sysinfo(2) instead); the loader is found
+# through the merged-/usr links.
+for l in lib lib64; do [ -e "/usr/$l" ] && ln -s "usr/$l" "$BUNDLE/rootfs/$l"; done
 cp "$BUSYBOX" "$BUNDLE/rootfs/bin/busybox"
 for applet in $("$BUSYBOX" --list); do
 	[ "$applet" = busybox ] || ln -s busybox "$BUNDLE/rootfs/bin/$applet"
@@ -93,7 +98,8 @@ done
 # The view printed on both sides, one "key|value" a line.
 cat >"$BUNDLE/rootfs/view.sh" <<'SH'
 echo "MemTotal|$(grep MemTotal /proc/meminfo | tr -s ' ' | cut -d' ' -f2-)"
-echo "free total (sysinfo)|$(free | awk '/Mem:/ {print $2 " kB"}')"
+echo "free total (procps)|$(/usr/bin/free -k | awk '/Mem:/ {print $2 " kB"}')"
+echo "free total (busybox)|$(busybox free | awk '/Mem:/ {print $2 " kB"}')"
 echo "processors in cpuinfo|$(grep -c ^processor /proc/cpuinfo)"
 echo "cpu online|$(cat /sys/devices/system/cpu/online)"
 echo "nproc|$(nproc)"
@@ -106,10 +112,12 @@ runc spec --bundle "$BUNDLE"
 sed -i \
 	-e 's/"terminal": true/"terminal": false/' \
 	-e 's/"sh"$/"sh", "\/view.sh"/' \
+	-e 's|"mounts": \[|"mounts": [\n\t\t{"destination": "/usr", "type": "bind", "source": "/usr", "options": ["rbind", "ro"]},|' \
 	-e 's/"resources": {/"resources": {\n\t\t\t"memory": {"limit": 67108864},\n\t\t\t"cpu": {"cpus": "0", "quota": 50000, "period": 100000},/' \
 	"$BUNDLE/config.json"
 grep -q '"limit": 67108864' "$BUNDLE/config.json" || die "could not set the limits in $BUNDLE/config.json (runc spec layout changed?)"
 grep -q '"/view.sh"' "$BUNDLE/config.json" || die "could not set the command in $BUNDLE/config.json"
+grep -q '"destination": "/usr"' "$BUNDLE/config.json" || die "could not add the /usr mount to $BUNDLE/config.json"
 "$HOOK" inject --bundle "$BUNDLE" --lxcfs-root "$MNT" --log-file "$TMP/hook.log"
 
 echo "demo: running busybox with runc: memory 64 MiB, cpuset 0, cpu quota 50000/100000"
@@ -124,5 +132,6 @@ while IFS='|' read -r key cval; do
 	printf '%-24s %-28s %s\n' "$key" "$cval" "$hval"
 done <"$TMP/container.out"
 echo
-echo "(busybox free reads sysinfo(2), which no file mount changes: it shows the host's figures)"
+echo "(busybox free reads sysinfo(2), which no file mount changes: it shows the host's figures;"
+echo " procps free, like top, ps and monitoring agents, reads /proc/meminfo)"
 echo "hook log: $(grep -o 'msg="views mounted".*' "$TMP/hook.log" | head -1)"
