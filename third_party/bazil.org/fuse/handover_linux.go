@@ -1,0 +1,64 @@
+// This file is not part of upstream bazil.org/fuse: lxcfs-oci adds it so a
+// process can serve a FUSE connection another process mounted, which is how
+// the daemon restarts and upgrades without breaking readers. See
+// PATCHES.md beside it.
+
+package fuse
+
+import (
+	"fmt"
+	"os"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// notifyCodeResend is FUSE_NOTIFY_RESEND (Linux 6.9).
+const notifyCodeResend int32 = 7
+
+// devIocClone is FUSE_DEV_IOC_CLONE, _IOR(229, 0, uint32).
+const devIocClone = 0x8004e500
+
+// NewConn returns a Conn for an already mounted and initialised FUSE
+// connection. dev is the connection's /dev/fuse file (inherited from the
+// process that mounted it); proto and flags are what that process
+// negotiated in the INIT handshake, which happens once per connection and is
+// not repeated.
+func NewConn(dev *os.File, proto Protocol, flags InitFlags) *Conn {
+	return &Conn{dev: dev, proto: proto, flags: flags}
+}
+
+// File returns the connection's /dev/fuse file, to pass it to another
+// process. The file stays owned by the Conn.
+func (c *Conn) File() *os.File {
+	return c.dev
+}
+
+// NotifyResend asks the kernel to queue again every request it handed to
+// user space and has not seen answered, with the same unique IDs (plus the
+// kernel's resend bit). A server that replaces one killed mid-request sends
+// it so no reader waits forever. Kernels before 6.9 answer EINVAL.
+func (c *Conn) NotifyResend() error {
+	buf := newBuffer(0)
+	h := (*outHeader)(unsafe.Pointer(&buf[0]))
+	h.Error = notifyCodeResend
+	return c.sendNotify(buf)
+}
+
+// Clone opens a second /dev/fuse file attached to the same connection, so
+// several goroutines can read requests without sharing one file (as
+// libfuse's clone_fd does). The caller closes it with Close.
+func (c *Conn) Clone() (*Conn, error) {
+	fd, err := unix.Open("/dev/fuse", unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open /dev/fuse: %w", err)
+	}
+	c.rio.RLock()
+	src := uint32(c.fd())
+	c.rio.RUnlock()
+	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), devIocClone, uintptr(unsafe.Pointer(&src))); errno != 0 {
+		unix.Close(fd)
+		return nil, fmt.Errorf("FUSE_DEV_IOC_CLONE: %w", errno)
+	}
+	return NewConn(os.NewFile(uintptr(fd), "/dev/fuse"), c.proto, c.flags), nil
+}
