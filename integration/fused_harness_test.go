@@ -15,48 +15,86 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// daemon is a running lxcfs-fused (its supervisor) started by a test.
+type daemon struct {
+	mp, stateDir, logPath string
+	cmd                   *exec.Cmd
+	// stoppedByTest: the test killed or stopped the daemon on purpose, so
+	// cleanup does not judge how it ended.
+	stoppedByTest bool
+	exited        chan struct{} // closed when the supervisor exited
+	exitErr       error
+}
+
+// stop sends SIGTERM and waits for the supervisor to exit.
+func (d *daemon) stop(t *testing.T) {
+	t.Helper()
+	d.stoppedByTest = true
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.exited:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("lxcfs-fused still running 10s after SIGTERM")
+	}
+}
+
 // startFused starts lxcfs-fused on a fresh mountpoint, waits until it
 // serves, and stops it (checking it unmounted and exited 0) at cleanup. Its
 // log is printed when the test fails.
 func startFused(t *testing.T, args ...string) string {
 	t.Helper()
+	return startDaemon(t, fusedBin, "", args...).mp
+}
+
+// startDaemon is startFused with the binary, the mountpoint (fresh when
+// empty) and the state directory (private) of the test's choosing.
+func startDaemon(t *testing.T, bin, mp string, args ...string) *daemon {
+	t.Helper()
 	requireRoot(t)
 	dir := t.TempDir()
-	mp := filepath.Join(dir, "lxcfs")
-	logPath := filepath.Join(dir, "fused.log")
-	logFile, err := os.Create(logPath)
+	if mp == "" {
+		mp = filepath.Join(dir, "lxcfs")
+	}
+	d := &daemon{mp: mp, stateDir: filepath.Join(dir, "state"), logPath: filepath.Join(dir, "fused.log")}
+	for i, a := range args {
+		if a == "--state-dir" && i+1 < len(args) {
+			d.stateDir = args[i+1]
+		}
+	}
+	logFile, err := os.OpenFile(d.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(fusedBin, append([]string{"--mountpoint", mp, "--log-level", "debug"}, args...)...)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", fusedBin, err)
+	d.cmd = exec.Command(bin, append([]string{"--mountpoint", mp, "--state-dir", d.stateDir, "--log-level", "debug"}, args...)...)
+	d.cmd.Stdout, d.cmd.Stderr = logFile, logFile
+	if err := d.cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", bin, err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait(); logFile.Close() }()
+	d.exited = make(chan struct{})
+	go func() { d.exitErr = d.cmd.Wait(); logFile.Close(); close(d.exited) }()
 
 	t.Cleanup(func() {
 		defer func() {
 			if t.Failed() {
-				b, _ := os.ReadFile(logPath)
+				b, _ := os.ReadFile(d.logPath)
 				t.Logf("lxcfs-fused log:\n%s", b)
 			}
 		}()
-		cmd.Process.Signal(syscall.SIGTERM)
+		d.cmd.Process.Signal(syscall.SIGTERM)
 		select {
-		case err := <-exited:
-			if err != nil {
-				t.Errorf("lxcfs-fused did not exit cleanly on SIGTERM: %v", err)
+		case <-d.exited:
+			if d.exitErr != nil && !d.stoppedByTest {
+				t.Errorf("lxcfs-fused did not exit cleanly on SIGTERM: %v", d.exitErr)
 			}
 		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-exited
+			d.cmd.Process.Kill()
+			<-d.exited
 			t.Errorf("lxcfs-fused still running 10s after SIGTERM")
 		}
 		if isMounted(t, mp) {
-			t.Errorf("%s still mounted after the daemon stopped", mp)
+			if !d.stoppedByTest {
+				t.Errorf("%s still mounted after the daemon stopped", mp)
+			}
 			unix.Unmount(mp, unix.MNT_DETACH)
 		}
 	})
@@ -65,18 +103,18 @@ func startFused(t *testing.T, args ...string) string {
 	for time.Now().Before(deadline) {
 		if isMounted(t, mp) {
 			if _, err := os.ReadFile(filepath.Join(mp, "proc/meminfo")); err == nil {
-				return mp
+				return d
 			}
 		}
 		select {
-		case err := <-exited:
-			b, _ := os.ReadFile(logPath)
-			t.Fatalf("lxcfs-fused exited before serving: %v\n%s", err, b)
+		case <-d.exited:
+			b, _ := os.ReadFile(d.logPath)
+			t.Fatalf("lxcfs-fused exited before serving: %v\n%s", d.exitErr, b)
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
 	t.Fatalf("lxcfs-fused did not serve %s within 10s", mp)
-	return ""
+	return nil
 }
 
 // isMounted says whether path is a mount point in this mount namespace.

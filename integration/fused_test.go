@@ -286,7 +286,8 @@ func TestFusedLoadavg(t *testing.T) {
 func TestFusedReplacesStaleMount(t *testing.T) {
 	requireRoot(t)
 	mp := filepath.Join(t.TempDir(), "lxcfs")
-	cmd := exec.Command(fusedBin, "--mountpoint", mp)
+	cmd := exec.Command(fusedBin, "--mountpoint", mp, "--state-dir", t.TempDir())
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -294,15 +295,24 @@ func TestFusedReplacesStaleMount(t *testing.T) {
 	for !isMounted(t, mp) && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
-	cmd.Process.Kill()
+	// Supervisor and worker die together, as in a node-wide OOM kill.
+	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	cmd.Wait()
-	if _, err := os.Stat(mp); err == nil || !strings.Contains(err.Error(), "not connected") {
+	var err error
+	for deadline = time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		// In-flight requests of an aborting connection fail with EIO or
+		// ECONNABORTED first; then every request gets ENOTCONN.
+		if _, err = os.Stat(mp); err != nil && strings.Contains(err.Error(), "not connected") {
+			break
+		}
+	}
+	if err == nil || !strings.Contains(err.Error(), "not connected") {
 		t.Fatalf("after SIGKILL, stat %s = %v; want transport endpoint is not connected", mp, err)
 	}
 	t.Cleanup(func() { syscall.Unmount(mp, syscall.MNT_DETACH) })
 
 	// startFused wants a fresh directory; run a second daemon on mp by hand.
-	out, err := exec.Command("timeout", "-s", "TERM", "2", fusedBin, "--mountpoint", mp).CombinedOutput()
+	out, err := exec.Command("timeout", "-s", "TERM", "2", fusedBin, "--mountpoint", mp, "--state-dir", t.TempDir()).CombinedOutput()
 	// timeout(1) exits 124 when it had to send the TERM, as intended here.
 	if ee, ok := err.(*exec.ExitError); err != nil && !(ok && ee.ExitCode() == 124) {
 		t.Fatalf("second daemon on a stale mount: %v\n%s", err, out)

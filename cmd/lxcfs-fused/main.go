@@ -4,23 +4,12 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"os"
-	"os/signal"
-	"strings"
-	"syscall"
 	"time"
 
-	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/urfave/cli/v2"
-
-	"github.com/lxcfs-oci/lxcfs-oci/pkg/caller"
-	"github.com/lxcfs-oci/lxcfs-oci/pkg/cgroup"
-	"github.com/lxcfs-oci/lxcfs-oci/pkg/content"
-	"github.com/lxcfs-oci/lxcfs-oci/pkg/fusefs"
-	"github.com/lxcfs-oci/lxcfs-oci/pkg/loadavg"
 )
 
 func main() {
@@ -38,6 +27,15 @@ func main() {
    or any reader that cannot be resolved, sees the host's file unchanged.
    lxcfs-hook bind-mounts these files over a container's own at start.
 
+   The process started is a supervisor: it holds the FUSE connection and runs
+   the serving worker as a child. A worker that dies is replaced at once and
+   readers only see a pause. SIGHUP (or "lxcfs-fused upgrade") re-executes the
+   binary at the same path with the connection kept open: upgrades do not
+   break containers. Under systemd the connection is also kept in the
+   service's fd store (FileDescriptorStoreMax=1), so a restarted supervisor
+   takes it back. When the connection was lost anyway, the views are
+   re-attached in every running container the hook recorded, at start.
+
    It serves in the foreground until SIGTERM or SIGINT, then unmounts and
    exits 0. It must run as root in the host's pid and cgroup namespaces.
    Logs go to stderr.`,
@@ -48,10 +46,29 @@ func main() {
 			&cli.BoolFlag{Name: "enable-loadavg", Usage: "compute a per-container /proc/loadavg with a background sampler (containers read in the last minute, every 5s); without it loadavg is the host's"},
 			&cli.DurationFlag{Name: "read-timeout", Value: 2 * time.Second, Usage: "longest a read may wait for a container's cgroup files before the reader gets the host's file instead (0: no limit)"},
 			&cli.IntFlag{Name: "workers", Value: 8, Usage: "goroutines reading FUSE requests at once; bounds the requests in progress"},
+			&cli.StringFlag{Name: "state-dir", Value: "/run/lxcfs-oci", Usage: "where the hook records served containers (to re-attach their views after a lost connection) and the daemon writes fused.json (its pids, for the upgrade command)"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
 		},
 		HideHelpCommand: true,
-		Action:          serve,
+		Action:          superviseCmd,
+		Commands: []*cli.Command{
+			{
+				Name:  "upgrade",
+				Usage: "make the running daemon re-execute its binary (after replacing it) without dropping the FUSE connection",
+				Description: `Sends SIGHUP to the supervisor named in STATE-DIR/fused.json and waits until
+   the new binary serves. Containers see a pause of a few milliseconds, no error.`,
+				Flags: []cli.Flag{
+					&cli.DurationFlag{Name: "timeout", Value: 10 * time.Second, Usage: "how long to wait for the new binary to serve"},
+				},
+				Action: upgradeCmd,
+			},
+			{
+				Name:   "worker",
+				Usage:  "serve a connection handed over by the supervisor (started by lxcfs-fused itself)",
+				Hidden: true,
+				Action: workerCmd,
+			},
+		},
 	}
 	if err := app.Run(os.Args); err != nil {
 		fmt.Fprintln(os.Stderr, "lxcfs-fused:", err)
@@ -59,65 +76,10 @@ func main() {
 	}
 }
 
-func serve(cctx *cli.Context) error {
-	if cctx.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q; see --help", cctx.Args().First())
-	}
+func newLogger(c *cli.Context) (*slog.Logger, error) {
 	var level slog.Level
-	if err := level.UnmarshalText([]byte(cctx.String("log-level"))); err != nil {
-		return fmt.Errorf("--log-level %q: want debug, info, warn or error", cctx.String("log-level"))
+	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", c.String("log-level"))
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-
-	hier, err := cgroup.Detect(cctx.String("cgroup-root"))
-	if err != nil {
-		return err
-	}
-	resolver, err := caller.NewResolver("/proc")
-	if err != nil {
-		return err
-	}
-	defer resolver.Close()
-
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-
-	files := &content.Files{
-		ProcDir:  "/proc",
-		SysDir:   "/sys",
-		Cgroups:  hier,
-		Callers:  resolver,
-		CFS:      cctx.Bool("enable-cfs"),
-		Log:      log,
-		Now:      content.BootTime,
-		ClockTck: 100, // USER_HZ: fixed at 100 in the kernel's user ABI
-		Timeout:  cctx.Duration("read-timeout"),
-	}
-	if cctx.Bool("enable-loadavg") {
-		s := loadavg.New("/proc", log)
-		files.Load = s
-		go s.Run(ctx)
-	}
-	names := files.List()
-	tree, err := fusefs.New(names, files, log)
-	if err != nil {
-		return err
-	}
-	mp := cctx.String("mountpoint")
-	conn, err := fusefs.Mount(mp, log)
-	if err != nil {
-		return err
-	}
-	log.Info("serving", "mountpoint", mp, "cgroup_root", hier.Root, "cgroup_v2", hier.V2,
-		"cfs", files.CFS, "loadavg", files.Load != nil, "files", strings.Join(names, ","))
-	// Under systemd (Type=notify) this is the readiness signal; elsewhere a no-op.
-	if _, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
-		log.Warn("sd_notify READY failed", "err", err)
-	}
-	err = fusefs.Run(ctx, conn, mp, tree, cctx.Int("workers"))
-	if err != nil {
-		return err
-	}
-	log.Info("stopped", "mountpoint", mp)
-	return nil
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})), nil
 }

@@ -1,7 +1,6 @@
 package fusefs
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -110,11 +109,12 @@ func mountTest(t *testing.T, r Renderer, files ...string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Run(ctx, conn, mp, tree, 4) }()
+	go func() { done <- tree.Serve(conn, 4) }()
 	t.Cleanup(func() {
-		cancel()
+		if err := Unmount(mp); err != nil {
+			t.Errorf("unmount: %v", err)
+		}
 		select {
 		case err := <-done:
 			if err != nil {

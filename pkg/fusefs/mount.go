@@ -1,12 +1,10 @@
 package fusefs
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
-	"time"
 
 	"bazil.org/fuse"
 	"github.com/moby/sys/mountinfo"
@@ -45,7 +43,7 @@ func Mount(mountpoint string, log *slog.Logger) (*fuse.Conn, error) {
 func clearStale(mountpoint string, log *slog.Logger) error {
 	_, err := os.Stat(mountpoint)
 	switch {
-	case errors.Is(err, unix.ENOTCONN):
+	case errors.Is(err, unix.ENOTCONN), errors.Is(err, unix.ECONNABORTED):
 		log.Warn("replacing a dead FUSE mount left by a previous daemon", "mountpoint", mountpoint)
 		if err := unix.Unmount(mountpoint, unix.MNT_DETACH); err != nil {
 			return fmt.Errorf("detach dead mount at %s: %w", mountpoint, err)
@@ -63,41 +61,6 @@ func clearStale(mountpoint string, log *slog.Logger) error {
 	}
 	return nil
 }
-
-// Run serves filesys on c with the given number of worker goroutines until
-// the file system is unmounted or ctx is cancelled; on cancel it unmounts
-// mountpoint (lazily if files are still open, which happens while containers
-// have the files bound) and waits briefly for the serving loop to end.
-func Run(ctx context.Context, c *fuse.Conn, mountpoint string, filesys *FS, workers int) error {
-	done := make(chan error, 1)
-	go func() { done <- filesys.Serve(c, workers) }()
-	select {
-	case err := <-done:
-		c.Close()
-		if err != nil {
-			return fmt.Errorf("serve FUSE at %s: %w", mountpoint, err)
-		}
-		return nil
-	case <-ctx.Done():
-	}
-	uerr := Unmount(mountpoint)
-	select {
-	case err := <-done:
-		c.Close()
-		if uerr == nil && err != nil {
-			uerr = fmt.Errorf("serve FUSE at %s: %w", mountpoint, err)
-		}
-	case <-time.After(stopGrace):
-		// Bind mounts of our files in containers keep the connection
-		// open after the unmount; it ends when this process exits and the
-		// kernel sees the device closed.
-	}
-	return uerr
-}
-
-// stopGrace is how long a stop waits for the kernel to end the connection
-// after the unmount.
-const stopGrace = 2 * time.Second
 
 // Unmount removes the mount at mountpoint, detaching it when it is busy.
 func Unmount(mountpoint string) error {

@@ -1,0 +1,204 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"bazil.org/fuse"
+	"github.com/coreos/go-systemd/v22/daemon"
+	"github.com/urfave/cli/v2"
+
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/fusefs"
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/remount"
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/sdnotify"
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/supervise"
+)
+
+// fdStorePrefix names our connection in systemd's fd store; the protocol
+// and INIT flags follow, since the handshake cannot be repeated.
+const fdStorePrefix = "lxcfs-fuse"
+
+// state is STATE-DIR/fused.json: who serves, for `upgrade` and operators.
+type state struct {
+	Pid        int    `json:"pid"`
+	Worker     int    `json:"worker"`
+	Generation int    `json:"generation"`
+	Mountpoint string `json:"mountpoint"`
+}
+
+func statePath(dir string) string { return filepath.Join(dir, "fused.json") }
+
+func superviseCmd(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q; see --help", c.Args().First())
+	}
+	log, err := newLogger(c)
+	if err != nil {
+		return err
+	}
+	if _, err := loadConfig(c); err != nil {
+		return err // flag errors before anything is mounted
+	}
+	mp := c.String("mountpoint")
+	stateDir := c.String("state-dir")
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find this program's path (needed to start workers): %w", err)
+	}
+	conn, how, err := acquire(mp, log)
+	if err != nil {
+		return err
+	}
+	log.Info("serving", "mountpoint", mp, "connection", how)
+	sup := &supervise.Supervisor{
+		Conn:       conn,
+		Mountpoint: mp,
+		Exe:        exe,
+		WorkerArgs: append(append([]string(nil), os.Args[1:]...), "worker"),
+		Log:        log,
+		OnServing: func() {
+			if _, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
+				log.Warn("sd_notify READY failed", "err", err)
+			}
+			reattach(stateDir, mp, log)
+		},
+		State: func(worker, gen int) {
+			writeState(stateDir, state{Pid: os.Getpid(), Worker: worker, Generation: gen, Mountpoint: mp}, log)
+		},
+	}
+	err = sup.Run()
+	os.Remove(statePath(stateDir))
+	if err != nil {
+		return err
+	}
+	log.Info("stopped", "mountpoint", mp)
+	return nil
+}
+
+// acquire takes over the connection a previous binary passed on (upgrade),
+// or the one kept in systemd's fd store (restart), or mounts a new one.
+func acquire(mp string, log *slog.Logger) (*fuse.Conn, string, error) {
+	conn, err := supervise.AdoptFromEnv()
+	if err != nil {
+		return nil, "", err
+	}
+	if conn != nil {
+		return conn, "kept across upgrade", nil
+	}
+	for name, f := range sdnotify.Take(fdStorePrefix) {
+		proto, flags, err := parseStoreName(name)
+		if err != nil {
+			log.Warn("ignoring fd from the service manager", "name", name, "err", err)
+			f.Close()
+			continue
+		}
+		return fuse.NewConn(f, proto, flags), "taken back from the systemd fd store", nil
+	}
+	conn, err = fusefs.Mount(mp, log)
+	if err != nil {
+		return nil, "", err
+	}
+	name := fmt.Sprintf("%s-%d-%d-%d", fdStorePrefix, conn.Protocol().Major, conn.Protocol().Minor, uint32(conn.Features()))
+	if ok, err := sdnotify.Store(name, conn.File()); err != nil {
+		log.Warn("cannot keep the FUSE connection in the systemd fd store; a restart will break containers' views until remounted", "err", err)
+	} else if ok {
+		log.Info("FUSE connection kept in the systemd fd store", "name", name)
+	}
+	return conn, "mounted", nil
+}
+
+func parseStoreName(name string) (fuse.Protocol, fuse.InitFlags, error) {
+	parts := strings.Split(strings.TrimPrefix(name, fdStorePrefix+"-"), "-")
+	if len(parts) != 3 {
+		return fuse.Protocol{}, 0, fmt.Errorf("want %s-MAJOR-MINOR-FLAGS", fdStorePrefix)
+	}
+	var n [3]uint64
+	for i, p := range parts {
+		v, err := strconv.ParseUint(p, 10, 32)
+		if err != nil {
+			return fuse.Protocol{}, 0, fmt.Errorf("want %s-MAJOR-MINOR-FLAGS: %w", fdStorePrefix, err)
+		}
+		n[i] = v
+	}
+	return fuse.Protocol{Major: uint32(n[0]), Minor: uint32(n[1])}, fuse.InitFlags(n[2]), nil
+}
+
+// reattach gives containers whose views died with a lost connection fresh
+// ones from this mount.
+func reattach(stateDir, mp string, log *slog.Logger) {
+	outcomes, errs := remount.Run(stateDir, mp)
+	for _, err := range errs {
+		log.Warn("remount: bad record", "err", err)
+	}
+	for _, o := range outcomes {
+		switch {
+		case o.Gone:
+			log.Info("remount: container gone; record dropped", "container", o.ID)
+		case o.Err != nil:
+			log.Warn("remount: cannot re-attach views", "container", o.ID, "reattached", len(o.Reattached), "err", o.Err)
+		case len(o.Reattached) > 0:
+			log.Info("remount: views re-attached", "container", o.ID, "targets", strings.Join(o.Reattached, ","))
+		default:
+			log.Debug("remount: views still live", "container", o.ID)
+		}
+	}
+}
+
+func writeState(dir string, s state, log *slog.Logger) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		log.Warn("cannot write state", "dir", dir, "err", err)
+		return
+	}
+	b, _ := json.Marshal(s)
+	tmp := statePath(dir) + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err == nil {
+		err = os.Rename(tmp, statePath(dir))
+		if err != nil {
+			log.Warn("cannot write state", "file", statePath(dir), "err", err)
+		}
+	}
+}
+
+func readState(dir string) (state, error) {
+	var s state
+	b, err := os.ReadFile(statePath(dir))
+	if err != nil {
+		return s, fmt.Errorf("read %s (is lxcfs-fused running with --state-dir %s?): %w", statePath(dir), dir, err)
+	}
+	if err := json.Unmarshal(b, &s); err != nil || s.Pid <= 0 {
+		return s, fmt.Errorf("parse %s: %v", statePath(dir), err)
+	}
+	return s, nil
+}
+
+func upgradeCmd(c *cli.Context) error {
+	dir := c.String("state-dir")
+	before, err := readState(dir)
+	if err != nil {
+		return err
+	}
+	if err := syscall.Kill(before.Pid, syscall.SIGHUP); err != nil {
+		return fmt.Errorf("signal supervisor %d: %w", before.Pid, err)
+	}
+	deadline := time.Now().Add(c.Duration("timeout"))
+	for time.Now().Before(deadline) {
+		now, err := readState(dir)
+		if err == nil && now.Generation > before.Generation {
+			fmt.Fprintf(c.App.Writer, "upgraded: supervisor %d, worker %d -> %d, generation %d\n", now.Pid, before.Worker, now.Worker, now.Generation)
+			return nil
+		}
+		if errors.Is(syscall.Kill(before.Pid, 0), syscall.ESRCH) {
+			return fmt.Errorf("supervisor %d exited during the upgrade; see its log", before.Pid)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("supervisor %d did not report the new binary serving within %v; see its log", before.Pid, c.Duration("timeout"))
+}

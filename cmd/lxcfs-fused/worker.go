@@ -1,0 +1,138 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"runtime"
+	"strings"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/caller"
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/cgroup"
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/content"
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/fusefs"
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/loadavg"
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/supervise"
+)
+
+// loadConfig checks the flags that shape the views and builds the renderer.
+func loadConfig(c *cli.Context) (*content.Files, error) {
+	hier, err := cgroup.Detect(c.String("cgroup-root"))
+	if err != nil {
+		return nil, err
+	}
+	if c.Int("workers") < 1 {
+		return nil, fmt.Errorf("--workers %d: want at least 1", c.Int("workers"))
+	}
+	return &content.Files{
+		ProcDir:  "/proc",
+		SysDir:   "/sys",
+		Cgroups:  hier,
+		CFS:      c.Bool("enable-cfs"),
+		Now:      content.BootTime,
+		ClockTck: 100, // USER_HZ: fixed at 100 in the kernel's user ABI
+		Timeout:  c.Duration("read-timeout"),
+	}, nil
+}
+
+func workerCmd(c *cli.Context) error {
+	log, err := newLogger(c)
+	if err != nil {
+		return err
+	}
+	log = log.With("worker", os.Getpid())
+	conn, err := supervise.AdoptFromEnv()
+	if err != nil {
+		return err
+	}
+	if conn == nil {
+		return errors.New("the worker serves a connection handed over by the lxcfs-fused supervisor; run lxcfs-fused without a command")
+	}
+	supervise.WatchParent(log)
+
+	files, err := loadConfig(c)
+	if err != nil {
+		return err
+	}
+	resolver, err := caller.NewResolver("/proc")
+	if err != nil {
+		return err
+	}
+	files.Callers = resolver
+	files.Log = log
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if c.Bool("enable-loadavg") {
+		s := loadavg.New("/proc", log)
+		files.Load = s
+		go s.Run(ctx)
+	}
+	names := files.List()
+	var r fusefs.Renderer = files
+	if marker := os.Getenv(stallEnv); marker != "" {
+		r = stallRenderer{files, marker}
+	}
+	tree, err := fusefs.New(names, r, log)
+	if err != nil {
+		return err
+	}
+
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1)
+	go func() {
+		for sig := range sigs {
+			if sig == syscall.SIGUSR1 {
+				logStats(log, resolver)
+				continue
+			}
+			// Requests read but not answered are resent by the supervisor
+			// once this process is gone.
+			os.Exit(0)
+		}
+	}()
+
+	log.Info("worker serving", "cgroup_root", files.Cgroups.Root, "cgroup_v2", files.Cgroups.V2,
+		"cfs", files.CFS, "loadavg", files.Load != nil, "files", strings.Join(names, ","))
+	if err := tree.Serve(conn, c.Int("workers")); err != nil {
+		return err
+	}
+	log.Warn("FUSE connection ended: the file system was unmounted")
+	os.Exit(supervise.ExitUnmounted)
+	return nil
+}
+
+// logStats reports what an operator (or the load test) watches for leaks.
+func logStats(log interface{ Info(string, ...any) }, r *caller.Resolver) {
+	fds, _ := os.ReadDir("/proc/self/fd")
+	var rss string
+	if b, err := os.ReadFile("/proc/self/status"); err == nil {
+		for line := range strings.SplitSeq(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+				rss = strings.TrimSpace(v)
+			}
+		}
+	}
+	log.Info("stats", "goroutines", runtime.NumGoroutine(), "fds", len(fds), "rss", rss, "cached_containers", r.Len())
+}
+
+// stallEnv names a marker file for the failover test: while it exists, the
+// next read of proc/loadavg removes it and never returns, as a worker wedged
+// mid-request would. Only tests set it.
+const stallEnv = "LXCFS_FUSED_TEST_STALL"
+
+type stallRenderer struct {
+	fusefs.Renderer
+	marker string
+}
+
+func (s stallRenderer) Render(name string, pid int) ([]byte, error) {
+	if name == content.Loadavg && os.Remove(s.marker) == nil {
+		select {}
+	}
+	return s.Renderer.Render(name, pid)
+}

@@ -1,0 +1,347 @@
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// fusedState reads the daemon's STATE-DIR/fused.json.
+func fusedState(t *testing.T, d *daemon) (pid, worker, generation int) {
+	t.Helper()
+	var s struct{ Pid, Worker, Generation int }
+	b, err := os.ReadFile(filepath.Join(d.stateDir, "fused.json"))
+	if err == nil {
+		err = json.Unmarshal(b, &s)
+	}
+	if err != nil {
+		t.Fatalf("read daemon state: %v", err)
+	}
+	return s.Pid, s.Worker, s.Generation
+}
+
+// waitWorker waits until the daemon reports a worker other than old.
+func waitWorker(t *testing.T, d *daemon, old int) int {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, w, _ := fusedState(t, d); w != old && w > 0 {
+			return w
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("no new worker replaced %d within 10s", old)
+	return 0
+}
+
+// container is a detached runc container with our hook, running script.
+type container struct {
+	id, state, bundle, out string
+}
+
+func (c *container) pid(t *testing.T) int {
+	t.Helper()
+	out, err := exec.Command("runc", "--root", c.state, "state", c.id).Output()
+	if err != nil {
+		t.Fatalf("runc state %s: %v", c.id, err)
+	}
+	var s struct{ Pid int }
+	if err := json.Unmarshal(out, &s); err != nil || s.Pid <= 0 {
+		t.Fatalf("runc state %s: %s (%v)", c.id, out, err)
+	}
+	return s.Pid
+}
+
+// output is what the container printed so far.
+func (c *container) output(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile(c.out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// stopLoop asks the container's loop to finish and waits for its last line.
+func (c *container) stopLoop(t *testing.T, last string) string {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(c.bundle, "rootfs/tmp/stop"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if out := c.output(t); strings.Contains(out, last) {
+			return out
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("container loop did not finish within 20s; output:\n%s", c.output(t))
+	return ""
+}
+
+// runDetached starts a limited busybox container with our hook recording
+// into stateDir, running script, with its stdout in a file.
+func runDetached(t *testing.T, root, stateDir, script string) *container {
+	t.Helper()
+	bundle := busyboxBundle(t, bundleOpts{script: script, limits: true})
+	injectHook(t, bundle, root)
+	editConfig(t, bundle, func(c map[string]any) {
+		hooks := c["hooks"].(map[string]any)["createRuntime"].([]any)
+		h := hooks[0].(map[string]any)
+		h["args"] = append(h["args"].([]any), "--state-dir", stateDir)
+	})
+	runcSeq++
+	c := &container{
+		id:     fmt.Sprintf("lxcfs-rel-%d-%d", os.Getpid(), runcSeq),
+		state:  t.TempDir(),
+		bundle: bundle,
+		out:    filepath.Join(t.TempDir(), "out"),
+	}
+	f, err := os.Create(c.out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "runc", "--root", c.state, "run", "-d", "--bundle", bundle, c.id)
+	// Files, not pipes: the container inherits them, and a pipe would keep
+	// cmd.Run waiting for the container to end.
+	cmd.Stdout, cmd.Stderr, cmd.Stdin = f, f, nil
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("runc run -d: %v\n%s", err, c.output(t))
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		exec.CommandContext(ctx, "runc", "--root", c.state, "delete", "--force", c.id).Run()
+	})
+	return c
+}
+
+// readLoop reads meminfo, stat and uptime with busybox cat (sendfile) as
+// fast as it can and reports any read that failed or came back incomplete
+// or malformed, until /tmp/stop appears.
+func readLoop(memLines int) string {
+	return fmt.Sprintf(`n=0; bad=0
+while [ ! -e /tmp/stop ]; do
+  for f in meminfo stat uptime; do
+    n=$((n+1))
+    if ! out=$(cat /proc/$f 2>&1); then echo "FAIL $f: $out"; bad=$((bad+1)); continue; fi
+    case $f in
+    meminfo) [ "$(echo "$out" | wc -l)" = %d ] && echo "$out" | grep -q '^MemTotal: *65536 kB$' || { echo "BAD meminfo: $(echo "$out" | head -2)"; bad=$((bad+1)); } ;;
+    stat) echo "$out" | grep -q '^cpu0 ' && echo "$out" | grep -q '^softirq ' && ! echo "$out" | grep -q '^cpu1 ' || { echo "BAD stat"; bad=$((bad+1)); } ;;
+    uptime) echo "$out" | grep -Eq '^[0-9]+\.[0-9][0-9] [0-9]+\.[0-9][0-9]$' || { echo "BAD uptime: $out"; bad=$((bad+1)); } ;;
+    esac
+  done
+done
+echo "DONE reads=$n bad=$bad"`, memLines)
+}
+
+// TestReliabilityKillsAndUpgrades: a container reads its views in a loop
+// while the serving worker is killed with SIGKILL five times and the daemon
+// is upgraded (binary replaced, re-executed) twice: no read fails, every
+// read is complete and well-formed.
+func TestReliabilityKillsAndUpgrades(t *testing.T) {
+	requireRoot(t)
+	// Run from a copy, so the "upgrade" can replace the binary at its path.
+	exe := filepath.Join(t.TempDir(), "lxcfs-fused")
+	copyFile(t, fusedBin, exe)
+	d := startDaemon(t, exe, "")
+	memLines := strings.Count(readFile(t, "/proc/meminfo"), "\n")
+	c := runDetached(t, d.mp, d.stateDir, readLoop(memLines))
+	time.Sleep(300 * time.Millisecond)
+
+	_, worker, _ := fusedState(t, d)
+	for i := range 5 {
+		if err := syscall.Kill(worker, syscall.SIGKILL); err != nil {
+			t.Fatalf("kill worker %d: %v", worker, err)
+		}
+		worker = waitWorker(t, d, worker)
+		time.Sleep(200 * time.Millisecond)
+		if i == 1 || i == 3 {
+			// A new build lands at the same path (new inode), then upgrade.
+			copyFile(t, fusedBin, exe+".new")
+			if err := os.Rename(exe+".new", exe); err != nil {
+				t.Fatal(err)
+			}
+			out, err := exec.Command(exe, "--state-dir", d.stateDir, "upgrade").CombinedOutput()
+			if err != nil {
+				t.Fatalf("upgrade: %v\n%s", err, out)
+			}
+			worker = waitWorker(t, d, worker)
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	pid, _, gen := fusedState(t, d)
+	if pid != d.cmd.Process.Pid || gen != 2 {
+		t.Errorf("after two upgrades: supervisor %d generation %d, want %d and 2", pid, gen, d.cmd.Process.Pid)
+	}
+	out := c.stopLoop(t, "DONE")
+	m := regexp.MustCompile(`DONE reads=(\d+) bad=(\d+)`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no summary from the container:\n%s", out)
+	}
+	reads, _ := strconv.Atoi(m[1])
+	if m[2] != "0" || strings.Contains(out, "FAIL") || strings.Contains(out, "BAD") {
+		t.Errorf("%s of %d reads failed or were malformed:\n%s", m[2], reads, out)
+	}
+	if reads < 100 {
+		t.Errorf("only %d reads during the test; the loop did not really run", reads)
+	}
+	t.Logf("%d reads through 5 worker kills and 2 upgrades, %s failed", reads, m[2])
+}
+
+// TestReliabilityRemountAfterRestart: the whole daemon stopped (views in the
+// running container go dead) and started again: the views are back within
+// 2s of the start, re-attached by the daemon from the hook's records.
+func TestReliabilityRemountAfterRestart(t *testing.T) {
+	requireRoot(t)
+	d1 := startDaemon(t, fusedBin, "")
+	script := `while [ ! -e /tmp/stop ]; do
+  if grep -q '^MemTotal: *65536 kB$' /proc/meminfo 2>/dev/null; then echo ok; else echo dead; fi
+  sleep 0.05
+done; echo DONE`
+	c := runDetached(t, d1.mp, d1.stateDir, script)
+	pid := c.pid(t)
+	view := fmt.Sprintf("/proc/%d/root/proc/meminfo", pid)
+	if _, err := os.Stat(view); err != nil {
+		t.Fatalf("view in the container before the restart: %v", err)
+	}
+
+	d1.stop(t)
+	if _, err := os.Stat(view); err == nil || !strings.Contains(err.Error(), "not connected") {
+		t.Fatalf("after the daemon stopped, the container's view answers %v; want not connected", err)
+	}
+
+	// Let the container see its views dead before the restart.
+	waitOutput(t, c, func(out string) bool { return strings.Contains(out, "dead") })
+
+	d2 := startDaemon(t, fusedBin, d1.mp, "--state-dir", d1.stateDir)
+	started := time.Now()
+	var err error
+	for time.Since(started) < 5*time.Second {
+		if _, err = os.Stat(view); err == nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	took := time.Since(started)
+	if err != nil {
+		t.Fatalf("view still dead 5s after the daemon started again: %v", err)
+	}
+	if took > 2*time.Second {
+		t.Errorf("views back %v after the start, want within 2s", took)
+	}
+	t.Logf("views back in the running container %v after the daemon served again", took.Round(time.Millisecond))
+
+	// The container itself reads its 64 MiB again.
+	waitOutput(t, c, func(out string) bool {
+		return strings.Contains(out[strings.LastIndex(out, "dead"):], "ok")
+	})
+	c.stopLoop(t, "DONE")
+	if log := readFile(t, d2.logPath); !strings.Contains(log, "views re-attached") {
+		t.Errorf("daemon log does not report the re-attach:\n%s", log)
+	}
+}
+
+// waitOutput waits up to 10s for the container's output to satisfy ok.
+func waitOutput(t *testing.T, c *container, ok func(string) bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if ok(c.output(t)) {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("container output never got there within 10s:\n%s", c.output(t))
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestReliabilityResendsTakenRequest: a worker killed while it holds a
+// request it read but never answered. With FUSE_NOTIFY_RESEND (Linux 6.9)
+// the next worker gets the request again and the reader is answered; without
+// it the reader would wait forever.
+func TestReliabilityResendsTakenRequest(t *testing.T) {
+	requireRoot(t)
+	if !kernelAtLeast(t, 6, 9) {
+		t.Skip("FUSE_NOTIFY_RESEND needs Linux 6.9; on older kernels such a reader waits until interrupted (docs/reliability.md)")
+	}
+	marker := filepath.Join(t.TempDir(), "stall")
+	t.Setenv("LXCFS_FUSED_TEST_STALL", marker)
+	d := startDaemon(t, fusedBin, "")
+	_, worker, _ := fusedState(t, d)
+	if err := os.WriteFile(marker, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		b   []byte
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		b, err := os.ReadFile(filepath.Join(d.mp, "proc/loadavg"))
+		done <- result{b, err}
+	}()
+	// The worker took the request when the marker is gone.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if _, err := os.Stat(marker); os.IsNotExist(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the worker never took the read")
+		}
+	}
+	select {
+	case r := <-done:
+		t.Fatalf("read answered by a stalled worker: %q, %v", r.b, r.err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	syscall.Kill(worker, syscall.SIGKILL)
+	select {
+	case r := <-done:
+		if r.err != nil || len(strings.Fields(string(r.b))) != 5 {
+			t.Errorf("read held by the killed worker: %q, %v; want a loadavg line", r.b, r.err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("read held by the killed worker still unanswered 5s later: the request was not resent")
+	}
+}
+
+func kernelAtLeast(t *testing.T, major, minor int) bool {
+	t.Helper()
+	var u syscall.Utsname
+	if err := syscall.Uname(&u); err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, c := range u.Release {
+		if c == 0 {
+			break
+		}
+		b.WriteByte(byte(c))
+	}
+	var maj, min int
+	fmt.Sscanf(b.String(), "%d.%d", &maj, &min)
+	return maj > major || (maj == major && min >= minor)
+}

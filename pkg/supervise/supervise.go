@@ -1,0 +1,324 @@
+// Package supervise keeps a FUSE connection served across crashes and
+// upgrades. The supervisor process holds the connection's /dev/fuse file and
+// runs the serving worker as a child; a worker that dies is replaced at once
+// and the kernel is asked to resend what it had read but not answered, and an
+// upgrade re-executes the supervisor's binary with the file kept open. Readers
+// see a pause, never an error: the mount and the connection never go away.
+package supervise
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"bazil.org/fuse"
+	"golang.org/x/sys/unix"
+)
+
+// Environment variables passing a connection to a worker or to the
+// re-executed supervisor.
+const (
+	EnvConn       = "LXCFS_FUSED_CONN"       // fd=N,proto=MAJ.MIN,flags=F
+	EnvOldWorker  = "LXCFS_FUSED_OLD_WORKER" // pid of the worker to retire after an upgrade
+	EnvGeneration = "LXCFS_FUSED_GENERATION" // upgrades so far
+)
+
+// EncodeConn describes a connection for EnvConn.
+func EncodeConn(fd int, proto fuse.Protocol, flags fuse.InitFlags) string {
+	return fmt.Sprintf("fd=%d,proto=%d.%d,flags=%d", fd, proto.Major, proto.Minor, uint32(flags))
+}
+
+// DecodeConn parses EnvConn's value.
+func DecodeConn(s string) (fd int, proto fuse.Protocol, flags fuse.InitFlags, err error) {
+	seen := 0
+	for part := range strings.SplitSeq(s, ",") {
+		k, v, ok := strings.Cut(part, "=")
+		if !ok {
+			return 0, proto, 0, fmt.Errorf("%s=%q: want fd=N,proto=MAJ.MIN,flags=F", EnvConn, s)
+		}
+		switch k {
+		case "fd":
+			fd, err = strconv.Atoi(v)
+			if err == nil && fd < 3 {
+				err = fmt.Errorf("fd %d is a standard stream", fd)
+			}
+		case "proto":
+			maj, min, ok := strings.Cut(v, ".")
+			var a, b uint64
+			if a, err = strconv.ParseUint(maj, 10, 32); err == nil && ok {
+				b, err = strconv.ParseUint(min, 10, 32)
+			} else if err == nil {
+				err = fmt.Errorf("proto %q: want MAJ.MIN", v)
+			}
+			proto = fuse.Protocol{Major: uint32(a), Minor: uint32(b)}
+		case "flags":
+			var f uint64
+			f, err = strconv.ParseUint(v, 10, 32)
+			flags = fuse.InitFlags(f)
+		default:
+			err = fmt.Errorf("unknown key %q", k)
+		}
+		if err != nil {
+			return 0, proto, 0, fmt.Errorf("%s=%q: %w", EnvConn, s, err)
+		}
+		seen++
+	}
+	if seen != 3 || proto.Major != 7 {
+		return 0, proto, 0, fmt.Errorf("%s=%q: want fd, proto 7.x and flags", EnvConn, s)
+	}
+	return fd, proto, flags, nil
+}
+
+// AdoptFromEnv returns the connection a parent passed in EnvConn, or nil
+// when there is none. The variable is cleared so children do not inherit it.
+func AdoptFromEnv() (*fuse.Conn, error) {
+	v, ok := os.LookupEnv(EnvConn)
+	if !ok {
+		return nil, nil
+	}
+	os.Unsetenv(EnvConn)
+	fd, proto, flags, err := DecodeConn(v)
+	if err != nil {
+		return nil, err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFCHR || unix.Major(st.Rdev) != 10 || unix.Minor(st.Rdev) != 229 {
+		return nil, fmt.Errorf("%s: fd %d is not an open /dev/fuse (%v)", EnvConn, fd, err)
+	}
+	unix.CloseOnExec(fd)
+	return fuse.NewConn(os.NewFile(uintptr(fd), "/dev/fuse"), proto, flags), nil
+}
+
+// ExitUnmounted is the worker's exit code when the connection ended (the
+// file system was unmounted from under the daemon): another worker would be
+// useless, so the supervisor exits too and the next start mounts afresh.
+const ExitUnmounted = 3
+
+// ErrUnmounted is returned by Run when the file system was unmounted by
+// someone else.
+var ErrUnmounted = errors.New("the file system was unmounted from under the daemon; start it again to mount afresh (views in running containers are re-attached then)")
+
+// Supervisor runs and replaces the serving worker of one mounted connection.
+type Supervisor struct {
+	Conn       *fuse.Conn
+	Mountpoint string
+	Exe        string   // this program, re-executed for workers and upgrades
+	WorkerArgs []string // arguments that make Exe a worker
+	Log        *slog.Logger
+	// OnServing runs once, after the first worker started (remounting views
+	// in containers needs the file system answering).
+	OnServing func()
+	// State, when set, is told the pids after every change, for the
+	// upgrade command and operators.
+	State func(workerPid, generation int)
+
+	worker     *exec.Cmd
+	started    time.Time
+	workerDone chan error
+	generation int
+	resendWarn bool
+}
+
+// restartPause is how long a worker that keeps dying is left down between
+// attempts, so a crash loop does not spin a CPU.
+const restartPause = time.Second
+
+// Run serves until SIGTERM or SIGINT (then unmounts and stops the worker),
+// replacing a dead worker at once and upgrading on SIGHUP. It returns only
+// on stop or when an upgrade's exec fails badly; a successful upgrade does
+// not return: the process becomes the new binary.
+func (s *Supervisor) Run() error {
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR1)
+	defer signal.Stop(sigs)
+
+	s.generation, _ = strconv.Atoi(os.Getenv(EnvGeneration))
+	old, _ := strconv.Atoi(os.Getenv(EnvOldWorker))
+	os.Unsetenv(EnvOldWorker)
+	os.Unsetenv(EnvGeneration)
+
+	if err := s.start(); err != nil {
+		return err
+	}
+	if old > 0 {
+		go s.retire(old)
+	}
+	if s.OnServing != nil {
+		go s.OnServing()
+	}
+	var quickDeaths int
+	for {
+		select {
+		case err := <-s.workerDone:
+			if s.worker.ProcessState != nil && s.worker.ProcessState.ExitCode() == ExitUnmounted {
+				return ErrUnmounted
+			}
+			lived := time.Since(s.started)
+			s.Log.Warn("serving worker died; starting another", "pid", s.worker.Process.Pid, "err", err, "lived", lived.Round(time.Millisecond))
+			if lived < restartPause {
+				quickDeaths++
+			} else {
+				quickDeaths = 0
+			}
+			if quickDeaths >= 3 {
+				time.Sleep(restartPause)
+			}
+			if err := s.start(); err != nil {
+				s.Log.Error("cannot start a serving worker; retrying", "err", err)
+				time.Sleep(restartPause)
+				go func() { s.workerDone <- err }()
+				continue
+			}
+			s.resend()
+		case sig := <-sigs:
+			switch sig {
+			case syscall.SIGHUP:
+				s.upgrade()
+			case syscall.SIGUSR1:
+				s.worker.Process.Signal(syscall.SIGUSR1)
+			default:
+				return s.stop(sig)
+			}
+		}
+	}
+}
+
+// start runs a new worker on the connection's file, passed as fd 3.
+func (s *Supervisor) start() error {
+	cmd := exec.Command(s.Exe, s.WorkerArgs...)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	cmd.ExtraFiles = []*os.File{s.Conn.File()}
+	cmd.Env = append(os.Environ(), EnvConn+"="+EncodeConn(3, s.Conn.Protocol(), s.Conn.Features()))
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start serving worker %s: %w", s.Exe, err)
+	}
+	s.started = time.Now()
+	s.worker = cmd
+	done := make(chan error, 1)
+	s.workerDone = done
+	go func() { done <- cmd.Wait() }()
+	s.Log.Info("serving worker started", "pid", cmd.Process.Pid, "generation", s.generation)
+	if s.State != nil {
+		s.State(cmd.Process.Pid, s.generation)
+	}
+	return nil
+}
+
+// resend asks the kernel to queue again what a dead worker had read but not
+// answered. Kernels before 6.9 lack it: those readers wait until their
+// request is interrupted (a signal), which is documented.
+func (s *Supervisor) resend() {
+	err := s.Conn.NotifyResend()
+	switch {
+	case err == nil:
+	case errors.Is(err, syscall.EINVAL) || errors.Is(err, syscall.ENOSYS):
+		if !s.resendWarn {
+			s.resendWarn = true
+			s.Log.Warn("kernel has no FUSE_NOTIFY_RESEND (Linux 6.9+): a read the dead worker had taken is not answered until its reader is interrupted")
+		}
+	default:
+		s.Log.Warn("FUSE_NOTIFY_RESEND failed", "err", err)
+	}
+}
+
+// retire stops the worker of the previous binary once the new one serves,
+// then has the kernel resend anything it was holding.
+func (s *Supervisor) retire(pid int) {
+	p, err := os.FindProcess(pid)
+	if err != nil {
+		return
+	}
+	p.Signal(syscall.SIGTERM)
+	// It is our child (the pid survived the exec), so we can reap it.
+	done := make(chan struct{})
+	go func() { p.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+		p.Kill()
+		<-done
+	}
+	s.Log.Info("previous serving worker retired", "pid", pid)
+	s.resend()
+}
+
+// upgrade re-executes Exe (the binary now at that path) as supervisor,
+// keeping the connection's file open across the exec and the worker running
+// until the new binary's worker has started.
+func (s *Supervisor) upgrade() {
+	fd := int(s.Conn.File().Fd())
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFD, 0); err != nil {
+		s.Log.Error("upgrade: cannot keep the FUSE device open across exec", "err", err)
+		return
+	}
+	env := append(os.Environ(),
+		EnvConn+"="+EncodeConn(fd, s.Conn.Protocol(), s.Conn.Features()),
+		EnvOldWorker+"="+strconv.Itoa(s.worker.Process.Pid),
+		EnvGeneration+"="+strconv.Itoa(s.generation+1),
+	)
+	s.Log.Info("upgrading: executing the binary again with the FUSE connection kept", "exe", s.Exe, "generation", s.generation+1)
+	err := syscall.Exec(s.Exe, os.Args, env)
+	unix.CloseOnExec(fd)
+	s.Log.Error("upgrade failed; the running binary keeps serving", "exe", s.Exe, "err", err)
+}
+
+// stop unmounts (ending the connection once the worker lets go of it) and
+// stops the worker.
+func (s *Supervisor) stop(sig os.Signal) error {
+	s.Log.Info("stopping", "signal", sig.String(), "mountpoint", s.Mountpoint)
+	uerr := unmount(s.Mountpoint)
+	s.worker.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.workerDone:
+	case <-time.After(2 * time.Second):
+		s.worker.Process.Kill()
+		<-s.workerDone
+	}
+	return uerr
+}
+
+func unmount(mountpoint string) error {
+	err := unix.Unmount(mountpoint, 0)
+	if errors.Is(err, unix.EBUSY) {
+		err = unix.Unmount(mountpoint, unix.MNT_DETACH)
+	}
+	if err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("unmount %s: %w", mountpoint, err)
+	}
+	return nil
+}
+
+// WatchParent exits the process when its parent (the supervisor) dies, so a
+// killed supervisor does not leave a worker serving a mount nobody manages.
+// An exec of the parent (an upgrade) is not a death.
+func WatchParent(log *slog.Logger) {
+	ppid := os.Getppid()
+	pidfd, err := unix.PidfdOpen(ppid, 0)
+	if err != nil {
+		log.Warn("cannot watch the supervisor", "ppid", ppid, "err", err)
+		return
+	}
+	go func() {
+		fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
+		for {
+			_, err := unix.Poll(fds, -1)
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			if err == nil && fds[0].Revents != 0 {
+				log.Error("supervisor died; worker exiting", "ppid", ppid)
+				os.Exit(1)
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+}
