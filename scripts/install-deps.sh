@@ -6,6 +6,10 @@
 #   busybox-static a whole container rootfs in one binary
 #   lxcfs          the reference implementation, for side-by-side checks
 #   util-linux     unshare and nsenter
+#   containerd     containerd 1.6 and ctr, for the runtime wrapper's tests
+#   docker.io      dockerd 20.10, same; it installs beside a docker client
+#                  not from a package (/usr/local/bin/docker), and the tests
+#                  start both daemons themselves on private sockets
 set -euo pipefail
 
 want=()
@@ -18,6 +22,9 @@ need nsenter util-linux
 if [ "${1:-}" != "--minimal" ]; then
 	need podman podman
 	need lxcfs lxcfs
+	need containerd containerd
+	need ctr containerd
+	need dockerd docker.io
 fi
 
 if [ ${#want[@]} -eq 0 ]; then

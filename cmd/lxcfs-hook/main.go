@@ -16,6 +16,7 @@ import (
 
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/hook"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/mountns"
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/wrapper"
 )
 
 // DefaultLogFile is appended to on every run: runtimes throw hook output
@@ -23,6 +24,11 @@ import (
 const DefaultLogFile = "/var/log/lxcfs-hook.log"
 
 func main() {
+	// Engines run a runtime by bare path, so the wrapper is this binary
+	// under another name (make install links lxcfs-runc to it).
+	if rt, ok := wrapper.RuntimeForName(os.Args[0]); ok {
+		os.Exit(runWrapper(rt, wrapper.Config{}, "", os.Args[1:]))
+	}
 	if err := newApp().Run(os.Args); err != nil {
 		// cli.Exit errors are printed by the app; anything else is printed here.
 		var ec cli.ExitCoder
@@ -61,6 +67,7 @@ func hookFlags() []cli.Flag {
 			Value: "info",
 			Usage: "least severe level logged: debug, info, warn or error",
 		},
+		stateDirFlag(),
 	}
 }
 
@@ -79,8 +86,10 @@ Opt-in: a container is served when it has the annotation io.lxcfs.enabled=true
 (or PouchContainer's io.kubernetes.lxcfs.enabled=true), or, with --always,
 unless it has io.lxcfs.enabled=false.
 
-For podman and CRI-O install hooks.d/lxcfs.json; for runc or crun by hand,
-run "lxcfs-hook inject --bundle DIR".`,
+For podman and CRI-O install hooks.d/lxcfs.json ("lxcfs-hook configure
+podman"); for runc or crun by hand, run "lxcfs-hook inject --bundle DIR"; for
+Docker and containerd, register the runtime wrapper lxcfs-runc ("lxcfs-hook
+configure docker", "configure containerd"; see "lxcfs-hook runtime --help").`,
 		Flags:                hookFlags(),
 		EnableBashCompletion: true,
 		Commands: []*cli.Command{
@@ -115,6 +124,10 @@ atomically.`,
 				},
 				Action: inject,
 			},
+			remountCommand(),
+			runtimeCommand(),
+			configureCommand(),
+			manCommand(),
 		},
 	}
 }
@@ -209,6 +222,7 @@ func createRuntime(c *cli.Context) error {
 		log.Warn("mounting the views failed: the container starts with some host files", "rootfs", rootfs, "mounted", len(res.Mounted), "err", err)
 		return nil
 	}
+	recordServed(c, log, state.ID, state.Pid, root, res.Mounted)
 	log.Info("views mounted", "reason", d.Reason, "rootfs", rootfs, "mounted", targets(res.Mounted), "skipped", len(res.Skipped), "took", time.Since(start).Round(time.Microsecond))
 	return nil
 }
@@ -235,17 +249,7 @@ func inject(c *cli.Context) error {
 	if err != nil {
 		return cli.Exit(fmt.Sprintf("lxcfs-hook inject: %v", err), 1)
 	}
-	args := []string{"lxcfs-hook", "--lxcfs-root", c.String("lxcfs-root")}
-	if c.Bool("always") {
-		args = append(args, "--always")
-	}
-	if c.Bool("fail-closed") {
-		args = append(args, "--fail-closed")
-	}
-	if f := c.String("log-file"); f != "" {
-		args = append(args, "--log-file", f)
-	}
-	args = append(args, "create-runtime")
+	args := wrapper.HookArgs(wrapper.HookOptions{LXCFSRoot: c.String("lxcfs-root"), Always: c.Bool("always"), FailClosed: c.Bool("fail-closed"), LogFile: c.String("log-file")})
 	configPath := filepath.Join(bundle, "config.json")
 	changed, err := hook.Inject(configPath, hookPath, args)
 	if err != nil {

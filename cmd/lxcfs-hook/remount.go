@@ -1,0 +1,89 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"path/filepath"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/hook"
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/remount"
+)
+
+func stateDirFlag() cli.Flag {
+	return &cli.StringFlag{
+		Name:  "state-dir",
+		Value: remount.DefaultStateDir,
+		Usage: "where served containers are recorded, so their views can be re-attached after the daemon's connection is lost (lxcfs-fused reads the same directory at start; \"lxcfs-hook remount\" on demand)",
+	}
+}
+
+// recordServed remembers a container whose views were mounted, for remount.
+// A failure only costs the automatic re-attach, so it is a warning.
+func recordServed(c *cli.Context, log *slog.Logger, id string, pid int, root string, mounted []hook.Mount) {
+	if len(mounted) == 0 {
+		return
+	}
+	paths := make([]string, len(mounted))
+	for i, m := range mounted {
+		paths[i] = m.Target
+	}
+	start, err := remount.StartTicks(pid)
+	if err == nil {
+		root, err = filepath.Abs(root)
+	}
+	if err == nil {
+		err = remount.Save(setFlag(c, "state-dir").String("state-dir"), remount.Record{
+			ID: id, Pid: pid, StartTicks: start, Root: root, Targets: paths,
+		})
+	}
+	if err != nil {
+		log.Warn("cannot record the container; its views will not be re-attached automatically if the daemon's connection is lost", "err", err)
+	}
+}
+
+func remountCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "remount",
+		Usage: "re-attach dead views in every running container the hook served",
+		Description: `After the daemon's FUSE connection was lost (the daemon was stopped, or
+killed together with its supervisor), views in running containers answer
+"transport endpoint is not connected". lxcfs-fused re-attaches them when it
+starts; this command does the same on demand, once the daemon serves again:
+for every recorded container still running, each dead view is replaced by a
+fresh read-only bind of the daemon's file (open_tree + move_mount, so no host
+directory is exposed inside the container); records of containers that are
+gone are dropped. Prints what it did.`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "lxcfs-root", Value: hook.DefaultRoot, Usage: "the daemon's mountpoint; only containers served from it are handled"},
+			stateDirFlag(),
+		},
+		Action: func(c *cli.Context) error {
+			root := c.String("lxcfs-root")
+			if err := hook.Serving(root); err != nil {
+				return cli.Exit(fmt.Sprintf("lxcfs-hook remount: %v: start lxcfs-fused first", err), 1)
+			}
+			outcomes, errs := remount.Run(c.String("state-dir"), root)
+			for _, err := range errs {
+				fmt.Fprintln(c.App.ErrWriter, "warning:", err)
+			}
+			failed := 0
+			for _, o := range outcomes {
+				switch {
+				case o.Gone:
+					fmt.Fprintf(c.App.Writer, "%s: gone, record dropped\n", o.ID)
+				case o.Err != nil:
+					failed++
+					fmt.Fprintf(c.App.Writer, "%s: FAILED after re-attaching %d: %v\n", o.ID, len(o.Reattached), o.Err)
+				default:
+					fmt.Fprintf(c.App.Writer, "%s: re-attached %d, already live %d\n", o.ID, len(o.Reattached), len(o.Alive))
+				}
+			}
+			if failed > 0 {
+				return cli.Exit(fmt.Sprintf("lxcfs-hook remount: %d container(s) failed", failed), 1)
+			}
+			return nil
+		},
+	}
+}

@@ -1,0 +1,152 @@
+package integration
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestEngineDocker runs Debian's dockerd 20.10 on private paths and socket,
+// over a private containerd, with the wrapper registered by "lxcfs-hook
+// configure docker", and drives containers through the docker CLI. One
+// daemon serves every subtest: it takes seconds to start.
+func TestEngineDocker(t *testing.T) {
+	root := startViews(t)
+	before := mountPoints(t, "self")
+	requireBinaries(t, "dockerd")
+	w := setupWrapper(t, root, nil)
+	dockerCLI := "/usr/bin/docker" // docker.io's client, the daemon's version
+	if _, err := os.Stat(dockerCLI); err != nil {
+		p, err := exec.LookPath("docker")
+		if err != nil {
+			t.Skipf("needs the docker client (Debian docker.io): %v", err)
+		}
+		dockerCLI = p
+	}
+	ctrdSock := startContainerd(t, w.env())
+
+	dir := t.TempDir()
+	// A second runtime, the same wrapper in opt-in mode, through the
+	// environment variable the wrapper reads.
+	optIn := filepath.Join(dir, "lxcfs-runc-opt-in")
+	if err := os.WriteFile(optIn, []byte("#!/bin/sh\nLXCFS_MODE=opt-in exec "+w.path+" \"$@\"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, "docker.sock")
+	base, _ := json.MarshalIndent(map[string]any{
+		"data-root": filepath.Join(dir, "data"), "exec-root": filepath.Join(dir, "exec"),
+		"pidfile": filepath.Join(dir, "docker.pid"), "hosts": []string{"unix://" + sock},
+		"containerd": ctrdSock, "iptables": false, "ip-forward": false, "ip-masq": false,
+		"bridge": "none", "storage-driver": "vfs", "log-level": "warn",
+		"runtimes": map[string]any{"lxcfs-opt-in": map[string]any{"path": optIn}},
+	}, "", "  ")
+	daemonJSON := filepath.Join(dir, "daemon.json")
+	if err := os.WriteFile(daemonJSON, base, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The runtime "lxcfs" comes from configure docker, as an admin would add it.
+	if out, err := exec.Command(hookBin, "configure", "docker", "--config", daemonJSON, "--runtime-path", w.path).CombinedOutput(); err != nil {
+		t.Fatalf("configure docker: %v\n%s", err, out)
+	}
+	// dockerd writes its trust key beside /etc/docker/daemon.json and a
+	// socket directory under /run/docker, whatever its config says.
+	cleanCreated(t, "/etc/docker/key.json")
+	cleanCreated(t, "/run/docker")
+	d := startEngine(t, "dockerd", w.env(), 30*time.Second, "--config-file", daemonJSON)
+	env := append(os.Environ(), "DOCKER_HOST=unix://"+sock, "DOCKER_CONFIG="+filepath.Join(dir, "client"))
+	docker := func(t *testing.T, args ...string) (string, error) {
+		t.Helper()
+		out, stderr, err := runCmd(t, 90*time.Second, env, dockerCLI, args...)
+		if err != nil {
+			return out, fmt.Errorf("docker %s: %w\n%s", strings.Join(args, " "), err, stderr)
+		}
+		return out, nil
+	}
+	d.waitFor(t, "dockerd", 60*time.Second, func() error { _, err := docker(t, "version"); return err })
+	t.Cleanup(func() {
+		out, _ := docker(t, "ps", "-aq")
+		if ids := strings.Fields(out); len(ids) > 0 {
+			t.Errorf("containers left: %v", ids)
+			docker(t, append([]string{"rm", "-f"}, ids...)...)
+		}
+	})
+
+	rootfs := filepath.Join(dir, "rootfs")
+	makeBusyboxRootfs(t, rootfs)
+	const image = "lxcfs-busybox:latest"
+	imp := exec.Command(dockerCLI, "import", "-", image)
+	imp.Env = env
+	tar := exec.Command("tar", "-C", rootfs, "-c", ".")
+	pipe, err := tar.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	imp.Stdin = pipe
+	if err := tar.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := imp.CombinedOutput(); err != nil {
+		t.Fatalf("docker import: %v\n%s", err, out)
+	}
+	if err := tar.Wait(); err != nil {
+		t.Fatalf("tar: %v", err)
+	}
+
+	host := hostMemTotal(t)
+	for _, tt := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"runtime lxcfs", []string{"--runtime", "lxcfs"}, servedMemTotal},
+		{"runtime lxcfs, opted out", []string{"--runtime", "lxcfs", "-e", "LXCFS_ENABLED=false"}, host},
+		{"default runtime runc", nil, host},
+		{"opt-in runtime, not opted in", []string{"--runtime", "lxcfs-opt-in"}, host},
+		{"opt-in runtime, opted in", []string{"--runtime", "lxcfs-opt-in", "-e", "LXCFS_ENABLED=true"}, servedMemTotal},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			args := append([]string{"run", "--rm", "--network", "none", "-m", "64m", "--cpuset-cpus", "0"}, tt.args...)
+			out, err := docker(t, append(args, image, "/bin/sh", "-c", viewScript)...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := field(out, "memtotal"); got != tt.want {
+				t.Errorf("MemTotal = %q, want %q\n%s", got, tt.want, out)
+			}
+			if tt.want == servedMemTotal {
+				if got := field(out, "procs"); got != "1" {
+					t.Errorf("processors in cpuinfo = %q, want 1", got)
+				}
+			}
+		})
+	}
+
+	t.Run("exec, pause, stop and rm through the wrapper", func(t *testing.T) {
+		name := fmt.Sprintf("lxcfs-docker-%d", os.Getpid())
+		if _, err := docker(t, "run", "-d", "--name", name, "--network", "none", "--runtime", "lxcfs", "-m", "64m", image, "sleep", "600"); err != nil {
+			t.Fatal(err)
+		}
+		out, err := docker(t, "exec", name, "grep", "MemTotal", "/proc/meminfo")
+		if got := strings.Join(strings.Fields(out), " "); err != nil || got != servedMemTotal {
+			t.Errorf("docker exec: %q, %v; want %q", got, err, servedMemTotal)
+		}
+		for _, step := range [][]string{{"pause", name}, {"unpause", name}, {"stop", "-t", "2", name}, {"rm", name}} {
+			if _, err := docker(t, step...); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if out, _ := docker(t, "ps", "-a", "--format", "{{.Names}}"); strings.Contains(out, name) {
+			t.Errorf("container still listed after rm: %q", out)
+		}
+	})
+
+	// Stop dockerd now, in this test, so the mount check below sees
+	// everything it set up taken down.
+	d.stop(t)
+	noMountsLeft(t, before)
+}
