@@ -345,3 +345,112 @@ func kernelAtLeast(t *testing.T, major, minor int) bool {
 	fmt.Sscanf(b.String(), "%d.%d", &maj, &min)
 	return maj > major || (maj == major && min >= minor)
 }
+
+// TestReliabilitySystemdFDStore plays systemd: it takes the FUSE device the
+// daemon stores with FDSTORE=1 on NOTIFY_SOCKET, kills the supervisor (its
+// worker follows), and hands the device to a new daemon the way systemd
+// does after a restart (LISTEN_FDS, LISTEN_FDNAMES). Reads during the gap
+// wait and then succeed; none fails.
+func TestReliabilitySystemdFDStore(t *testing.T) {
+	requireRoot(t)
+	sock := filepath.Join(t.TempDir(), "notify")
+	fd, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_DGRAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(fd)
+	if err := syscall.Bind(fd, &syscall.SockaddrUnix{Name: sock}); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("NOTIFY_SOCKET", sock)
+	d1 := startDaemon(t, fusedBin, "")
+
+	// The first message carrying a descriptor is the FDSTORE one.
+	var stored *os.File
+	var name string
+	syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, syscall.SO_RCVTIMEO, &syscall.Timeval{Sec: 5})
+	for stored == nil {
+		buf, oob := make([]byte, 512), make([]byte, 128)
+		n, oobn, _, _, err := syscall.Recvmsg(fd, buf, oob, 0)
+		if err != nil {
+			t.Fatalf("no FDSTORE message from the daemon: %v", err)
+		}
+		msgs, _ := syscall.ParseSocketControlMessage(oob[:oobn])
+		for _, m := range msgs {
+			if fds, err := syscall.ParseUnixRights(&m); err == nil && len(fds) == 1 {
+				stored = os.NewFile(uintptr(fds[0]), "stored-fuse")
+				for _, l := range strings.Split(string(buf[:n]), "\n") {
+					if v, ok := strings.CutPrefix(l, "FDNAME="); ok {
+						name = v
+					}
+				}
+			}
+		}
+	}
+	defer stored.Close()
+	if !strings.HasPrefix(name, "lxcfs-fuse-") {
+		t.Fatalf("stored fd named %q", name)
+	}
+
+	stop := make(chan struct{})
+	var failures []error
+	var reads int
+	readerDone := make(chan struct{})
+	go func() {
+		defer close(readerDone)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := os.ReadFile(filepath.Join(d1.mp, "proc/meminfo")); err != nil {
+				failures = append(failures, err)
+			}
+			reads++
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+	time.Sleep(100 * time.Millisecond)
+
+	// The supervisor dies; its worker follows. The stored fd keeps the
+	// connection (and the mount) alive.
+	d1.stoppedByTest = true
+	d1.cmd.Process.Kill()
+	<-d1.exited
+	time.Sleep(200 * time.Millisecond)
+
+	t.Setenv("NOTIFY_SOCKET", "")
+	logPath := filepath.Join(t.TempDir(), "fused2.log")
+	logFile, _ := os.Create(logPath)
+	defer logFile.Close()
+	cmd := exec.Command("sh", "-c", `LISTEN_PID=$$ exec "$0" "$@"`, fusedBin,
+		"--mountpoint", d1.mp, "--state-dir", d1.stateDir)
+	cmd.Env = append(os.Environ(), "LISTEN_FDS=1", "LISTEN_FDNAMES="+name)
+	cmd.ExtraFiles = []*os.File{stored}
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("second daemon log:\n%s", readFile(t, logPath))
+		}
+	}()
+	time.Sleep(500 * time.Millisecond)
+	close(stop)
+	select {
+	case <-readerDone:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a read was still waiting 10s after the new daemon started")
+	}
+	if len(failures) > 0 {
+		t.Errorf("%d of %d reads failed across the restart; first: %v", len(failures), reads, failures[0])
+	}
+	if log := readFile(t, logPath); !strings.Contains(log, "taken back from the systemd fd store") {
+		t.Errorf("second daemon did not adopt the stored connection:\n%s", log)
+	}
+	t.Logf("%d reads across a supervisor kill and an fd-store restart, %d failed", reads, len(failures))
+}

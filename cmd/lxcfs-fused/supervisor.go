@@ -64,6 +64,7 @@ func superviseCmd(c *cli.Context) error {
 		Exe:        exe,
 		WorkerArgs: append(append([]string(nil), os.Args[1:]...), "worker"),
 		Log:        log,
+		Adopted:    how == howFDStore,
 		OnServing: func() {
 			if _, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
 				log.Warn("sd_notify READY failed", "err", err)
@@ -83,6 +84,8 @@ func superviseCmd(c *cli.Context) error {
 	return nil
 }
 
+const howFDStore = "taken back from the systemd fd store"
+
 // acquire takes over the connection a previous binary passed on (upgrade),
 // or the one kept in systemd's fd store (restart), or mounts a new one.
 func acquire(mp string, log *slog.Logger) (*fuse.Conn, string, error) {
@@ -100,7 +103,7 @@ func acquire(mp string, log *slog.Logger) (*fuse.Conn, string, error) {
 			f.Close()
 			continue
 		}
-		return fuse.NewConn(f, proto, flags), "taken back from the systemd fd store", nil
+		return fuse.NewConn(f, proto, flags), howFDStore, nil
 	}
 	conn, err = fusefs.Mount(mp, log)
 	if err != nil {

@@ -115,6 +115,9 @@ type Supervisor struct {
 	// OnServing runs once, after the first worker started (remounting views
 	// in containers needs the file system answering).
 	OnServing func()
+	// Adopted says the connection was served by another process before
+	// (systemd's fd store): what it had read unanswered is resent at start.
+	Adopted bool
 	// State, when set, is told the pids after every change, for the
 	// upgrade command and operators.
 	State func(workerPid, generation int)
@@ -149,6 +152,8 @@ func (s *Supervisor) Run() error {
 	}
 	if old > 0 {
 		go s.retire(old)
+	} else if s.Adopted {
+		s.resend()
 	}
 	if s.OnServing != nil {
 		go s.OnServing()
