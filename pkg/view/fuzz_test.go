@@ -16,7 +16,9 @@ func addFixtures(f *testing.F, names ...string) {
 	}
 }
 
-// meminfoNumbers parses "Key: N" lines of fuzz output leniently.
+// meminfoNumbers parses "Key: N" lines of fuzz output leniently, splitting
+// on spaces and tabs only, as the kernel writes them and Meminfo reads them
+// (other bytes, such as a form feed, make a line Meminfo passes through).
 func meminfoNumbers(b []byte) map[string]uint64 {
 	m := map[string]uint64{}
 	for _, line := range strings.Split(string(b), "\n") {
@@ -24,7 +26,7 @@ func meminfoNumbers(b []byte) map[string]uint64 {
 		if !ok {
 			continue
 		}
-		if f := strings.Fields(v); len(f) > 0 {
+		if f := strings.FieldsFunc(v, func(r rune) bool { return r == ' ' || r == '\t' }); len(f) > 0 {
 			if n, err := strconv.ParseUint(f[0], 10, 64); err == nil {
 				if _, dup := m[k]; !dup {
 					m[k] = n
