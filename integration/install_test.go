@@ -209,6 +209,14 @@ func TestInstallUnitStopPost(t *testing.T) {
 		mp, cmd := start(t)
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		cmd.Wait()
+		// systemd runs ExecStopPost once the unit's processes are gone and
+		// the kernel has finished aborting the connection (in-flight
+		// requests fail with EIO for a moment before every one gets ENOTCONN).
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			if _, err := os.Stat(mp); err != nil && strings.Contains(err.Error(), "not connected") {
+				break
+			}
+		}
 		stopPost(t, mp)
 		if isMounted(t, mp) {
 			t.Error("a dead mount was left")
