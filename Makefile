@@ -15,7 +15,7 @@ TEST_TIMEOUT ?= 12m
 
 BINS := bin/lxcfs-fused bin/lxcfs-hook
 
-.PHONY: all build deps test unit vet demo bench bench-go install uninstall clean
+.PHONY: all build deps test unit vet fuzz demo bench bench-go install uninstall clean
 
 all: build
 
@@ -32,9 +32,23 @@ vet:
 	$(GO) vet ./...
 
 # Everything: unit tests, fuzz seed corpora, and (as root) the integration
-# tests against FUSE, cgroups, runc and podman.
+# tests against FUSE, cgroups, runc, podman, containerd and Docker; then a
+# short fuzzing run of every parser that takes outside input.
 test: deps vet
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	$(MAKE) --no-print-directory fuzz
+
+# Each fuzz target for FUZZTIME (go test -fuzz takes one target at a time).
+FUZZTIME ?= 3s
+FUZZ_PKGS := ./pkg/view ./pkg/cgroup ./pkg/hook ./pkg/supervise
+fuzz:
+	@for pkg in $(FUZZ_PKGS); do \
+		for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+			echo "fuzz $$pkg $$target ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) $$pkg >/tmp/lxcfs-oci-fuzz.log 2>&1 || \
+				{ cat /tmp/lxcfs-oci-fuzz.log; exit 1; }; \
+		done; \
+	done
 
 # Unit tests only: no root, no packages.
 unit:

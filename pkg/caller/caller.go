@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/opencontainers/cgroups"
@@ -29,6 +30,28 @@ type Container struct {
 	InitPid    int               // host pid of the namespace's init
 	StartTicks uint64            // init start time, clock ticks after boot (/proc/PID/stat field 22)
 	Cgroups    map[string]string // init's cgroup path per v1 controller; "" is the v2 path
+
+	attached atomic.Pointer[any] // see Attach
+}
+
+// Attach keeps v with the container, unless a value is already attached,
+// and returns the value attached. Users of the resolver keep here what they
+// derive from a container once and reuse on every read (pkg/content keeps
+// its cgroup handles): it lives exactly as long as the cache entry, so it
+// goes when the init dies or the entry is forgotten.
+func (c *Container) Attach(v any) any {
+	if c.attached.CompareAndSwap(nil, &v) {
+		return v
+	}
+	return *c.attached.Load()
+}
+
+// Attached returns the value attached to the container, or nil.
+func (c *Container) Attached() any {
+	if p := c.attached.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // Resolver maps reader pids to containers. It is safe for concurrent use.

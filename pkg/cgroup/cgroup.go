@@ -12,8 +12,12 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
+	"unsafe"
 
 	"github.com/opencontainers/cgroups"
 	"golang.org/x/sys/unix"
@@ -157,11 +161,68 @@ func (c ctrlDir) ok() bool { return c.dir != "" }
 
 // Group is one process's set of cgroups. It holds only paths, so it stays
 // valid (and cheap to cache) while the cgroups exist and is safe for
-// concurrent use; every method reads the files afresh.
+// concurrent use; every method reads the files afresh, unless the group was
+// made with WithLimitCache.
 type Group struct {
 	v2      bool
 	v1      map[string]ctrlDir // v1 controller -> dirs
 	unified ctrlDir            // v2 tree, or hybrid's Root/unified tree
+	limits  *limitCache        // nil: no caching
+}
+
+// WithLimitCache returns a copy of g that reads the group's limits at most
+// once per ttl: the memory and swap limits and swappiness (Memory), the
+// cpuset (CPUSet) and the CFS quota (QuotaCPUs). These are settings found by
+// walking up to the hierarchy root, which costs a read per level and per
+// file, and change only when an operator changes them (docker update -m);
+// such a change shows within ttl. Counters (memory usage and memory.stat,
+// CPU time, I/O) are still read on every call, which is also what notices
+// a removed cgroup: those reads then fail with fs.ErrNotExist.
+func (g *Group) WithLimitCache(ttl time.Duration) *Group {
+	c := *g
+	c.limits = &limitCache{ttl: ttl}
+	return &c
+}
+
+// limitCache keeps the last limits a group read and when.
+type limitCache struct {
+	ttl    time.Duration
+	mu     sync.Mutex
+	mem    cached[memLimits]
+	cpuset cached[[]int]
+	quota  cached[float64]
+}
+
+type cached[T any] struct {
+	at time.Time
+	ok bool
+	v  T
+}
+
+// cachedLimit returns the value in g's cache slot while it is younger than
+// the TTL, else loads it and, when that succeeds, stores it. Failures are
+// not cached, so a vanished cgroup keeps reporting itself.
+func cachedLimit[T any](g *Group, slot func(*limitCache) *cached[T], load func() (T, error)) (T, error) {
+	lc := g.limits
+	if lc == nil {
+		return load()
+	}
+	now := time.Now()
+	lc.mu.Lock()
+	if c := slot(lc); c.ok && now.Sub(c.at) < lc.ttl {
+		v := c.v
+		lc.mu.Unlock()
+		return v, nil
+	}
+	lc.mu.Unlock()
+	v, err := load()
+	if err != nil {
+		return v, err
+	}
+	lc.mu.Lock()
+	*slot(lc) = cached[T]{at: now, ok: true, v: v}
+	lc.mu.Unlock()
+	return v, nil
 }
 
 // V2 reports whether the group lives in a pure unified hierarchy.
@@ -198,11 +259,80 @@ func (g *Group) need(name string) (ctrlDir, error) {
 
 // readFile reads one cgroup file, with the full path in any error.
 func readFile(dir, file string) (string, error) {
-	s, err := cgroups.ReadFile(dir, file)
+	var out string
+	err := withFile(dir, file, func(s string) error {
+		out = strings.Clone(s)
+		return nil
+	})
+	return out, err
+}
+
+// bufPool holds read buffers: a container's files are read on every FUSE
+// read, and a fresh buffer per file was most of a render's garbage.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+// withFile reads dir/file whole and calls fn with its content. The string is
+// a view of a pooled buffer, valid only until fn returns: fn must parse it,
+// not keep it (or clone what it keeps).
+//
+// The file is read with plain open/read/close rather than
+// cgroups.ReadFile's openat2 below a cached root handle: the path is built
+// from the hierarchy's mount directory and a /proc/PID/cgroup path cleaned
+// under "/" (joinUnder), never from a reader's input, and cgroupfs has no
+// symlinks a container could plant, so the extra resolution checks bought
+// nothing but syscalls and allocations on the hot path.
+func withFile(dir, file string, fn func(s string) error) error {
+	bp := bufPool.Get().(*[]byte)
+	b, err := readRaw(dir+"/"+file, (*bp)[:0])
+	*bp = b[:0]
 	if err != nil {
-		return "", fmt.Errorf("read %s: %w", filepath.Join(dir, file), stripPathError(err))
+		bufPool.Put(bp)
+		return fmt.Errorf("read %s: %w", filepath.Join(dir, file), err)
 	}
-	return s, nil
+	if len(b) == 0 {
+		bufPool.Put(bp)
+		return fn("")
+	}
+	if err := fn(unsafe.String(&b[0], len(b))); err != nil {
+		// A parse error may quote the content (strconv.NumError keeps
+		// the text it failed on): the buffer now belongs to the error
+		// and is not reused.
+		return err
+	}
+	bufPool.Put(bp)
+	return nil
+}
+
+// readRaw reads the file at path into buf, growing it as needed. Errors are
+// bare errnos, so errors.Is(err, fs.ErrNotExist) holds for a missing file.
+func readRaw(path string, buf []byte) ([]byte, error) {
+	var fd int
+	var err error
+	for {
+		fd, err = unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		return buf, err
+	}
+	defer unix.Close(fd)
+	for {
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, max(cap(buf), 512))
+		}
+		n, err := unix.Read(fd, buf[len(buf):cap(buf)])
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err != nil:
+			return buf, err
+		case n == 0:
+			return buf, nil
+		}
+		buf = buf[:len(buf)+n]
+	}
 }
 
 // stripPathError drops a bare *fs.PathError's own path so the caller's
@@ -218,15 +348,15 @@ func stripPathError(err error) error {
 
 // readUint reads a file holding one unsigned number, "max" meaning no limit.
 func readUint(dir, file string) (uint64, error) {
-	s, err := readFile(dir, file)
-	if err != nil {
-		return 0, err
-	}
-	v, err := parseUintValue(s)
-	if err != nil {
-		return 0, fmt.Errorf("parse %s: %w", filepath.Join(dir, file), err)
-	}
-	return v, nil
+	var v uint64
+	err := withFile(dir, file, func(s string) error {
+		var err error
+		if v, err = parseUintValue(s); err != nil {
+			return fmt.Errorf("parse %s: %w", filepath.Join(dir, file), err)
+		}
+		return nil
+	})
+	return v, err
 }
 
 // walkUp calls fn for c's directory and each parent up to and including the

@@ -892,3 +892,75 @@ func BenchmarkMemory(b *testing.B) {
 		})
 	}
 }
+
+// TestLimitCache: a group made WithLimitCache reuses its limits for the TTL
+// and then sees a changed limit, while usage is read on every call and a
+// removed cgroup still fails at once.
+func TestLimitCache(t *testing.T) {
+	root := copyTree(t, v1Root)
+	const ttl = 100 * time.Millisecond
+	g := v1Group(t, root, "/machine/ctr1").WithLimitCache(ttl)
+	before, err := g.Memory()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(root, "memory/machine/ctr1")
+	writeFile(t, filepath.Join(dir, "memory.limit_in_bytes"), "1048576\n")
+	writeFile(t, filepath.Join(dir, "memory.usage_in_bytes"), "4096\n")
+	changed := time.Now()
+	m, err := g.Memory()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Usage != 4096 {
+		t.Errorf("usage = %d right after it changed, want 4096: counters must not be cached", m.Usage)
+	}
+	if time.Since(changed) < ttl && m.Limit != before.Limit {
+		t.Errorf("limit = %d within the TTL, want the cached %d", m.Limit, before.Limit)
+	}
+	time.Sleep(ttl)
+	if m, err = g.Memory(); err != nil {
+		t.Fatal(err)
+	}
+	if m.Limit != 1048576 {
+		t.Errorf("limit = %d one TTL after it changed to 1 MiB, want 1048576", m.Limit)
+	}
+
+	// The cpuset is a limit too.
+	cpus, err := g.CPUSet()
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(root, "cpuset/machine/ctr1/cpuset.effective_cpus"), "3\n")
+	time.Sleep(ttl)
+	if got, err := g.CPUSet(); err != nil || !reflect.DeepEqual(got, []int{3}) {
+		t.Errorf("cpuset one TTL after it changed from %v to 3: %v, %v", cpus, got, err)
+	}
+
+	// Removal shows through the counters at once, cached limits or not.
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.Memory(); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Memory() of a removed cgroup with cached limits = %v, want ErrNotExist", err)
+	}
+}
+
+func BenchmarkMemoryCached(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		g    *Group
+	}{
+		{"v1", v1Group(b, v1Root, "/machine/ctr1").WithLimitCache(time.Hour)},
+		{"v2", v2Group(b, v2Root, "/machine.slice/ctr1").WithLimitCache(time.Hour)},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := bc.g.Memory(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -14,7 +14,13 @@ import (
 // means "inherit" (a v1 child created without clone_children, a v2 group
 // with cpuset.cpus unset), so the walk goes up until a level names CPUs.
 // It returns nil when there is no cpuset controller or no level has a list.
+//
+// The returned slice may be shared with other callers: do not modify it.
 func (g *Group) CPUSet() ([]int, error) {
+	return cachedLimit(g, func(lc *limitCache) *cached[[]int] { return &lc.cpuset }, g.readCPUSet)
+}
+
+func (g *Group) readCPUSet() ([]int, error) {
 	c := g.ctrl(ctrlCPUSet)
 	if !c.ok() {
 		return nil, nil
@@ -57,6 +63,10 @@ func (g *Group) CPUSet() ([]int, error) {
 // the smallest along the path to the root since a parent's quota caps its
 // children. 0 means no quota, as does a missing cpu controller.
 func (g *Group) QuotaCPUs() (float64, error) {
+	return cachedLimit(g, func(lc *limitCache) *cached[float64] { return &lc.quota }, g.readQuotaCPUs)
+}
+
+func (g *Group) readQuotaCPUs() (float64, error) {
 	c := g.ctrl(ctrlCPU)
 	if !c.ok() {
 		return 0, nil
@@ -151,16 +161,19 @@ func (g *Group) CPUUsage() (view.CPUUsage, error) {
 		{"cpuacct.usage_all", parseUsageAll},
 		{"cpuacct.usage_percpu", parseUsagePercpu},
 	} {
-		s, err := readFile(c.dir, f.name)
+		var per map[int]view.CPUTime
+		err := withFile(c.dir, f.name, func(s string) error {
+			var err error
+			if per, err = f.parse(s); err != nil {
+				return fmt.Errorf("parse %s: %w", filepath.Join(c.dir, f.name), err)
+			}
+			return nil
+		})
 		if err != nil {
 			if isNotExist(err) {
 				continue
 			}
 			return view.CPUUsage{}, err
-		}
-		per, err := f.parse(s)
-		if err != nil {
-			return view.CPUUsage{}, fmt.Errorf("parse %s: %w", filepath.Join(c.dir, f.name), err)
 		}
 		return view.CPUUsage{PerCPU: per, Total: sumCPU(per)}, nil
 	}
@@ -194,13 +207,15 @@ func (g *Group) CPUTime() (time.Duration, error) {
 }
 
 func readCPUStat(dir string) (usage, user, system time.Duration, err error) {
-	s, err := readFile(dir, "cpu.stat")
+	err = withFile(dir, "cpu.stat", func(s string) error {
+		var err error
+		if usage, user, system, err = parseCPUStat(s); err != nil {
+			return fmt.Errorf("parse %s: %w", filepath.Join(dir, "cpu.stat"), err)
+		}
+		return nil
+	})
 	if err != nil {
 		return 0, 0, 0, err
-	}
-	usage, user, system, err = parseCPUStat(s)
-	if err != nil {
-		return 0, 0, 0, fmt.Errorf("parse %s: %w", filepath.Join(dir, "cpu.stat"), err)
 	}
 	return usage, user, system, nil
 }

@@ -26,13 +26,16 @@ func (g *Group) IO() ([]view.IOStat, error) {
 		return nil, fmt.Errorf("io: %w", err)
 	}
 	if g.v2 {
-		s, err := readFile(c.dir, "io.stat")
+		var st []view.IOStat
+		err := withFile(c.dir, "io.stat", func(s string) error {
+			var err error
+			if st, err = parseIOStat(s); err != nil {
+				return fmt.Errorf("parse %s: %w", filepath.Join(c.dir, "io.stat"), err)
+			}
+			return nil
+		})
 		if err != nil {
 			return nil, err
-		}
-		st, err := parseIOStat(s)
-		if err != nil {
-			return nil, fmt.Errorf("parse %s: %w", filepath.Join(c.dir, "io.stat"), err)
 		}
 		return st, nil
 	}
@@ -43,13 +46,15 @@ func (g *Group) IO() ([]view.IOStat, error) {
 		counts := [2]map[devNum]blkioCounts{}
 		var pairErr error
 		for i, f := range pair {
-			s, err := readFile(c.dir, f)
+			err := withFile(c.dir, f, func(s string) error {
+				var err error
+				if counts[i], err = parseBlkioFile(s); err != nil {
+					return fmt.Errorf("parse %s: %w", filepath.Join(c.dir, f), err)
+				}
+				return nil
+			})
 			if err != nil {
 				pairErr = err
-				break
-			}
-			if counts[i], err = parseBlkioFile(s); err != nil {
-				pairErr = fmt.Errorf("parse %s: %w", filepath.Join(c.dir, f), err)
 				break
 			}
 		}

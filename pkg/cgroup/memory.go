@@ -17,33 +17,80 @@ func (g *Group) Memory() (view.Memory, error) {
 	if err != nil {
 		return view.Memory{}, fmt.Errorf("memory: %w", err)
 	}
-	if g.v2 {
-		return memoryV2(c)
+	lim, err := g.memLimits(c)
+	if err != nil {
+		return view.Memory{}, err
 	}
-	return memoryV1(c)
+	if g.v2 {
+		return memoryV2(c, lim)
+	}
+	return memoryV1(c, lim)
 }
 
 func readMemStat(dir string, v2 bool) (view.MemStat, error) {
-	s, err := readFile(dir, "memory.stat")
-	if err != nil {
-		return view.MemStat{}, err
-	}
-	st, err := parseMemStat(s, v2)
-	if err != nil {
-		return view.MemStat{}, fmt.Errorf("parse %s: %w", filepath.Join(dir, "memory.stat"), err)
-	}
-	return st, nil
+	var st view.MemStat
+	err := withFile(dir, "memory.stat", func(s string) error {
+		var err error
+		if st, err = parseMemStat(s, v2); err != nil {
+			return fmt.Errorf("parse %s: %w", filepath.Join(dir, "memory.stat"), err)
+		}
+		return nil
+	})
+	return st, err
 }
 
-func memoryV2(c ctrlDir) (view.Memory, error) {
-	var m view.Memory
-	limit, found, _, err := minUintUp(c, "memory.max")
-	if err != nil {
-		return m, err
+// memLimits are the settings Memory needs, cached by WithLimitCache.
+type memLimits struct {
+	limit      uint64 // smallest memory.max / memory.limit_in_bytes up the tree
+	found      bool   // some level had the limit file
+	swapLimit  uint64 // smallest memory.swap.max / memory.memsw.limit_in_bytes
+	swapSelf   bool   // the group's own directory has the swap limit file
+	swappiness uint64 // v1, read when swapSelf
+	hasSwappy  bool
+}
+
+func (g *Group) memLimits(c ctrlDir) (memLimits, error) {
+	return cachedLimit(g, func(lc *limitCache) *cached[memLimits] { return &lc.mem }, func() (memLimits, error) {
+		return readMemLimits(c, g.v2)
+	})
+}
+
+func readMemLimits(c ctrlDir, v2 bool) (memLimits, error) {
+	limitFile, swapFile := "memory.limit_in_bytes", "memory.memsw.limit_in_bytes"
+	if v2 {
+		limitFile, swapFile = "memory.max", "memory.swap.max"
 	}
+	var l memLimits
+	var err error
+	if l.limit, l.found, _, err = minUintUp(c, limitFile); err != nil {
+		return l, err
+	}
+	// Without swap accounting (CONFIG_MEMCG_SWAP off, or swapaccount=0)
+	// the swap files do not exist.
+	if l.swapLimit, _, l.swapSelf, err = minUintUp(c, swapFile); err != nil {
+		return l, err
+	}
+	if v2 || !l.swapSelf {
+		return l, nil
+	}
+	// With swappiness 0 the kernel will not swap the group out any
+	// further (see memoryV1).
+	l.swappiness, err = readUint(c.dir, "memory.swappiness")
+	switch {
+	case err == nil:
+		l.hasSwappy = true
+	case !isNotExist(err):
+		return l, err
+	}
+	return l, nil
+}
+
+func memoryV2(c ctrlDir, lim memLimits) (view.Memory, error) {
+	var m view.Memory
+	var err error
 	m.Limit = math.MaxUint64
-	if found {
-		m.Limit = limit
+	if lim.found {
+		m.Limit = lim.limit
 	}
 	if m.Usage, err = readUint(c.dir, "memory.current"); err != nil {
 		return m, err
@@ -51,14 +98,7 @@ func memoryV2(c ctrlDir) (view.Memory, error) {
 	if m.Stat, err = readMemStat(c.dir, true); err != nil {
 		return m, err
 	}
-
-	// Without swap accounting (CONFIG_MEMCG_SWAP off, or swapaccount=0)
-	// the memory.swap.* files do not exist.
-	swapLimit, _, self, err := minUintUp(c, "memory.swap.max")
-	if err != nil {
-		return m, err
-	}
-	if !self {
+	if !lim.swapSelf {
 		return m, nil
 	}
 	swapUsage, err := readUint(c.dir, "memory.swap.current")
@@ -68,7 +108,7 @@ func memoryV2(c ctrlDir) (view.Memory, error) {
 		}
 		return m, err
 	}
-	m.SwapAccounting, m.SwapLimit, m.SwapUsage = true, swapLimit, swapUsage
+	m.SwapAccounting, m.SwapLimit, m.SwapUsage = true, lim.swapLimit, swapUsage
 	return m, nil
 }
 
@@ -81,15 +121,12 @@ func normV1(v uint64) uint64 {
 	return v
 }
 
-func memoryV1(c ctrlDir) (view.Memory, error) {
+func memoryV1(c ctrlDir, lim memLimits) (view.Memory, error) {
 	var m view.Memory
-	limit, found, _, err := minUintUp(c, "memory.limit_in_bytes")
-	if err != nil {
-		return m, err
-	}
+	var err error
 	m.Limit = math.MaxUint64
-	if found {
-		m.Limit = normV1(limit)
+	if lim.found {
+		m.Limit = normV1(lim.limit)
 	}
 	if m.Usage, err = readUint(c.dir, "memory.usage_in_bytes"); err != nil {
 		return m, err
@@ -99,11 +136,7 @@ func memoryV1(c ctrlDir) (view.Memory, error) {
 	}
 
 	// memsw ("memory+swap") files exist only with swap accounting on.
-	memswLimit, _, self, err := minUintUp(c, "memory.memsw.limit_in_bytes")
-	if err != nil {
-		return m, err
-	}
-	if !self {
+	if !lim.swapSelf {
 		return m, nil
 	}
 	memswUsage, err := readUint(c.dir, "memory.memsw.usage_in_bytes")
@@ -117,7 +150,7 @@ func memoryV1(c ctrlDir) (view.Memory, error) {
 	// memsw counts memory plus swap, so the swap share is the difference.
 	// An unlimited memsw leaves swap bounded only by the host, which the
 	// caller applies.
-	switch memswLimit = normV1(memswLimit); {
+	switch memswLimit := normV1(lim.swapLimit); {
 	case memswLimit == math.MaxUint64:
 		m.SwapLimit = math.MaxUint64
 	case memswLimit > m.Limit:
@@ -129,12 +162,8 @@ func memoryV1(c ctrlDir) (view.Memory, error) {
 
 	// With swappiness 0 the kernel will not swap the group out any
 	// further, so the swap it may still use is what it already has.
-	swappiness, err := readUint(c.dir, "memory.swappiness")
-	switch {
-	case err == nil && swappiness == 0:
+	if lim.hasSwappy && lim.swappiness == 0 {
 		m.SwapLimit = m.SwapUsage
-	case err != nil && !isNotExist(err):
-		return m, err
 	}
 	return m, nil
 }

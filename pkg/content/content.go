@@ -6,15 +6,19 @@
 package content
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/caller"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/cgroup"
@@ -72,7 +76,52 @@ type Files struct {
 	// file. 0 waits forever.
 	Timeout time.Duration
 
+	// LimitTTL is how long a container's limits (memory and swap limits,
+	// cpuset, CFS quota) and the host's online CPU list are reused before
+	// they are read again: 0 means DefaultLimitTTL, a negative value reads
+	// them on every render. Usage and time counters are read every time.
+	LimitTTL time.Duration
+
 	inflight atomic.Int64 // container renders still running, stuck ones included
+
+	onlineMu sync.Mutex
+	online   []int // host's online CPUs, read at onlineAt
+	onlineAt time.Time
+}
+
+// DefaultLimitTTL bounds how stale a container's limits may be: a limit
+// changed under a running container (docker update -m) shows within it.
+// Reading them afresh meant walking every level up to the hierarchy root
+// for every file and limit on every read, the larger part of a render.
+const DefaultLimitTTL = time.Second
+
+func (f *Files) limitTTL() time.Duration {
+	if f.LimitTTL == 0 {
+		return DefaultLimitTTL
+	}
+	return f.LimitTTL
+}
+
+// ctrState is what Files keeps with a resolved container (caller.Container
+// Attach): its cgroups, with their limit cache, built once per container
+// rather than once per read.
+type ctrState struct {
+	f *Files
+	g *cgroup.Group
+}
+
+func (f *Files) group(c *caller.Container) *cgroup.Group {
+	if st, ok := c.Attached().(*ctrState); ok && st.f == f {
+		return st.g
+	}
+	g := f.Cgroups.ForPaths(c.Cgroups)
+	if ttl := f.limitTTL(); ttl > 0 {
+		g = g.WithLimitCache(ttl)
+	}
+	if st, ok := c.Attach(&ctrState{f: f, g: g}).(*ctrState); ok && st.f == f {
+		return st.g
+	}
+	return g
 }
 
 // maxInflight caps container renders in progress: when cgroup reads hang,
@@ -91,34 +140,53 @@ func (f *Files) List() []string {
 	return out
 }
 
-// hostPath maps a served name to the host file it virtualizes.
+// hostPath maps a served name to the host file it virtualizes. Names are
+// the clean constants above, so plain concatenation is a join.
 func (f *Files) hostPath(name string) string {
 	if name == Online {
-		return filepath.Join(f.SysDir, "devices/system/cpu/online")
+		return f.SysDir + "/devices/system/cpu/online"
 	}
-	rel, _ := filepath.Rel("proc", name)
-	return filepath.Join(f.ProcDir, rel)
+	return f.ProcDir + "/" + strings.TrimPrefix(name, "proc/")
 }
 
 // Render implements fusefs.Renderer. An error means even the host file could
 // not be read.
 func (f *Files) Render(name string, pid int) ([]byte, error) {
-	host, err := os.ReadFile(f.hostPath(name))
+	bp := hostBufs.Get().(*[]byte)
+	host, err := readHost(f.hostPath(name), (*bp)[:0])
+	*bp = host[:0]
 	if err != nil {
+		hostBufs.Put(bp)
 		return nil, fmt.Errorf("read host file for %s: %w", name, err)
 	}
+	out, reuse := f.renderFor(name, pid, host)
+	if overlaps(out, host) {
+		// The host's file (or part of it) is the answer; the buffer goes
+		// back to the pool, so the answer needs its own copy.
+		out = bytes.Clone(out)
+	}
+	if reuse {
+		hostBufs.Put(bp)
+	}
+	return out, nil
+}
+
+// renderFor renders name for pid from the host's content. reuse is false
+// when a render timed out and is still running with host: the buffer must
+// then not be handed out again.
+func (f *Files) renderFor(name string, pid int, host []byte) (out []byte, reuse bool) {
 	c, err := f.Callers.Resolve(pid)
 	if err != nil {
 		// Readers that exit before their read is served land here; it is
 		// routine, so not a warning.
 		f.Log.Debug("reader not resolved; serving the host file", "file", name, "pid", pid, "err", err)
-		return host, nil
+		return host, true
 	}
 	if c == nil {
-		return host, nil
+		return host, true
 	}
-	g := f.Cgroups.ForPaths(c.Cgroups)
-	out, err := f.bounded(name, host, c, g)
+	g := f.group(c)
+	out, err = f.bounded(name, host, c, g)
 	if err != nil {
 		level := slog.LevelWarn
 		if errors.Is(err, os.ErrNotExist) {
@@ -128,9 +196,52 @@ func (f *Files) Render(name string, pid int) ([]byte, error) {
 		}
 		f.Log.Log(context.Background(), level, "container view failed; serving the host file",
 			"file", name, "pid", pid, "init", c.InitPid, "err", err)
-		return host, nil
+		return host, !errors.Is(err, errTimeout)
 	}
-	return out, nil
+	return out, true
+}
+
+// hostBufs holds the buffers host files are read into: every render reads
+// one, and the answer is a new slice anyway (fusefs keeps it for the open
+// file), so the host's copy need not outlive the render.
+var hostBufs = sync.Pool{New: func() any { b := make([]byte, 0, 8192); return &b }}
+
+// readHost reads a /proc or /sys file whole into buf with open/read/close:
+// no fstat (procfs reports size 0 anyway) and no *os.File to set up.
+func readHost(path string, buf []byte) ([]byte, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
+	for errors.Is(err, unix.EINTR) {
+		fd, err = unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
+	}
+	if err != nil {
+		return buf, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	defer unix.Close(fd)
+	for {
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, max(cap(buf), 4096))
+		}
+		n, err := unix.Read(fd, buf[len(buf):cap(buf)])
+		switch {
+		case errors.Is(err, unix.EINTR):
+			continue
+		case err != nil:
+			return buf, &os.PathError{Op: "read", Path: path, Err: err}
+		case n == 0:
+			return buf, nil
+		}
+		buf = buf[:len(buf)+n]
+	}
+}
+
+// overlaps reports whether out shares memory with buf.
+func overlaps(out, buf []byte) bool {
+	if cap(out) == 0 || cap(buf) == 0 {
+		return false
+	}
+	o := uintptr(unsafe.Pointer(unsafe.SliceData(out)))
+	b := uintptr(unsafe.Pointer(unsafe.SliceData(buf)))
+	return o >= b && o < b+uintptr(cap(buf))
 }
 
 // errTimeout marks a container render that took longer than Files.Timeout.
@@ -240,14 +351,9 @@ func (f *Files) render(name string, host []byte, c *caller.Container, g *cgroup.
 // visibleCPUs is the host CPUs the container sees: its cpuset, trimmed to
 // the CPU quota in the CFS view.
 func (f *Files) visibleCPUs(g *cgroup.Group) ([]int, error) {
-	onlinePath := filepath.Join(f.SysDir, "devices/system/cpu/online")
-	b, err := os.ReadFile(onlinePath)
+	hostCPUs, err := f.hostCPUs()
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", onlinePath, err)
-	}
-	hostCPUs, err := view.ParseCPUList(string(b))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", onlinePath, err)
+		return nil, err
 	}
 	cpuset, err := g.CPUSet()
 	if err != nil {
@@ -260,6 +366,33 @@ func (f *Files) visibleCPUs(g *cgroup.Group) ([]int, error) {
 		}
 	}
 	return view.VisibleCPUs(cpuset, quota, hostCPUs, f.CFS), nil
+}
+
+// hostCPUs returns the host's online CPUs, read at most once per LimitTTL:
+// they change only on CPU hotplug. The slice is shared; do not modify it.
+func (f *Files) hostCPUs() ([]int, error) {
+	ttl := f.limitTTL()
+	now := time.Now()
+	f.onlineMu.Lock()
+	if f.online != nil && ttl > 0 && now.Sub(f.onlineAt) < ttl {
+		cpus := f.online
+		f.onlineMu.Unlock()
+		return cpus, nil
+	}
+	f.onlineMu.Unlock()
+	onlinePath := filepath.Join(f.SysDir, "devices/system/cpu/online")
+	b, err := os.ReadFile(onlinePath)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", onlinePath, err)
+	}
+	cpus, err := view.ParseCPUList(string(b))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", onlinePath, err)
+	}
+	f.onlineMu.Lock()
+	f.online, f.onlineAt = cpus, now
+	f.onlineMu.Unlock()
+	return cpus, nil
 }
 
 // BootTime reads CLOCK_BOOTTIME, the clock /proc/uptime and process start
