@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -12,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/configure"
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/edit"
 )
 
 func configureCommand() *cli.Command {
@@ -152,10 +152,10 @@ func runtimePath(c *cli.Context) (string, error) {
 	return p, nil
 }
 
-// editFile applies edit to path's contents (empty when it does not exist)
+// editFile applies change to path's contents (empty when it does not exist)
 // and, unless --dry-run, backs the old file up to path.bak and replaces it
 // atomically, keeping its mode.
-func editFile(c *cli.Context, path string, edit func([]byte) ([]byte, bool, error), next string) error {
+func editFile(c *cli.Context, path string, change func([]byte) ([]byte, bool, error), next string) error {
 	out := c.App.Writer
 	old, err := os.ReadFile(path)
 	existed := err == nil
@@ -166,7 +166,7 @@ func editFile(c *cli.Context, path string, edit func([]byte) ([]byte, bool, erro
 	if fi, err := os.Stat(path); err == nil {
 		mode = fi.Mode().Perm()
 	}
-	updated, changed, err := edit(old)
+	updated, changed, err := change(old)
 	if err != nil {
 		return cli.Exit(fmt.Sprintf("%s: %v", path, err), 1)
 	}
@@ -186,11 +186,11 @@ func editFile(c *cli.Context, path string, edit func([]byte) ([]byte, bool, erro
 		return cli.Exit(fmt.Sprintf("create %s: %v", filepath.Dir(path), err), 1)
 	}
 	if existed {
-		if err := writeAtomic(path+".bak", old, mode); err != nil {
+		if err := edit.WriteAtomic(path+".bak", old, mode); err != nil {
 			return cli.Exit(fmt.Sprintf("back up %s: %v; nothing changed", path, err), 1)
 		}
 	}
-	if err := writeAtomic(path, updated, mode); err != nil {
+	if err := edit.WriteAtomic(path, updated, mode); err != nil {
 		return cli.Exit(err.Error(), 1)
 	}
 	if existed {
@@ -222,35 +222,6 @@ func removeFile(c *cli.Context, path string) error {
 		return cli.Exit(fmt.Sprintf("remove %s: %v", path, err), 1)
 	}
 	fmt.Fprintf(out, "removed %s\n", path)
-	return nil
-}
-
-// writeAtomic replaces path through a temporary file in its directory, so
-// an engine reading the file meanwhile never sees half of it.
-func writeAtomic(path string, data []byte, mode fs.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name()) // no-op after the rename
-	if _, err := io.Copy(tmp, bytes.NewReader(data)); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", tmp.Name(), err)
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return fmt.Errorf("chmod %s: %w", tmp.Name(), err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("sync %s: %w", tmp.Name(), err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", tmp.Name(), err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("replace %s: %w", path, err)
-	}
 	return nil
 }
 

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/edit"
 )
 
 // DefaultRuntimeName is the name the wrapper is registered under, in Docker
@@ -51,50 +53,50 @@ func Docker(in []byte, o DockerOptions) ([]byte, bool, error) {
 	if len(bytes.TrimSpace(src)) == 0 {
 		src = []byte("{}")
 	}
-	root, err := parseObject(src)
+	root, err := edit.ParseObject(src)
 	if err != nil {
 		return nil, false, fmt.Errorf("daemon.json: %w", err)
 	}
-	runtimes := &object{values: map[string]json.RawMessage{}}
-	if raw, ok := root.get("runtimes"); ok && !isNull(raw) {
-		if runtimes, err = parseObject(raw); err != nil {
+	runtimes := &edit.Object{}
+	if raw, ok := root.Get("runtimes"); ok && !edit.IsNull(raw) {
+		if runtimes, err = edit.ParseObject(raw); err != nil {
 			return nil, false, fmt.Errorf("daemon.json: \"runtimes\": %w", err)
 		}
 	}
 	var defaultRuntime string
-	if raw, ok := root.get("default-runtime"); ok {
+	if raw, ok := root.Get("default-runtime"); ok {
 		if err := json.Unmarshal(raw, &defaultRuntime); err != nil {
 			return nil, false, fmt.Errorf("daemon.json: \"default-runtime\" is not a string: %w", err)
 		}
 	}
 
 	if o.Remove {
-		runtimes.delete(o.Name)
-		if len(runtimes.keys) == 0 {
-			root.delete("runtimes")
+		runtimes.Delete(o.Name)
+		if runtimes.Len() == 0 {
+			root.Delete("runtimes")
 		} else {
-			root.set("runtimes", runtimes.marshal())
+			root.Set("runtimes", runtimes.Marshal())
 		}
 		if defaultRuntime == o.Name {
-			root.delete("default-runtime")
+			root.Delete("default-runtime")
 		}
 	} else {
-		entry := &object{values: map[string]json.RawMessage{}}
-		if raw, ok := runtimes.get(o.Name); ok && !isNull(raw) {
-			if entry, err = parseObject(raw); err != nil {
+		entry := &edit.Object{}
+		if raw, ok := runtimes.Get(o.Name); ok && !edit.IsNull(raw) {
+			if entry, err = edit.ParseObject(raw); err != nil {
 				return nil, false, fmt.Errorf("daemon.json: \"runtimes\".%q: %w", o.Name, err)
 			}
 		}
 		path, _ := json.Marshal(o.Path)
-		entry.set("path", path)
-		runtimes.set(o.Name, entry.marshal())
-		root.set("runtimes", runtimes.marshal())
+		entry.Set("path", path)
+		runtimes.Set(o.Name, entry.Marshal())
+		root.Set("runtimes", runtimes.Marshal())
 		if o.SetDefault {
 			name, _ := json.Marshal(o.Name)
-			root.set("default-runtime", name)
+			root.Set("default-runtime", name)
 		}
 	}
-	out, err := indentLike(in, root.marshal())
+	out, err := indentLike(in, root.Marshal())
 	if err != nil {
 		return nil, false, err
 	}
@@ -102,10 +104,6 @@ func Docker(in []byte, o DockerOptions) ([]byte, bool, error) {
 		return in, false, nil
 	}
 	return out, true, nil
-}
-
-func isNull(raw json.RawMessage) bool {
-	return string(bytes.TrimSpace(raw)) == "null"
 }
 
 // indentLike indents out with the indentation of the first indented line
