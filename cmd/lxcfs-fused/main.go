@@ -48,6 +48,7 @@ func main() {
 			&cli.IntFlag{Name: "workers", Value: 8, Usage: "goroutines reading FUSE requests at once; bounds the requests in progress"},
 			&cli.StringFlag{Name: "state-dir", Value: "/run/lxcfs-oci", Usage: "where the hook records served containers (to re-attach their views after a lost connection) and the daemon writes fused.json (its pids, for the upgrade command)"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
+			&cli.StringFlag{Name: "cpuprofile", Hidden: true, Usage: "write the serving worker's CPU profile to this file when it stops (for make bench)"},
 		},
 		HideHelpCommand: true,
 		Action:          superviseCmd,

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 
@@ -36,7 +37,6 @@ func loadConfig(c *cli.Context) (*content.Files, error) {
 		CFS:      c.Bool("enable-cfs"),
 		Now:      content.BootTime,
 		ClockTck: 100, // USER_HZ: fixed at 100 in the kernel's user ABI
-		Timeout:  c.Duration("read-timeout"),
 	}, nil
 }
 
@@ -81,6 +81,18 @@ func workerCmd(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	tree.Timeout = c.Duration("read-timeout")
+
+	if path := c.String("cpuprofile"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1)
@@ -92,6 +104,7 @@ func workerCmd(c *cli.Context) error {
 			}
 			// Requests read but not answered are resent by the supervisor
 			// once this process is gone.
+			pprof.StopCPUProfile()
 			os.Exit(0)
 		}
 	}()
@@ -102,6 +115,7 @@ func workerCmd(c *cli.Context) error {
 		return err
 	}
 	log.Warn("FUSE connection ended: the file system was unmounted")
+	pprof.StopCPUProfile()
 	os.Exit(supervise.ExitUnmounted)
 	return nil
 }
@@ -126,7 +140,7 @@ func logStats(log interface{ Info(string, ...any) }, r *caller.Resolver) {
 const stallEnv = "LXCFS_FUSED_TEST_STALL"
 
 type stallRenderer struct {
-	fusefs.Renderer
+	*content.Files
 	marker string
 }
 
@@ -134,5 +148,5 @@ func (s stallRenderer) Render(name string, pid int) ([]byte, error) {
 	if name == content.Loadavg && os.Remove(s.marker) == nil {
 		select {}
 	}
-	return s.Renderer.Render(name, pid)
+	return s.Files.Render(name, pid)
 }

@@ -32,7 +32,6 @@ func BenchmarkRender(b *testing.B) {
 					Log:      slog.New(slog.NewTextHandler(io.Discard, nil)),
 					Now:      BootTime,
 					ClockTck: 100,
-					Timeout:  2 * time.Second, // the daemon's default
 					LimitTTL: mode.ttl,
 				}
 				b.ReportAllocs()

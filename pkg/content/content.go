@@ -16,7 +16,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -71,18 +70,11 @@ type Files struct {
 	Now      func() time.Duration // CLOCK_BOOTTIME; tests override
 	ClockTck uint64               // USER_HZ of /proc/PID/stat start times
 
-	// Timeout bounds the container part of a render (cgroup reads, which
-	// can hang on a wedged kernel file); past it the reader gets the host's
-	// file. 0 waits forever.
-	Timeout time.Duration
-
 	// LimitTTL is how long a container's limits (memory and swap limits,
 	// cpuset, CFS quota) and the host's online CPU list are reused before
 	// they are read again: 0 means DefaultLimitTTL, a negative value reads
 	// them on every render. Usage and time counters are read every time.
 	LimitTTL time.Duration
-
-	inflight atomic.Int64 // container renders still running, stuck ones included
 
 	onlineMu sync.Mutex
 	online   []int // host's online CPUs, read at onlineAt
@@ -124,10 +116,6 @@ func (f *Files) group(c *caller.Container) *cgroup.Group {
 	return g
 }
 
-// maxInflight caps container renders in progress: when cgroup reads hang,
-// the goroutines left behind stop growing and readers get host files at once.
-const maxInflight = 256
-
 // List returns the files to serve on this host: the fixed set, plus the
 // pressure files the host kernel has (PSI is optional).
 func (f *Files) List() []string {
@@ -159,34 +147,40 @@ func (f *Files) Render(name string, pid int) ([]byte, error) {
 		hostBufs.Put(bp)
 		return nil, fmt.Errorf("read host file for %s: %w", name, err)
 	}
-	out, reuse := f.renderFor(name, pid, host)
+	out := f.renderFor(name, pid, host)
 	if overlaps(out, host) {
 		// The host's file (or part of it) is the answer; the buffer goes
 		// back to the pool, so the answer needs its own copy.
 		out = bytes.Clone(out)
 	}
-	if reuse {
-		hostBufs.Put(bp)
-	}
+	hostBufs.Put(bp)
 	return out, nil
 }
 
-// renderFor renders name for pid from the host's content. reuse is false
-// when a render timed out and is still running with host: the buffer must
-// then not be handed out again.
-func (f *Files) renderFor(name string, pid int, host []byte) (out []byte, reuse bool) {
+// Fallback implements fusefs.Fallbacker: the host's file, which needs no
+// cgroup read, for a reader whose render outlived the daemon's timeout.
+func (f *Files) Fallback(name string) ([]byte, error) {
+	host, err := readHost(f.hostPath(name), nil)
+	if err != nil {
+		return nil, fmt.Errorf("read host file for %s: %w", name, err)
+	}
+	return host, nil
+}
+
+// renderFor renders name for pid from the host's content.
+func (f *Files) renderFor(name string, pid int, host []byte) []byte {
 	c, err := f.Callers.Resolve(pid)
 	if err != nil {
 		// Readers that exit before their read is served land here; it is
 		// routine, so not a warning.
 		f.Log.Debug("reader not resolved; serving the host file", "file", name, "pid", pid, "err", err)
-		return host, true
+		return host
 	}
 	if c == nil {
-		return host, true
+		return host
 	}
 	g := f.group(c)
-	out, err = f.bounded(name, host, c, g)
+	out, err := f.render(name, host, c, g)
 	if err != nil {
 		level := slog.LevelWarn
 		if errors.Is(err, os.ErrNotExist) {
@@ -196,9 +190,9 @@ func (f *Files) renderFor(name string, pid int, host []byte) (out []byte, reuse 
 		}
 		f.Log.Log(context.Background(), level, "container view failed; serving the host file",
 			"file", name, "pid", pid, "init", c.InitPid, "err", err)
-		return host, !errors.Is(err, errTimeout)
+		return host
 	}
-	return out, true
+	return out
 }
 
 // hostBufs holds the buffers host files are read into: every render reads
@@ -242,38 +236,6 @@ func overlaps(out, buf []byte) bool {
 	o := uintptr(unsafe.Pointer(unsafe.SliceData(out)))
 	b := uintptr(unsafe.Pointer(unsafe.SliceData(buf)))
 	return o >= b && o < b+uintptr(cap(buf))
-}
-
-// errTimeout marks a container render that took longer than Files.Timeout.
-var errTimeout = errors.New("timed out reading the container's cgroups")
-
-// bounded runs render within f.Timeout, leaving a stuck render behind.
-func (f *Files) bounded(name string, host []byte, c *caller.Container, g *cgroup.Group) ([]byte, error) {
-	if f.Timeout <= 0 {
-		return f.render(name, host, c, g)
-	}
-	if f.inflight.Load() >= maxInflight {
-		return nil, fmt.Errorf("%w: %d renders already stuck", errTimeout, maxInflight)
-	}
-	type result struct {
-		out []byte
-		err error
-	}
-	ch := make(chan result, 1)
-	f.inflight.Add(1)
-	go func() {
-		defer f.inflight.Add(-1)
-		out, err := f.render(name, host, c, g)
-		ch <- result{out, err}
-	}()
-	t := time.NewTimer(f.Timeout)
-	defer t.Stop()
-	select {
-	case r := <-ch:
-		return r.out, r.err
-	case <-t.C:
-		return nil, fmt.Errorf("%w after %v", errTimeout, f.Timeout)
-	}
 }
 
 func (f *Files) render(name string, host []byte, c *caller.Container, g *cgroup.Group) ([]byte, error) {

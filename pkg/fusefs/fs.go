@@ -29,6 +29,12 @@ type Renderer interface {
 	Render(name string, pid int) ([]byte, error)
 }
 
+// Fallbacker is a Renderer that has an answer that cannot hang (the host's
+// file), given when a render outlives FS.Timeout.
+type Fallbacker interface {
+	Fallback(name string) ([]byte, error)
+}
+
 // entryValid is how long the kernel may cache names. The tree never changes
 // while the daemon runs.
 const entryValid = time.Second
@@ -45,6 +51,10 @@ type node struct {
 
 // FS is the file tree. Build it with New, serve it with Serve.
 type FS struct {
+	// Timeout bounds a render when the Renderer is a Fallbacker: past it
+	// the request is answered with the fallback. 0 waits forever.
+	Timeout time.Duration
+
 	nodes   []*node // index = inode; 0 unused
 	r       Renderer
 	log     *slog.Logger

@@ -93,6 +93,11 @@ func (c *counter) Render(name string, pid int) ([]byte, error) {
 
 func mountTest(t *testing.T, r Renderer, files ...string) string {
 	t.Helper()
+	return mountTestWith(t, r, nil, files...)
+}
+
+func mountTestWith(t *testing.T, r Renderer, setup func(*FS), files ...string) string {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to mount FUSE")
 	}
@@ -104,6 +109,9 @@ func mountTest(t *testing.T, r Renderer, files ...string) string {
 	tree, err := New(files, r, log)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if setup != nil {
+		setup(tree)
 	}
 	conn, err := Mount(mp, log)
 	if err != nil {
@@ -201,5 +209,47 @@ func TestServeSnapshotsAndRegenerates(t *testing.T) {
 	}
 	if st, err := f.Stat(); err != nil || st.Size() != 10240 {
 		t.Errorf("fstat of an open handle: size %v (%v), want its snapshot's 10240", st.Size(), err)
+	}
+}
+
+// slow never finishes rendering proc/slow until released; its fallback
+// answers at once.
+type slow struct {
+	release chan struct{}
+}
+
+func (s *slow) Render(name string, pid int) ([]byte, error) {
+	if name == "proc/slow" {
+		<-s.release
+	}
+	return []byte("rendered " + name + "\n"), nil
+}
+
+func (s *slow) Fallback(name string) ([]byte, error) {
+	return []byte("fallback " + name + "\n"), nil
+}
+
+// A render that hangs (a wedged cgroup file) must not hold its reader past
+// FS.Timeout, nor take a reading goroutine away from everyone else.
+func TestServeTimeout(t *testing.T) {
+	s := &slow{release: make(chan struct{})}
+	mp := mountTestWith(t, s, func(f *FS) { f.Timeout = 100 * time.Millisecond }, "proc/slow", "proc/fast")
+	defer close(s.release)
+
+	for i := range 6 { // more hanging reads than the 4 reading goroutines
+		start := time.Now()
+		b, err := os.ReadFile(filepath.Join(mp, "proc/slow"))
+		if err != nil || string(b) != "fallback proc/slow\n" {
+			t.Fatalf("read %d of a hanging file = %q, %v; want the fallback", i, b, err)
+		}
+		if el := time.Since(start); el > 2*time.Second {
+			t.Errorf("read %d took %v with a 100ms timeout", i, el)
+		}
+	}
+	// Every reading goroutine but the replacements is stuck now; the
+	// replacements serve.
+	b, err := os.ReadFile(filepath.Join(mp, "proc/fast"))
+	if err != nil || string(b) != "rendered proc/fast\n" {
+		t.Errorf("read of a healthy file while others hang = %q, %v", b, err)
 	}
 }

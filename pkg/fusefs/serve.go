@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"bazil.org/fuse"
 )
@@ -33,7 +34,8 @@ type server struct {
 	fs      *FS
 	conn    *fuse.Conn
 	nextFH  atomic.Uint64
-	handles sync.Map // fuse.HandleID -> *handle
+	handles sync.Map     // fuse.HandleID -> *handle
+	stuck   atomic.Int64 // goroutines whose render outlived the timeout
 }
 
 // Serve answers requests on conn with workers goroutines reading the device
@@ -69,20 +71,19 @@ func (s *server) loop() error {
 		default:
 			return fmt.Errorf("read FUSE request: %w", err)
 		}
-		s.handle(req)
+		if abandoned := s.handle(req); abandoned {
+			// A watchdog answered for this goroutine and started another
+			// in its place; the device keeps its readers.
+			return nil
+		}
 	}
 }
 
 // handle answers one request. A panic answers EIO for that request alone,
-// logged with the stack, so no input takes the daemon down.
-func (s *server) handle(req fuse.Request) {
-	defer func() {
-		if rec := recover(); rec != nil {
-			s.fs.log.Error("panic serving request; answered EIO", "request", req.String(),
-				"panic", fmt.Sprint(rec), "stack", string(debug.Stack()))
-			req.RespondError(errno(syscall.EIO))
-		}
-	}()
+// logged with the stack, so no input takes the daemon down. abandoned is
+// true when the render outlived FS.Timeout and a watchdog answered instead.
+func (s *server) handle(req fuse.Request) (abandoned bool) {
+	defer s.recoverEIO(req)
 	hdr := req.Hdr()
 	switch r := req.(type) {
 	case *fuse.LookupRequest:
@@ -105,21 +106,21 @@ func (s *server) handle(req fuse.Request) {
 			r.RespondError(errno(syscall.ENOENT))
 			return
 		}
-		a := s.fs.attr(n)
-		if !n.dir {
-			a.Size = s.size(n, r)
+		if n.dir {
+			r.Respond(&fuse.GetattrResponse{Attr: s.fs.attr(n)})
+			return
 		}
-		r.Respond(&fuse.GetattrResponse{Attr: a})
+		return s.getattr(n, r)
 
 	case *fuse.OpenRequest:
-		s.open(r)
+		return s.open(r)
 
 	case *fuse.ReadRequest:
 		if r.Dir {
 			s.readDir(r)
 			return
 		}
-		s.read(r)
+		return s.read(r)
 
 	case *fuse.ReleaseRequest:
 		s.handles.Delete(r.Handle)
@@ -161,9 +162,74 @@ func (s *server) handle(req fuse.Request) {
 	default:
 		req.RespondError(errno(syscall.ENOSYS))
 	}
+	return false
 }
 
-func (s *server) open(r *fuse.OpenRequest) {
+func (s *server) recoverEIO(req fuse.Request) {
+	if rec := recover(); rec != nil {
+		s.fs.log.Error("panic serving request; answered EIO", "request", req.String(),
+			"panic", fmt.Sprint(rec), "stack", string(debug.Stack()))
+		req.RespondError(errno(syscall.EIO))
+	}
+}
+
+// maxStuck caps the goroutines left behind by renders that never returned:
+// past it, no replacement reader is started (the others keep serving).
+const maxStuck = 256
+
+// withContent renders name for pid and passes the result to answer, exactly
+// once. When the render outlives FS.Timeout (a wedged cgroup file), a timer
+// answers with the Renderer's fallback (the host's file) instead and starts
+// a new reading goroutine, and withContent reports the calling goroutine
+// abandoned once the render returns. The timer costs no goroutine unless it
+// fires, unlike running every render in a goroutine of its own.
+func (s *server) withContent(req fuse.Request, name string, pid int, answer func([]byte, error)) (abandoned bool) {
+	fb, ok := s.fs.r.(Fallbacker)
+	if s.fs.Timeout <= 0 || !ok {
+		answer(s.fs.r.Render(name, pid))
+		return false
+	}
+	const (
+		rendering = iota
+		byRender
+		byTimerReplaced // a new reading goroutine took this one's place
+		byTimer         // over maxStuck: this one keeps its place when it returns
+	)
+	var state atomic.Int32
+	t := time.AfterFunc(s.fs.Timeout, func() {
+		next := int32(byTimer)
+		if s.stuck.Add(1) <= maxStuck {
+			next = byTimerReplaced
+		} else {
+			s.stuck.Add(-1)
+		}
+		if !state.CompareAndSwap(rendering, next) {
+			if next == byTimerReplaced {
+				s.stuck.Add(-1)
+			}
+			return
+		}
+		if next == byTimerReplaced {
+			go s.loop()
+		}
+		defer s.recoverEIO(req)
+		s.fs.log.Warn("render timed out; answered with the fallback", "file", name, "pid", pid, "timeout", s.fs.Timeout)
+		answer(fb.Fallback(name))
+	})
+	data, err := s.fs.r.Render(name, pid)
+	if state.CompareAndSwap(rendering, byRender) {
+		t.Stop()
+		answer(data, err)
+		return false
+	}
+	if state.Load() == byTimerReplaced {
+		s.stuck.Add(-1)
+		return true
+	}
+	return false
+}
+
+func (s *server) open(r *fuse.OpenRequest) (abandoned bool) {
 	n := s.fs.node(r.Hdr().Node)
 	switch {
 	case n == nil:
@@ -181,19 +247,20 @@ func (s *server) open(r *fuse.OpenRequest) {
 		return
 	}
 	h := &handle{n: n, pid: int(r.Pid)}
-	data, err := s.fs.r.Render(n.name, h.pid)
-	if err != nil {
-		s.fs.log.Warn("render failed", "file", n.name, "pid", h.pid, "err", err)
-		r.RespondError(errno(syscall.EIO))
-		return
-	}
-	h.data, h.fresh = data, true
-	s.setSize(n, data)
-	id := fuse.HandleID(s.nextFH.Add(1))
-	s.handles.Store(id, h)
-	// Direct I/O keeps the page cache out of read(2): each reader's reads
-	// reach us, so no reader sees a page cached for another.
-	r.Respond(&fuse.OpenResponse{Handle: id, Flags: fuse.OpenDirectIO | openNoFlush})
+	return s.withContent(r, n.name, h.pid, func(data []byte, err error) {
+		if err != nil {
+			s.fs.log.Warn("render failed", "file", n.name, "pid", h.pid, "err", err)
+			r.RespondError(errno(syscall.EIO))
+			return
+		}
+		h.data, h.fresh = data, true
+		s.setSize(n, data)
+		id := fuse.HandleID(s.nextFH.Add(1))
+		s.handles.Store(id, h)
+		// Direct I/O keeps the page cache out of read(2): each reader's
+		// reads reach us, so no reader sees a page cached for another.
+		r.Respond(&fuse.OpenResponse{Handle: id, Flags: fuse.OpenDirectIO | openNoFlush})
+	})
 }
 
 // setSize tells the kernel the file's size for this opener before the open
@@ -212,22 +279,26 @@ func (s *server) setSize(n *node, data []byte) {
 	}
 }
 
-// size is what GETATTR reports for a file: the length of the caller's open
-// handle's snapshot (fstat), else of the content the caller would read now.
-func (s *server) size(n *node, r *fuse.GetattrRequest) uint64 {
+// getattr reports a file's size as the length of the caller's open handle's
+// snapshot (fstat), else of the content the caller would read now.
+func (s *server) getattr(n *node, r *fuse.GetattrRequest) (abandoned bool) {
+	a := s.fs.attr(n)
 	if r.Flags&fuse.GetattrFh != 0 {
 		if v, ok := s.handles.Load(r.Handle); ok {
 			h := v.(*handle)
 			h.mu.Lock()
-			defer h.mu.Unlock()
-			return uint64(len(h.data))
+			a.Size = uint64(len(h.data))
+			h.mu.Unlock()
+			r.Respond(&fuse.GetattrResponse{Attr: a})
+			return false
 		}
 	}
-	data, err := s.fs.r.Render(n.name, int(r.Pid))
-	if err != nil {
-		return 0
-	}
-	return uint64(len(data))
+	return s.withContent(r, n.name, int(r.Pid), func(data []byte, err error) {
+		if err == nil {
+			a.Size = uint64(len(data))
+		}
+		r.Respond(&fuse.GetattrResponse{Attr: a})
+	})
 }
 
 // read serves a file read. Offset 0 renders afresh (tools like top keep the
@@ -236,34 +307,46 @@ func (s *server) size(n *node, r *fuse.GetattrRequest) uint64 {
 // same snapshot, so a reader reading in small chunks sees one consistent
 // file. A handle this process never opened (the kernel kept it across a
 // daemon restart) is adopted for the reading pid.
-func (s *server) read(r *fuse.ReadRequest) {
+func (s *server) read(r *fuse.ReadRequest) (abandoned bool) {
 	v, ok := s.handles.Load(r.Handle)
 	if !ok {
 		n := s.fs.node(r.Hdr().Node)
 		if n == nil || n.dir {
 			r.RespondError(errno(syscall.EBADF))
-			return
+			return false
 		}
 		v, _ = s.handles.LoadOrStore(r.Handle, &handle{n: n, pid: int(r.Pid)})
 	}
 	h := v.(*handle)
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.data == nil || (r.Offset == 0 && !h.fresh) {
-		data, err := s.fs.r.Render(h.n.name, h.pid)
+	if h.data != nil && (r.Offset != 0 || h.fresh) {
+		h.fresh = false
+		r.Respond(&fuse.ReadResponse{Data: slice(h.data, r.Offset, r.Size)})
+		h.mu.Unlock()
+		return false
+	}
+	// Not held while rendering: a render that never returns must not lock
+	// the handle for the timer answering in its place.
+	h.mu.Unlock()
+	return s.withContent(r, h.n.name, h.pid, func(data []byte, err error) {
 		if err != nil {
 			s.fs.log.Warn("render failed", "file", h.n.name, "pid", h.pid, "err", err)
 			r.RespondError(errno(syscall.EIO))
 			return
 		}
-		h.data = data
+		h.mu.Lock()
+		h.data, h.fresh = data, false
+		h.mu.Unlock()
+		r.Respond(&fuse.ReadResponse{Data: slice(data, r.Offset, r.Size)})
+	})
+}
+
+// slice is data[off:off+size], clipped to data.
+func slice(data []byte, off int64, size int) []byte {
+	if off >= int64(len(data)) {
+		return nil
 	}
-	h.fresh = false
-	var out []byte
-	if r.Offset < int64(len(h.data)) {
-		out = h.data[r.Offset:min(r.Offset+int64(r.Size), int64(len(h.data)))]
-	}
-	r.Respond(&fuse.ReadResponse{Data: out})
+	return data[off:min(off+int64(size), int64(len(data)))]
 }
 
 func (s *server) readDir(r *fuse.ReadRequest) {
