@@ -200,7 +200,10 @@ func editConfig(t *testing.T, bundle string, edit func(map[string]any)) {
 func injectHook(t *testing.T, bundle, root string, extra ...string) string {
 	t.Helper()
 	logPath := filepath.Join(t.TempDir(), "hook.log")
-	args := append([]string{"inject", "--bundle", bundle, "--hook-path", hookBin, "--lxcfs-root", root, "--log-file", logPath}, extra...)
+	// A private state dir: the tests' containers must not be recorded in
+	// the host's /run/lxcfs-oci.
+	args := append([]string{"inject", "--bundle", bundle, "--hook-path", hookBin, "--lxcfs-root", root, "--log-file", logPath,
+		"--state-dir", filepath.Join(filepath.Dir(logPath), "state")}, extra...)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if out, err := exec.CommandContext(ctx, hookBin, args...).CombinedOutput(); err != nil {

@@ -88,7 +88,7 @@ func runHook(t *testing.T, root, bundle string, pid int) (string, error) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, hookBin, "--lxcfs-root", root, "--always", "--log-file", "-", "create-runtime")
+	cmd := exec.CommandContext(ctx, hookBin, "--lxcfs-root", root, "--always", "--log-file", "-", "--state-dir", t.TempDir(), "create-runtime")
 	cmd.Stdin = bytes.NewReader(state)
 	out, err := cmd.CombinedOutput()
 	return string(out), err

@@ -40,7 +40,7 @@ func TestPodmanHooksDir(t *testing.T) {
 		t.Errorf("hooks.d/lxcfs.json path = %v, want the make install location", h["path"])
 	}
 	h["path"] = hookBin
-	h["args"] = []any{"lxcfs-hook", "--lxcfs-root", root, "--log-file", logPath, "create-runtime"}
+	h["args"] = []any{"lxcfs-hook", "--lxcfs-root", root, "--log-file", logPath, "--state-dir", filepath.Join(filepath.Dir(logPath), "state"), "create-runtime"}
 	hooksDir := filepath.Join(dir, "hooks.d")
 	os.Mkdir(hooksDir, 0o755)
 	data, _ = json.Marshal(hf)

@@ -93,12 +93,7 @@ func (c *container) stopLoop(t *testing.T, last string) string {
 func runDetached(t *testing.T, root, stateDir, script string) *container {
 	t.Helper()
 	bundle := busyboxBundle(t, bundleOpts{script: script, limits: true})
-	injectHook(t, bundle, root)
-	editConfig(t, bundle, func(c map[string]any) {
-		hooks := c["hooks"].(map[string]any)["createRuntime"].([]any)
-		h := hooks[0].(map[string]any)
-		h["args"] = append(h["args"].([]any), "--state-dir", stateDir)
-	})
+	injectHook(t, bundle, root, "--state-dir", stateDir)
 	runcSeq++
 	c := &container{
 		id:     fmt.Sprintf("lxcfs-rel-%d-%d", os.Getpid(), runcSeq),

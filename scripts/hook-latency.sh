@@ -54,7 +54,7 @@ mkbundle() {
 }
 mkbundle "$TMP/plain"
 mkbundle "$TMP/hooked"
-"$HOOK" inject --bundle "$TMP/hooked" --lxcfs-root "$MNT" --log-file "$TMP/hook.log" >/dev/null
+"$HOOK" inject --bundle "$TMP/hooked" --lxcfs-root "$MNT" --log-file "$TMP/hook.log" --state-dir "$TMP/state" >/dev/null
 
 run_ms() { # bundle id -> wall ms of runc run
 	local t0 t1

@@ -121,6 +121,7 @@ atomically.`,
 					&cli.BoolFlag{Name: "always", Value: true, Usage: "write --always into the hook's arguments, so the container is served without an annotation (--always=false: only with io.lxcfs.enabled=true)"},
 					&cli.BoolFlag{Name: "fail-closed", Usage: "write --fail-closed into the hook's arguments"},
 					&cli.StringFlag{Name: "log-file", Usage: "write --log-file FILE into the hook's arguments (default: the hook's own default, " + DefaultLogFile + ")"},
+					&cli.StringFlag{Name: "state-dir", Usage: "write --state-dir DIR into the hook's arguments (default: the hook's own default, /run/lxcfs-oci)"},
 				},
 				Action: inject,
 			},
@@ -249,7 +250,7 @@ func inject(c *cli.Context) error {
 	if err != nil {
 		return cli.Exit(fmt.Sprintf("lxcfs-hook inject: %v", err), 1)
 	}
-	args := wrapper.HookArgs(wrapper.HookOptions{LXCFSRoot: c.String("lxcfs-root"), Always: c.Bool("always"), FailClosed: c.Bool("fail-closed"), LogFile: c.String("log-file")})
+	args := wrapper.HookArgs(wrapper.HookOptions{LXCFSRoot: c.String("lxcfs-root"), Always: c.Bool("always"), FailClosed: c.Bool("fail-closed"), LogFile: c.String("log-file"), StateDir: c.String("state-dir")})
 	configPath := filepath.Join(bundle, "config.json")
 	changed, err := hook.Inject(configPath, hookPath, args)
 	if err != nil {
