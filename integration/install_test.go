@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -190,6 +191,16 @@ func TestInstallUnitStopPost(t *testing.T) {
 		return "", nil
 	}
 
+	waitGroupStopped := func(t *testing.T, pgid int) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			if groupStopped(pgid) {
+				return
+			}
+		}
+		t.Fatalf("process group %d not stopped within 5s", pgid)
+	}
+
 	t.Run("live", func(t *testing.T) {
 		mp, _ := start(t)
 		stopPost(t, mp)
@@ -200,6 +211,11 @@ func TestInstallUnitStopPost(t *testing.T) {
 	t.Run("frozen", func(t *testing.T) {
 		mp, cmd := start(t)
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGSTOP)
+		// A worker thread woken by a request just as SIGSTOP arrives can take
+		// the request and stop before answering it; the kernel then waits
+		// for that answer uninterruptibly, and no probe could be killed.
+		// systemd freezes nothing this way; wait for a clean freeze.
+		waitGroupStopped(t, cmd.Process.Pid)
 		stopPost(t, mp)
 		if !isMounted(t, mp) {
 			t.Error("a mount whose connection is still held was detached")
@@ -222,4 +238,31 @@ func TestInstallUnitStopPost(t *testing.T) {
 			t.Error("a dead mount was left")
 		}
 	})
+}
+
+// groupStopped says whether every thread of every process in the process
+// group is stopped (state T).
+func groupStopped(pgid int) bool {
+	procs, _ := os.ReadDir("/proc")
+	for _, p := range procs {
+		b, err := os.ReadFile("/proc/" + p.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+		if len(f) < 3 || f[2] != strconv.Itoa(pgid) {
+			continue
+		}
+		tasks, _ := os.ReadDir("/proc/" + p.Name() + "/task")
+		for _, task := range tasks {
+			tb, err := os.ReadFile("/proc/" + p.Name() + "/task/" + task.Name() + "/stat")
+			if err != nil {
+				continue
+			}
+			if st := strings.Fields(string(tb[strings.LastIndexByte(string(tb), ')')+1:])); len(st) > 0 && st[0] != "T" && st[0] != "t" {
+				return false
+			}
+		}
+	}
+	return true
 }

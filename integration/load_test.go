@@ -182,7 +182,9 @@ func TestLoadManyContainers(t *testing.T) {
 	if f1 > f0+2 {
 		t.Errorf("worker fds grew from %d to %d over the load", f0, f1)
 	}
-	if r1 > r0+16*1024 && r1 > r0*3/2 {
+	// RSS is read after the worker hands free memory back (SIGUSR1 does),
+	// so growth here is memory it still holds.
+	if r1 > r0+8*1024 {
 		t.Errorf("worker RSS grew from %d to %d kB over the load", r0, r1)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"strings"
 	"syscall"
@@ -121,7 +122,10 @@ func workerCmd(c *cli.Context) error {
 }
 
 // logStats reports what an operator (or the load test) watches for leaks.
+// Free memory is handed back to the kernel first, so RSS shows what the
+// worker holds rather than the high-water mark of its last burst.
 func logStats(log interface{ Info(string, ...any) }, r *caller.Resolver) {
+	debug.FreeOSMemory()
 	fds, _ := os.ReadDir("/proc/self/fd")
 	var rss string
 	if b, err := os.ReadFile("/proc/self/status"); err == nil {
