@@ -88,6 +88,7 @@ type bundleOpts struct {
 	limits      bool   // 64 MiB, cpuset 0, quota 50000/100000
 	readOnly    bool
 	noSys       bool // drop the /sys mount
+	hostUsr     bool // bind the host's /usr read-only: glibc getconf, procps free
 	annotations map[string]string
 }
 
@@ -120,6 +121,17 @@ func busyboxBundle(t *testing.T, o bundleOpts) string {
 			linux["resources"] = map[string]any{
 				"memory": map[string]any{"limit": 64 << 20},
 				"cpu":    map[string]any{"cpus": "0", "quota": 50000, "period": 100000},
+			}
+		}
+		if o.hostUsr {
+			c["mounts"] = append(c["mounts"].([]any), map[string]any{
+				"destination": "/usr", "type": "bind", "source": "/usr", "options": []any{"rbind", "ro"},
+			})
+			// The dynamic loader and libraries, through merged-/usr links.
+			for _, l := range []string{"lib", "lib64"} {
+				if _, err := os.Stat("/usr/" + l); err == nil {
+					os.Symlink("usr/"+l, filepath.Join(rootfs, l))
+				}
 			}
 		}
 		if o.noSys {
@@ -304,6 +316,8 @@ echo "nproc=$(nproc)"
 echo "uptime=$(cut -d' ' -f1 /proc/uptime)"
 echo "free=$(free | grep Mem: | tr -s ' ')"
 echo "meminfo_mount=$(grep -c ' /proc/meminfo ' /proc/self/mountinfo)"
+if [ -x /usr/bin/getconf ]; then echo "getconf=$(/usr/bin/getconf _NPROCESSORS_ONLN)"; fi
+if [ -x /usr/bin/free ]; then echo "procps_free=$(/usr/bin/free -k | grep Mem: | tr -s ' ' | cut -d' ' -f2)"; fi
 `
 
 func atof(t *testing.T, s string) float64 {

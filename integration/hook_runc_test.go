@@ -12,7 +12,7 @@ const servedMemTotal = "MemTotal: 65536 kB"
 func TestHookRuncLimits(t *testing.T) {
 	root := startViews(t)
 	before := mountPoints(t, "self")
-	bundle := busyboxBundle(t, bundleOpts{script: viewScript, limits: true})
+	bundle := busyboxBundle(t, bundleOpts{script: viewScript, limits: true, hostUsr: true})
 	logPath := injectHook(t, bundle, root)
 	out, stderr, err := runcRun(t, bundle)
 	if err != nil {
@@ -35,9 +35,16 @@ func TestHookRuncLimits(t *testing.T) {
 	if up := atof(t, field(out, "uptime")); up > 30 {
 		t.Errorf("uptime = %v s, want the container's (a few seconds)", up)
 	}
-	// busybox free asks sysinfo(2), which no file bind can change: its
-	// total stays the host's. Recorded, not asserted.
-	t.Logf("free (sysinfo, host figures): %s", field(out, "free"))
+	// glibc's getconf counts /sys/devices/system/cpu/online.
+	if got := field(out, "getconf"); got != "1" {
+		t.Errorf("getconf _NPROCESSORS_ONLN = %q, want 1", got)
+	}
+	// procps free reads /proc/meminfo; busybox free asks sysinfo(2), which
+	// no file bind can change (its total stays the host's: logged only).
+	if got := field(out, "procps_free"); got != "65536" {
+		t.Errorf("procps free total = %q kB, want 65536", got)
+	}
+	t.Logf("busybox free (sysinfo, host figures): %s", field(out, "free"))
 	if got := field(out, "meminfo_mount"); got != "1" {
 		t.Errorf("/proc/meminfo mount count in the container = %q, want 1", got)
 	}
