@@ -60,6 +60,7 @@ func main() {
    the new binary serves. Containers see a pause of a few milliseconds, no error.`,
 				Flags: []cli.Flag{
 					&cli.DurationFlag{Name: "timeout", Value: 10 * time.Second, Usage: "how long to wait for the new binary to serve"},
+					&cli.StringFlag{Name: "state-dir", Value: "/run/lxcfs-oci", Usage: "the running daemon's --state-dir (also accepted before the command)"},
 				},
 				Action: upgradeCmd,
 			},

@@ -183,7 +183,14 @@ func readState(dir string) (state, error) {
 }
 
 func upgradeCmd(c *cli.Context) error {
+	// --state-dir may come before the command (a global flag) or after it.
 	dir := c.String("state-dir")
+	for _, x := range c.Lineage() {
+		if x.IsSet("state-dir") {
+			dir = x.String("state-dir")
+			break
+		}
+	}
 	before, err := readState(dir)
 	if err != nil {
 		return err
