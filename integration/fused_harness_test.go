@@ -99,22 +99,29 @@ func startDaemon(t *testing.T, bin, mp string, args ...string) *daemon {
 		}
 	})
 
+	waitServing(t, "lxcfs-fused", mp, d.logPath, d.exited, &d.exitErr)
+	return d
+}
+
+// waitServing waits up to 10s for a daemon to answer on mp, failing the test
+// with the daemon's log if it exits first (exitErr is read after exited closes).
+func waitServing(t *testing.T, name, mp, logPath string, exited <-chan struct{}, exitErr *error) {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		if isMounted(t, mp) {
 			if _, err := os.ReadFile(filepath.Join(mp, "proc/meminfo")); err == nil {
-				return d
+				return
 			}
 		}
 		select {
-		case <-d.exited:
-			b, _ := os.ReadFile(d.logPath)
-			t.Fatalf("lxcfs-fused exited before serving: %v\n%s", d.exitErr, b)
+		case <-exited:
+			b, _ := os.ReadFile(logPath)
+			t.Fatalf("%s exited before serving: %v\n%s", name, *exitErr, b)
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	t.Fatalf("lxcfs-fused did not serve %s within 10s", mp)
-	return nil
+	t.Fatalf("%s did not serve %s within 10s", name, mp)
 }
 
 // isMounted says whether path is a mount point in this mount namespace.

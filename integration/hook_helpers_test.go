@@ -50,8 +50,9 @@ func startLXCFS(t *testing.T) string {
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start lxcfs: %v", err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait(); logFile.Close() }()
+	exited := make(chan struct{})
+	var exitErr error
+	go func() { exitErr = cmd.Wait(); logFile.Close(); close(exited) }()
 	t.Cleanup(func() {
 		cmd.Process.Signal(syscall.SIGTERM)
 		select {
@@ -64,22 +65,8 @@ func startLXCFS(t *testing.T) string {
 			unix.Unmount(mp, unix.MNT_DETACH)
 		}
 	})
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if isMounted(t, mp) {
-			if _, err := os.ReadFile(filepath.Join(mp, "proc/meminfo")); err == nil {
-				return mp
-			}
-		}
-		select {
-		case err := <-exited:
-			b, _ := os.ReadFile(logPath)
-			t.Fatalf("lxcfs exited before serving: %v\n%s", err, b)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-	t.Fatalf("lxcfs did not serve %s within 10s", mp)
-	return ""
+	waitServing(t, "lxcfs", mp, logPath, exited, &exitErr)
+	return mp
 }
 
 // bundleOpts shape a test container.
