@@ -70,33 +70,44 @@ func TestDocker(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.in+"/"+tt.name, func(t *testing.T) {
-			in := read(t, "docker/"+tt.in)
-			out, changed, err := Docker(in, tt.opts)
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("err = %v, want %q", err, tt.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if changed != (tt.golden != "") {
-				t.Fatalf("changed = %v, want %v:\n%s", changed, tt.golden != "", out)
-			}
-			if !changed {
-				if !bytes.Equal(out, in) {
-					t.Errorf("unchanged but the bytes differ:\n%s", out)
-				}
-				return
-			}
-			golden(t, "docker/"+tt.golden, out)
-			// Running it again changes nothing.
-			if again, changed, err := Docker(out, tt.opts); err != nil || changed || !bytes.Equal(again, out) {
-				t.Errorf("second run: changed=%v err=%v", changed, err)
-			}
+			edit := func(b []byte) ([]byte, bool, error) { return Docker(b, tt.opts) }
+			checkEdit(t, "docker", tt.in, tt.golden, tt.wantErr, edit)
 		})
 	}
+}
+
+// checkEdit runs edit on testdata/DIR/IN and checks it: the error when
+// wantErr is set; otherwise changed exactly when a golden file is named, the
+// bytes untouched when unchanged, the golden output, and a second run
+// changing nothing. It returns the input and, when changed, the output.
+func checkEdit(t *testing.T, dir, in, goldenName, wantErr string, edit func([]byte) ([]byte, bool, error)) (src, out []byte) {
+	t.Helper()
+	src = read(t, dir+"/"+in)
+	out, changed, err := edit(src)
+	if wantErr != "" {
+		if err == nil || !strings.Contains(err.Error(), wantErr) {
+			t.Fatalf("err = %v, want %q", err, wantErr)
+		}
+		return src, nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if changed != (goldenName != "") {
+		t.Fatalf("changed = %v, want %v:\n%s", changed, goldenName != "", out)
+	}
+	if !changed {
+		if !bytes.Equal(out, src) {
+			t.Errorf("unchanged but the bytes differ:\n%s", out)
+		}
+		return src, nil
+	}
+	golden(t, dir+"/"+goldenName, out)
+	// Running it again changes nothing.
+	if again, changed, err := edit(out); err != nil || changed || !bytes.Equal(again, out) {
+		t.Errorf("second run: changed=%v err=%v", changed, err)
+	}
+	return src, out
 }
 
 func TestContainerd(t *testing.T) {
@@ -127,33 +138,13 @@ func TestContainerd(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.in+"/"+tt.name, func(t *testing.T) {
-			in := read(t, "containerd/"+tt.in)
-			out, changed, err := Containerd(in, tt.opts)
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("err = %v, want %q", err, tt.wantErr)
-				}
+			in, out := checkEdit(t, "containerd", tt.in, tt.golden, tt.wantErr, func(b []byte) ([]byte, bool, error) { return Containerd(b, tt.opts) })
+			if out == nil {
 				return
 			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if changed != (tt.golden != "") {
-				t.Fatalf("changed = %v, want %v:\n%s", changed, tt.golden != "", out)
-			}
-			if !changed {
-				if !bytes.Equal(out, in) {
-					t.Errorf("unchanged but the bytes differ:\n%s", out)
-				}
-				return
-			}
-			golden(t, "containerd/"+tt.golden, out)
 			var doc map[string]any
 			if err := toml.Unmarshal(out, &doc); err != nil {
 				t.Fatalf("result does not parse: %v", err)
-			}
-			if again, changed, err := Containerd(out, tt.opts); err != nil || changed || !bytes.Equal(again, out) {
-				t.Errorf("second run: changed=%v err=%v", changed, err)
 			}
 			if !tt.opts.Remove {
 				// Adding then removing gives back the file as it was, but
