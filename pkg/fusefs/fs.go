@@ -57,6 +57,7 @@ type FS struct {
 
 	nodes   []*node // index = inode; 0 unused
 	r       Renderer
+	fb      Fallbacker // r, when it has a fallback
 	log     *slog.Logger
 	started time.Time
 }
@@ -68,6 +69,7 @@ func New(files []string, r Renderer, log *slog.Logger) (*FS, error) {
 	sorted := append([]string(nil), files...)
 	sort.Strings(sorted)
 	f := &FS{r: r, log: log, started: time.Now()}
+	f.fb, _ = r.(Fallbacker)
 	f.nodes = []*node{nil, {inode: 1, dir: true, children: map[string]uint64{}}}
 	for _, name := range sorted {
 		if name == "" || path.IsAbs(name) || path.Clean(name) != name || strings.HasPrefix(name, "..") {

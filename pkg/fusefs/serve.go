@@ -184,8 +184,8 @@ const maxStuck = 256
 // abandoned once the render returns. The timer costs no goroutine unless it
 // fires, unlike running every render in a goroutine of its own.
 func (s *server) withContent(req fuse.Request, name string, pid int, answer func([]byte, error)) (abandoned bool) {
-	fb, ok := s.fs.r.(Fallbacker)
-	if s.fs.Timeout <= 0 || !ok {
+	fb := s.fs.fb
+	if s.fs.Timeout <= 0 || fb == nil {
 		answer(s.fs.r.Render(name, pid))
 		return false
 	}
