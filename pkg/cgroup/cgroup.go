@@ -12,13 +12,13 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 	"unsafe"
 
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/reread"
 	"github.com/opencontainers/cgroups"
 	"golang.org/x/sys/unix"
 )
@@ -153,8 +153,9 @@ func joinUnder(root, p string) string {
 // ctrlDir is one controller's directory for a group, with the hierarchy root
 // that bounds walks toward the top.
 type ctrlDir struct {
-	root string // hierarchy root, e.g. /sys/fs/cgroup/memory
-	dir  string // the group's directory in it; "" when unknown
+	root  string      // hierarchy root, e.g. /sys/fs/cgroup/memory
+	dir   string      // the group's directory in it; "" when unknown
+	files *reread.Set // the group's counter files kept open; nil: plain reads
 }
 
 func (c ctrlDir) ok() bool { return c.dir != "" }
@@ -168,6 +169,7 @@ type Group struct {
 	v1      map[string]ctrlDir // v1 controller -> dirs
 	unified ctrlDir            // v2 tree, or hybrid's Root/unified tree
 	limits  *limitCache        // nil: no caching
+	files   *reread.Set        // nil: counter files opened per read
 }
 
 // WithLimitCache returns a copy of g that reads the group's limits at most
@@ -182,6 +184,32 @@ func (g *Group) WithLimitCache(ttl time.Duration) *Group {
 	c := *g
 	c.limits = &limitCache{ttl: ttl}
 	return &c
+}
+
+// WithOpenFiles returns a copy of g that keeps the counter files it reads
+// (memory usage and memory.stat, CPU time, I/O, pressure) open and re-reads
+// them from offset 0 (pkg/reread), saving a path walk per file per read.
+// Close releases them. A removed cgroup still reads as fs.ErrNotExist.
+func (g *Group) WithOpenFiles() *Group {
+	c := *g
+	// Every counter file is a single-record seq_file (one seq_show
+	// prints it all), so one pread reads it.
+	c.files = &reread.Set{Single: true}
+	c.unified.files = c.files
+	if g.v1 != nil {
+		c.v1 = make(map[string]ctrlDir, len(g.v1))
+		for name, d := range g.v1 {
+			d.files = c.files
+			c.v1[name] = d
+		}
+	}
+	return &c
+}
+
+// Close releases the files WithOpenFiles keeps open. The group stays usable,
+// reading with plain opens.
+func (g *Group) Close() error {
+	return g.files.Close()
 }
 
 // limitCache keeps the last limits a group read and when.
@@ -260,7 +288,7 @@ func (g *Group) need(name string) (ctrlDir, error) {
 // readFile reads one cgroup file, with the full path in any error.
 func readFile(dir, file string) (string, error) {
 	var out string
-	err := withFile(dir, file, func(s string) error {
+	err := withFile(nil, dir, file, func(s string) error {
 		out = strings.Clone(s)
 		return nil
 	})
@@ -273,21 +301,22 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b 
 
 // withFile reads dir/file whole and calls fn with its content. The string is
 // a view of a pooled buffer, valid only until fn returns: fn must parse it,
-// not keep it (or clone what it keeps).
+// not keep it (or clone what it keeps). files, when not nil, keeps the file
+// open for the next read (pkg/reread).
 //
-// The file is read with plain open/read/close rather than
-// cgroups.ReadFile's openat2 below a cached root handle: the path is built
-// from the hierarchy's mount directory and a /proc/PID/cgroup path cleaned
-// under "/" (joinUnder), never from a reader's input, and cgroupfs has no
-// symlinks a container could plant, so the extra resolution checks bought
-// nothing but syscalls and allocations on the hot path.
-func withFile(dir, file string, fn func(s string) error) error {
+// The file is read by plain path rather than with cgroups.ReadFile's openat2
+// below a cached root handle: the path is built from the hierarchy's mount
+// directory and a /proc/PID/cgroup path cleaned under "/" (joinUnder), never
+// from a reader's input, and cgroupfs has no symlinks a container could
+// plant, so the extra resolution checks bought nothing but syscalls and
+// allocations on the hot path.
+func withFile(files *reread.Set, dir, file string, fn func(s string) error) error {
 	bp := bufPool.Get().(*[]byte)
-	b, err := readRaw(dir+"/"+file, (*bp)[:0])
+	b, err := files.Read(dir+"/"+file, (*bp)[:0])
 	*bp = b[:0]
 	if err != nil {
 		bufPool.Put(bp)
-		return fmt.Errorf("read %s: %w", filepath.Join(dir, file), err)
+		return fmt.Errorf("read %s: %w", filepath.Join(dir, file), stripPathError(err))
 	}
 	if len(b) == 0 {
 		bufPool.Put(bp)
@@ -303,36 +332,9 @@ func withFile(dir, file string, fn func(s string) error) error {
 	return nil
 }
 
-// readRaw reads the file at path into buf, growing it as needed. Errors are
-// bare errnos, so errors.Is(err, fs.ErrNotExist) holds for a missing file.
-func readRaw(path string, buf []byte) ([]byte, error) {
-	var fd int
-	var err error
-	for {
-		fd, err = unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
-		if err != unix.EINTR {
-			break
-		}
-	}
-	if err != nil {
-		return buf, err
-	}
-	defer unix.Close(fd)
-	for {
-		if len(buf) == cap(buf) {
-			buf = slices.Grow(buf, max(cap(buf), 512))
-		}
-		n, err := unix.Read(fd, buf[len(buf):cap(buf)])
-		switch {
-		case err == unix.EINTR:
-			continue
-		case err != nil:
-			return buf, err
-		case n == 0:
-			return buf, nil
-		}
-		buf = buf[:len(buf)+n]
-	}
+// read is withFile for a file in c's own directory, through c's open files.
+func (c ctrlDir) read(file string, fn func(s string) error) error {
+	return withFile(c.files, c.dir, file, fn)
 }
 
 // stripPathError drops a bare *fs.PathError's own path so the caller's
@@ -348,8 +350,17 @@ func stripPathError(err error) error {
 
 // readUint reads a file holding one unsigned number, "max" meaning no limit.
 func readUint(dir, file string) (uint64, error) {
+	return readUintVia(nil, dir, file)
+}
+
+// readUint is readUint for a file in c's own directory, through c's open files.
+func (c ctrlDir) readUint(file string) (uint64, error) {
+	return readUintVia(c.files, c.dir, file)
+}
+
+func readUintVia(files *reread.Set, dir, file string) (uint64, error) {
 	var v uint64
-	err := withFile(dir, file, func(s string) error {
+	err := withFile(files, dir, file, func(s string) error {
 		var err error
 		if v, err = parseUintValue(s); err != nil {
 			return fmt.Errorf("parse %s: %w", filepath.Join(dir, file), err)
@@ -459,9 +470,13 @@ func (g *Group) Pressure(resource string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s pressure: %w", resource, err)
 	}
-	s, err := readFile(c.dir, resource+".pressure")
+	var out []byte
+	err = c.read(resource+".pressure", func(s string) error {
+		out = []byte(s)
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	return []byte(s), nil
+	return out, nil
 }

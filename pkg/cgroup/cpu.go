@@ -139,7 +139,7 @@ func (g *Group) CPUUsage() (view.CPUUsage, error) {
 		if err != nil {
 			return view.CPUUsage{}, fmt.Errorf("cpu usage: %w", err)
 		}
-		usage, user, system, err := readCPUStat(c.dir)
+		usage, user, system, err := readCPUStat(c)
 		if err != nil {
 			return view.CPUUsage{}, err
 		}
@@ -162,7 +162,7 @@ func (g *Group) CPUUsage() (view.CPUUsage, error) {
 		{"cpuacct.usage_percpu", parseUsagePercpu},
 	} {
 		var per map[int]view.CPUTime
-		err := withFile(c.dir, f.name, func(s string) error {
+		err := c.read(f.name, func(s string) error {
 			var err error
 			if per, err = f.parse(s); err != nil {
 				return fmt.Errorf("parse %s: %w", filepath.Join(c.dir, f.name), err)
@@ -177,7 +177,7 @@ func (g *Group) CPUUsage() (view.CPUUsage, error) {
 		}
 		return view.CPUUsage{PerCPU: per, Total: sumCPU(per)}, nil
 	}
-	ns, err := readUint(c.dir, "cpuacct.usage")
+	ns, err := c.readUint("cpuacct.usage")
 	if err != nil {
 		return view.CPUUsage{}, err
 	}
@@ -192,25 +192,25 @@ func (g *Group) CPUTime() (time.Duration, error) {
 		if err != nil {
 			return 0, fmt.Errorf("cpu time: %w", err)
 		}
-		usage, _, _, err := readCPUStat(c.dir)
+		usage, _, _, err := readCPUStat(c)
 		return usage, err
 	}
 	c, err := g.need(ctrlCPUAcct)
 	if err != nil {
 		return 0, fmt.Errorf("cpu time: %w", err)
 	}
-	ns, err := readUint(c.dir, "cpuacct.usage")
+	ns, err := c.readUint("cpuacct.usage")
 	if err != nil {
 		return 0, err
 	}
 	return nsDuration(ns), nil
 }
 
-func readCPUStat(dir string) (usage, user, system time.Duration, err error) {
-	err = withFile(dir, "cpu.stat", func(s string) error {
+func readCPUStat(c ctrlDir) (usage, user, system time.Duration, err error) {
+	err = c.read("cpu.stat", func(s string) error {
 		var err error
 		if usage, user, system, err = parseCPUStat(s); err != nil {
-			return fmt.Errorf("parse %s: %w", filepath.Join(dir, "cpu.stat"), err)
+			return fmt.Errorf("parse %s: %w", filepath.Join(c.dir, "cpu.stat"), err)
 		}
 		return nil
 	})

@@ -27,7 +27,7 @@ func (g *Group) IO() ([]view.IOStat, error) {
 	}
 	if g.v2 {
 		var st []view.IOStat
-		err := withFile(c.dir, "io.stat", func(s string) error {
+		err := c.read("io.stat", func(s string) error {
 			var err error
 			if st, err = parseIOStat(s); err != nil {
 				return fmt.Errorf("parse %s: %w", filepath.Join(c.dir, "io.stat"), err)
@@ -46,7 +46,7 @@ func (g *Group) IO() ([]view.IOStat, error) {
 		counts := [2]map[devNum]blkioCounts{}
 		var pairErr error
 		for i, f := range pair {
-			err := withFile(c.dir, f, func(s string) error {
+			err := c.read(f, func(s string) error {
 				var err error
 				if counts[i], err = parseBlkioFile(s); err != nil {
 					return fmt.Errorf("parse %s: %w", filepath.Join(c.dir, f), err)

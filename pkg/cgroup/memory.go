@@ -27,12 +27,12 @@ func (g *Group) Memory() (view.Memory, error) {
 	return memoryV1(c, lim)
 }
 
-func readMemStat(dir string, v2 bool) (view.MemStat, error) {
+func readMemStat(c ctrlDir, v2 bool) (view.MemStat, error) {
 	var st view.MemStat
-	err := withFile(dir, "memory.stat", func(s string) error {
+	err := c.read("memory.stat", func(s string) error {
 		var err error
 		if st, err = parseMemStat(s, v2); err != nil {
-			return fmt.Errorf("parse %s: %w", filepath.Join(dir, "memory.stat"), err)
+			return fmt.Errorf("parse %s: %w", filepath.Join(c.dir, "memory.stat"), err)
 		}
 		return nil
 	})
@@ -92,16 +92,16 @@ func memoryV2(c ctrlDir, lim memLimits) (view.Memory, error) {
 	if lim.found {
 		m.Limit = lim.limit
 	}
-	if m.Usage, err = readUint(c.dir, "memory.current"); err != nil {
+	if m.Usage, err = c.readUint("memory.current"); err != nil {
 		return m, err
 	}
-	if m.Stat, err = readMemStat(c.dir, true); err != nil {
+	if m.Stat, err = readMemStat(c, true); err != nil {
 		return m, err
 	}
 	if !lim.swapSelf {
 		return m, nil
 	}
-	swapUsage, err := readUint(c.dir, "memory.swap.current")
+	swapUsage, err := c.readUint("memory.swap.current")
 	if err != nil {
 		if isNotExist(err) {
 			return m, nil
@@ -128,10 +128,10 @@ func memoryV1(c ctrlDir, lim memLimits) (view.Memory, error) {
 	if lim.found {
 		m.Limit = normV1(lim.limit)
 	}
-	if m.Usage, err = readUint(c.dir, "memory.usage_in_bytes"); err != nil {
+	if m.Usage, err = c.readUint("memory.usage_in_bytes"); err != nil {
 		return m, err
 	}
-	if m.Stat, err = readMemStat(c.dir, false); err != nil {
+	if m.Stat, err = readMemStat(c, false); err != nil {
 		return m, err
 	}
 
@@ -139,7 +139,7 @@ func memoryV1(c ctrlDir, lim memLimits) (view.Memory, error) {
 	if !lim.swapSelf {
 		return m, nil
 	}
-	memswUsage, err := readUint(c.dir, "memory.memsw.usage_in_bytes")
+	memswUsage, err := c.readUint("memory.memsw.usage_in_bytes")
 	if err != nil {
 		if isNotExist(err) {
 			return m, nil

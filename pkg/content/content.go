@@ -13,7 +13,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/caller"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/cgroup"
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/reread"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/view"
 	"golang.org/x/sys/unix"
 )
@@ -76,6 +76,12 @@ type Files struct {
 	// them on every render. Usage and time counters are read every time.
 	LimitTTL time.Duration
 
+	// The host's files, kept open and re-read on every render: those the
+	// kernel prints in one record, and the rest (see reread.OpenSingle).
+	hostOnce   sync.Once
+	hostSingle reread.Set
+	hostMulti  reread.Set
+
 	onlineMu sync.Mutex
 	online   []int // host's online CPUs, read at onlineAt
 	onlineAt time.Time
@@ -102,17 +108,27 @@ type ctrState struct {
 	g *cgroup.Group
 }
 
+// Close releases the container's open cgroup files; the resolver calls it
+// when the container leaves its cache.
+func (st *ctrState) Close() error { return st.g.Close() }
+
 func (f *Files) group(c *caller.Container) *cgroup.Group {
 	if st, ok := c.Attached().(*ctrState); ok && st.f == f {
 		return st.g
 	}
-	g := f.Cgroups.ForPaths(c.Cgroups)
+	g := f.Cgroups.ForPaths(c.Cgroups).WithOpenFiles()
 	if ttl := f.limitTTL(); ttl > 0 {
 		g = g.WithLimitCache(ttl)
 	}
 	if st, ok := c.Attach(&ctrState{f: f, g: g}).(*ctrState); ok && st.f == f {
+		if st.g != g {
+			// Another read attached its group first.
+			g.Close()
+		}
 		return st.g
 	}
+	// Something else is attached, so nothing would close g's files.
+	g.Close()
 	return g
 }
 
@@ -137,11 +153,21 @@ func (f *Files) hostPath(name string) string {
 	return f.ProcDir + "/" + strings.TrimPrefix(name, "proc/")
 }
 
+// readHost appends the host's file for name to buf.
+func (f *Files) readHost(name string, buf []byte) ([]byte, error) {
+	switch name {
+	case Cpuinfo, Diskstats, Swaps:
+		return f.hostMulti.Read(f.hostPath(name), buf)
+	}
+	f.hostOnce.Do(func() { f.hostSingle.Single = true })
+	return f.hostSingle.Read(f.hostPath(name), buf)
+}
+
 // Render implements fusefs.Renderer. An error means even the host file could
 // not be read.
 func (f *Files) Render(name string, pid int) ([]byte, error) {
 	bp := hostBufs.Get().(*[]byte)
-	host, err := readHost(f.hostPath(name), (*bp)[:0])
+	host, err := f.readHost(name, (*bp)[:0])
 	*bp = host[:0]
 	if err != nil {
 		hostBufs.Put(bp)
@@ -160,7 +186,7 @@ func (f *Files) Render(name string, pid int) ([]byte, error) {
 // Fallback implements fusefs.Fallbacker: the host's file, which needs no
 // cgroup read, for a reader whose render outlived the daemon's timeout.
 func (f *Files) Fallback(name string) ([]byte, error) {
-	host, err := readHost(f.hostPath(name), nil)
+	host, err := f.readHost(name, nil)
 	if err != nil {
 		return nil, fmt.Errorf("read host file for %s: %w", name, err)
 	}
@@ -200,34 +226,6 @@ func (f *Files) renderFor(name string, pid int, host []byte) []byte {
 // file), so the host's copy need not outlive the render.
 var hostBufs = sync.Pool{New: func() any { b := make([]byte, 0, 8192); return &b }}
 
-// readHost reads a /proc or /sys file whole into buf with open/read/close:
-// no fstat (procfs reports size 0 anyway) and no *os.File to set up.
-func readHost(path string, buf []byte) ([]byte, error) {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
-	for errors.Is(err, unix.EINTR) {
-		fd, err = unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
-	}
-	if err != nil {
-		return buf, &os.PathError{Op: "open", Path: path, Err: err}
-	}
-	defer unix.Close(fd)
-	for {
-		if len(buf) == cap(buf) {
-			buf = slices.Grow(buf, max(cap(buf), 4096))
-		}
-		n, err := unix.Read(fd, buf[len(buf):cap(buf)])
-		switch {
-		case errors.Is(err, unix.EINTR):
-			continue
-		case err != nil:
-			return buf, &os.PathError{Op: "read", Path: path, Err: err}
-		case n == 0:
-			return buf, nil
-		}
-		buf = buf[:len(buf)+n]
-	}
-}
-
 // overlaps reports whether out shares memory with buf.
 func overlaps(out, buf []byte) bool {
 	if cap(out) == 0 || cap(buf) == 0 {
@@ -251,7 +249,7 @@ func (f *Files) render(name string, host []byte, c *caller.Container, g *cgroup.
 		if err != nil {
 			return nil, err
 		}
-		meminfo, err := os.ReadFile(filepath.Join(f.ProcDir, "meminfo"))
+		meminfo, err := f.readHost(Meminfo, nil)
 		if err != nil {
 			return nil, fmt.Errorf("read host meminfo: %w", err)
 		}
