@@ -76,13 +76,16 @@ func readerMain() int {
 }
 
 // workerStats asks the serving worker for its counters (SIGUSR1 makes it
-// log them) and parses the newest stats line of the daemon log.
-func workerStats(t *testing.T, d *daemon) (goroutines, fds int, rssKB int) {
+// log them) and parses the newest stats line of the daemon log. fds counts
+// only descriptors held for no container or reader: the cgroup and host
+// files it keeps open and the reader threads it pins are subtracted, and
+// kept is their sum.
+func workerStats(t *testing.T, d *daemon) (goroutines, fds, kept int, rssKB int) {
 	t.Helper()
 	_, worker, _ := fusedState(t, d)
 	before := strings.Count(readFile(t, d.logPath), "msg=stats")
 	syscall.Kill(worker, syscall.SIGUSR1)
-	re := regexp.MustCompile(`msg=stats .*goroutines=(\d+) fds=(\d+) rss="(\d+) kB"`)
+	re := regexp.MustCompile(`msg=stats .*goroutines=(\d+) fds=(\d+) rss="(\d+) kB" .*kept_files=(\d+) pinned_threads=(\d+)`)
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		log := readFile(t, d.logPath)
 		if strings.Count(log, "msg=stats") > before {
@@ -94,11 +97,13 @@ func workerStats(t *testing.T, d *daemon) (goroutines, fds int, rssKB int) {
 			g, _ := strconv.Atoi(last[1])
 			f, _ := strconv.Atoi(last[2])
 			r, _ := strconv.Atoi(last[3])
-			return g, f, r
+			files, _ := strconv.Atoi(last[4])
+			threads, _ := strconv.Atoi(last[5])
+			return g, f - files - threads, files + threads, r
 		}
 	}
 	t.Fatal("worker did not report its stats within 5s")
-	return 0, 0, 0
+	return 0, 0, 0, 0
 }
 
 // TestLoadManyContainers: 64 concurrent readers from 16 containers with 16
@@ -150,7 +155,7 @@ func TestLoadManyContainers(t *testing.T) {
 	// Measure the baseline once every container has been resolved and is
 	// reading (caches warm), then again after the load, containers idle.
 	time.Sleep(2 * time.Second)
-	g0, f0, r0 := workerStats(t, d)
+	g0, f0, k0, r0 := workerStats(t, d)
 
 	var total, errors, foreign int
 	for i, r := range readers {
@@ -170,9 +175,9 @@ func TestLoadManyContainers(t *testing.T) {
 		}
 	}
 	time.Sleep(time.Second)
-	g1, f1, r1 := workerStats(t, d)
-	t.Logf("%d reads in %ds from 64 readers in 16 containers (%.0f/s): %d errors, %d foreign views; worker goroutines %d -> %d, fds %d -> %d, RSS %d -> %d kB",
-		total, seconds, float64(total)/float64(seconds), errors, foreign, g0, g1, f0, f1, r0, r1)
+	g1, f1, k1, r1 := workerStats(t, d)
+	t.Logf("%d reads in %ds from 64 readers in 16 containers (%.0f/s): %d errors, %d foreign views; worker goroutines %d -> %d, fds %d -> %d (+ kept files and pinned threads %d -> %d), RSS %d -> %d kB",
+		total, seconds, float64(total)/float64(seconds), errors, foreign, g0, g1, f0, f1, k0, k1, r0, r1)
 	if errors != 0 || foreign != 0 {
 		t.Errorf("%d errors and %d reads of another container's view under load", errors, foreign)
 	}
@@ -181,6 +186,11 @@ func TestLoadManyContainers(t *testing.T) {
 	}
 	if f1 > f0+2 {
 		t.Errorf("worker fds grew from %d to %d over the load", f0, f1)
+	}
+	// Each container keeps its few counter files, each reader thread one
+	// pidfd; the host's files are shared.
+	if limit := 16*12 + 64 + 8; k1 > limit {
+		t.Errorf("worker keeps %d files and pinned threads for 16 containers of 4 readers, want at most %d", k1, limit)
 	}
 	// RSS is read after the worker hands free memory back (SIGUSR1 does),
 	// so growth here is memory it still holds.

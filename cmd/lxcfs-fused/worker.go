@@ -19,6 +19,7 @@ import (
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/content"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/fusefs"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/loadavg"
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/reread"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/supervise"
 )
 
@@ -135,7 +136,11 @@ func logStats(log interface{ Info(string, ...any) }, r *caller.Resolver) {
 			}
 		}
 	}
-	log.Info("stats", "goroutines", runtime.NumGoroutine(), "fds", len(fds), "rss", rss, "cached_containers", r.Len())
+	// Kept files (open cgroup and host files, re-read on each render) and
+	// pinned reader threads are descriptors held on purpose, bounded per
+	// container and thread; the rest of fds should not grow.
+	log.Info("stats", "goroutines", runtime.NumGoroutine(), "fds", len(fds), "rss", rss,
+		"cached_containers", r.Len(), "kept_files", reread.Kept(), "pinned_threads", r.Threads())
 }
 
 // stallEnv names a marker file for the failover test: while it exists, the

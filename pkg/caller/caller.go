@@ -11,6 +11,7 @@ package caller
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -38,12 +39,22 @@ type Container struct {
 // and returns the value attached. Users of the resolver keep here what they
 // derive from a container once and reuse on every read (pkg/content keeps
 // its cgroup handles): it lives exactly as long as the cache entry, so it
-// goes when the init dies or the entry is forgotten.
+// goes when the init dies or the entry is forgotten, and is closed then if
+// it is an io.Closer.
 func (c *Container) Attach(v any) any {
 	if c.attached.CompareAndSwap(nil, &v) {
 		return v
 	}
 	return *c.attached.Load()
+}
+
+// release closes the attached value when it is an io.Closer, once the cache
+// entry is gone. It runs on its own goroutine: the resolver's lock is held
+// where entries are dropped, and a Closer may wait for a read in progress.
+func (c *Container) release() {
+	if cl, ok := c.Attached().(io.Closer); ok {
+		go cl.Close()
+	}
 }
 
 // Attached returns the value attached to the container, or nil.
@@ -64,6 +75,11 @@ type Resolver struct {
 	mu        sync.Mutex
 	byNS      map[uint64]*entry
 	lastPrune time.Time
+
+	// Reader threads' namespaces (threads.go).
+	threads       map[int]thread
+	onceSeen      map[int]uint64
+	noPidfdThread atomic.Bool
 }
 
 type entry struct {
@@ -84,7 +100,8 @@ func NewResolver(procDir string) (*Resolver, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open proc file system %s: %w", procDir, err)
 	}
-	r := &Resolver{proc: fs, procDir: procDir, idle: time.Minute, byNS: map[uint64]*entry{}}
+	r := &Resolver{proc: fs, procDir: procDir, idle: time.Minute, byNS: map[uint64]*entry{},
+		threads: map[int]thread{}, onceSeen: map[int]uint64{}}
 	r.hostNS, err = r.pidNS("self")
 	if err != nil {
 		return nil, fmt.Errorf("read the daemon's own pid namespace: %w", err)
@@ -99,12 +116,16 @@ func (r *Resolver) Resolve(pid int) (*Container, error) {
 	if pid <= 0 {
 		return nil, fmt.Errorf("resolve caller: no pid in the request (%d)", pid)
 	}
-	ns, err := r.pidNS(strconv.Itoa(pid))
-	if err != nil {
-		return nil, err
-	}
-	if ns == r.hostNS {
-		return nil, nil
+	ns, pinned := r.threadNS(pid)
+	if !pinned {
+		var err error
+		if ns, err = r.pidNS(strconv.Itoa(pid)); err != nil {
+			return nil, err
+		}
+		if ns == r.hostNS {
+			return nil, nil
+		}
+		r.sawThread(pid, ns)
 	}
 	now := time.Now()
 	if c := r.cached(ns, now); c != nil {
@@ -123,7 +144,7 @@ func (r *Resolver) Resolve(pid int) (*Container, error) {
 		old.lastUsed = now
 		return old.c, nil
 	} else if ok {
-		unix.Close(old.pidfd)
+		r.dropLocked(ns, old)
 	}
 	r.byNS[ns] = e
 	r.pruneLocked(now)
@@ -139,8 +160,7 @@ func (r *Resolver) cached(ns uint64, now time.Time) *Container {
 		return nil
 	}
 	if !alive(e.pidfd) {
-		unix.Close(e.pidfd)
-		delete(r.byNS, ns)
+		r.dropLocked(ns, e)
 		return nil
 	}
 	e.lastUsed = now
@@ -155,10 +175,10 @@ func (r *Resolver) pruneLocked(now time.Time) {
 		return
 	}
 	r.lastPrune = now
+	r.pruneThreadsLocked(false)
 	for ns, e := range r.byNS {
 		if now.Sub(e.lastUsed) > r.idle || !alive(e.pidfd) {
-			unix.Close(e.pidfd)
-			delete(r.byNS, ns)
+			r.dropLocked(ns, e)
 		}
 	}
 }
@@ -169,9 +189,15 @@ func (r *Resolver) Forget(c *Container) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if e, ok := r.byNS[c.NS]; ok && e.c == c {
-		unix.Close(e.pidfd)
-		delete(r.byNS, c.NS)
+		r.dropLocked(c.NS, e)
 	}
+}
+
+// dropLocked removes the cache entry e for ns and releases what it holds.
+func (r *Resolver) dropLocked(ns uint64, e *entry) {
+	unix.Close(e.pidfd)
+	delete(r.byNS, ns)
+	e.c.release()
 }
 
 // Len reports how many namespaces are cached, for tests and metrics.
@@ -186,9 +212,9 @@ func (r *Resolver) Close() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for ns, e := range r.byNS {
-		unix.Close(e.pidfd)
-		delete(r.byNS, ns)
+		r.dropLocked(ns, e)
 	}
+	r.pruneThreadsLocked(true)
 }
 
 // lookup finds the init of pid's namespace, pins it with a pidfd and reads

@@ -3,11 +3,14 @@ package caller
 import (
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestParseNSLink(t *testing.T) {
@@ -145,4 +148,86 @@ func waitChild(t *testing.T, parent int) int {
 	}
 	t.Fatalf("process %d started no child within 5s", parent)
 	return 0
+}
+
+// TestResolvePinsRereadingThreads: a thread that reads twice is pinned, so
+// later resolutions skip its /proc link; once it exits the pin goes and the
+// pid resolves afresh (to an error, here), never to the old answer.
+func TestResolvePinsRereadingThreads(t *testing.T) {
+	needRoot(t)
+	r, err := NewResolver("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	init, child := startInNewPidNS(t)
+	first, err := r.Resolve(child)
+	if err != nil || first == nil {
+		t.Fatalf("resolve %d: %+v, %v", child, first, err)
+	}
+	if n := r.Threads(); n != 0 {
+		t.Fatalf("%d threads pinned after one read, want 0 (one-shot readers cost no pidfd)", n)
+	}
+	for range 3 {
+		if c, err := r.Resolve(child); err != nil || c != first {
+			t.Fatalf("resolve %d again: %+v, %v; want %+v", child, c, err, first)
+		}
+	}
+	if n := r.Threads(); n != 1 {
+		t.Fatalf("%d threads pinned after repeated reads, want 1", n)
+	}
+
+	syscall.Kill(child, syscall.SIGKILL)
+	init.Wait() // sh's wait returns and the namespace's init exits
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, err := os.Stat("/proc/" + strconv.Itoa(child)); err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pid %d still exists 5s after SIGKILL", child)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if c, err := r.Resolve(child); err == nil {
+		t.Fatalf("exited thread %d resolved to %+v, want an error", child, c)
+	}
+	if n := r.Threads(); n != 0 {
+		t.Fatalf("%d threads still pinned after the only one exited", n)
+	}
+}
+
+// TestPinThreadNonLeader: a thread that is not its group's leader can be
+// pinned (PIDFD_THREAD, Linux 6.9); an older kernel may refuse, never
+// mis-pin.
+func TestPinThreadNonLeader(t *testing.T) {
+	needRoot(t)
+	r, err := NewResolver("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	tids := make(chan int)
+	release := make(chan struct{})
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		tids <- syscall.Gettid()
+		<-release
+	}()
+	tid := <-tids
+	defer close(release)
+	if tid == os.Getpid() {
+		t.Skip("the goroutine landed on the main thread")
+	}
+	pidfd, ok := r.pinThread(tid, r.hostNS)
+	if !ok {
+		var u unix.Utsname
+		unix.Uname(&u)
+		t.Skipf("kernel %s cannot pin a non-leader thread", unix.ByteSliceToString(u.Release[:]))
+	}
+	unix.Close(pidfd)
+	if _, ok := r.pinThread(tid, r.hostNS+1); ok {
+		t.Fatalf("thread %d pinned to a namespace it is not in", tid)
+	}
 }
