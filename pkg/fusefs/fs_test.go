@@ -91,12 +91,12 @@ func (c *counter) Render(name string, pid int) ([]byte, error) {
 	return []byte(s + strings.Repeat(strconv.Itoa(g%10), 10240-len(s))), nil
 }
 
-func mountTest(t *testing.T, r Renderer, files ...string) string {
+func mountTest(t testing.TB, r Renderer, files ...string) string {
 	t.Helper()
 	return mountTestWith(t, r, nil, files...)
 }
 
-func mountTestWith(t *testing.T, r Renderer, setup func(*FS), files ...string) string {
+func mountTestWith(t testing.TB, r Renderer, setup func(*FS), files ...string) string {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to mount FUSE")
