@@ -61,6 +61,10 @@ type Hierarchy struct {
 	// ProcRoot is where ForPid finds /proc/PID/cgroup (DefaultProcRoot when
 	// empty); tests point it at a fixture.
 	ProcRoot string
+
+	// ancestors caches the limit files of the directories above groups,
+	// which many groups share (see WithLimitCache).
+	ancestors upCache
 }
 
 // Detect works out the layout of the cgroup file systems under root
@@ -120,7 +124,7 @@ func (h *Hierarchy) ForPid(pid int) (*Group, error) {
 // ErrNoController.
 func (h *Hierarchy) ForPaths(paths map[string]string) *Group {
 	root := h.root()
-	g := &Group{v2: h.V2}
+	g := &Group{v2: h.V2, h: h}
 	if h.V2 {
 		if p, ok := paths[""]; ok {
 			g.unified = ctrlDir{root: root, dir: joinUnder(root, p)}
@@ -155,7 +159,9 @@ func joinUnder(root, p string) string {
 type ctrlDir struct {
 	root  string      // hierarchy root, e.g. /sys/fs/cgroup/memory
 	dir   string      // the group's directory in it; "" when unknown
-	files *reread.Set // the group's counter files kept open; nil: plain reads
+	files *reread.Set // the group's own files kept open; nil: plain reads
+	up    *upCache    // shared cache of the ancestors' limit files; nil: none
+	upTTL time.Duration
 }
 
 func (c ctrlDir) ok() bool { return c.dir != "" }
@@ -170,6 +176,7 @@ type Group struct {
 	unified ctrlDir            // v2 tree, or hybrid's Root/unified tree
 	limits  *limitCache        // nil: no caching
 	files   *reread.Set        // nil: counter files opened per read
+	h       *Hierarchy
 }
 
 // WithLimitCache returns a copy of g that reads the group's limits at most
@@ -177,12 +184,34 @@ type Group struct {
 // cpuset (CPUSet) and the CFS quota (QuotaCPUs). These are settings found by
 // walking up to the hierarchy root, which costs a read per level and per
 // file, and change only when an operator changes them (docker update -m);
-// such a change shows within ttl. Counters (memory usage and memory.stat,
-// CPU time, I/O) are still read on every call, which is also what notices
-// a removed cgroup: those reads then fail with fs.ErrNotExist.
+// such a change shows within ttl. The ancestors' files are shared by every
+// group below them and cached once per hierarchy for ttl too, so a limit
+// set on a parent (a pod's) shows within twice ttl. Counters (memory usage
+// and memory.stat, CPU time, I/O) are still read on every call, which is
+// also what notices a removed cgroup: those reads then fail with
+// fs.ErrNotExist.
 func (g *Group) WithLimitCache(ttl time.Duration) *Group {
-	c := *g
+	c := g.withCtrls(func(d *ctrlDir) {
+		if g.h != nil {
+			d.up, d.upTTL = &g.h.ancestors, ttl
+		}
+	})
 	c.limits = &limitCache{ttl: ttl}
+	return c
+}
+
+// withCtrls returns a copy of g with fn applied to each controller's
+// directory.
+func (g *Group) withCtrls(fn func(*ctrlDir)) *Group {
+	c := *g
+	fn(&c.unified)
+	if g.v1 != nil {
+		c.v1 = make(map[string]ctrlDir, len(g.v1))
+		for name, d := range g.v1 {
+			fn(&d)
+			c.v1[name] = d
+		}
+	}
 	return &c
 }
 
@@ -191,19 +220,12 @@ func (g *Group) WithLimitCache(ttl time.Duration) *Group {
 // them from offset 0 (pkg/reread), saving a path walk per file per read.
 // Close releases them. A removed cgroup still reads as fs.ErrNotExist.
 func (g *Group) WithOpenFiles() *Group {
-	c := *g
-	// Every counter file is a single-record seq_file (one seq_show
+	// Every cgroup file read is a single-record seq_file (one seq_show
 	// prints it all), so one pread reads it.
-	c.files = &reread.Set{Single: true}
-	c.unified.files = c.files
-	if g.v1 != nil {
-		c.v1 = make(map[string]ctrlDir, len(g.v1))
-		for name, d := range g.v1 {
-			d.files = c.files
-			c.v1[name] = d
-		}
-	}
-	return &c
+	files := &reread.Set{Single: true}
+	c := g.withCtrls(func(d *ctrlDir) { d.files = files })
+	c.files = files
+	return c
 }
 
 // Close releases the files WithOpenFiles keeps open. The group stays usable,
@@ -375,13 +397,13 @@ func readUintVia(files *reread.Set, dir, file string) (uint64, error) {
 // the file is fn's business, but a missing starting directory means the
 // cgroup is gone, which walkUp reports (wrapping fs.ErrNotExist) rather than
 // let a limit silently read as "none".
-func walkUp(c ctrlDir, fn func(dir string) (stop bool, err error)) error {
+func walkUp(c ctrlDir, fn func(l level) (stop bool, err error)) error {
 	if _, err := os.Stat(c.dir); err != nil {
 		return fmt.Errorf("cgroup %s: %w", c.dir, stripPathError(err))
 	}
 	dir := c.dir
 	for {
-		stop, err := fn(dir)
+		stop, err := fn(level{c: c, dir: dir})
 		if err != nil || stop {
 			return err
 		}
@@ -394,6 +416,94 @@ func walkUp(c ctrlDir, fn func(dir string) (stop bool, err error)) error {
 		}
 		dir = parent
 	}
+}
+
+// level is one directory of a walk up from a group's own.
+type level struct {
+	c   ctrlDir
+	dir string
+}
+
+// self reports whether the level is the group's own directory.
+func (l level) self() bool { return l.dir == l.c.dir }
+
+// read reads a file of the level: the group's own through its kept files,
+// an ancestor's through the hierarchy's shared cache when the group has one.
+func (l level) read(file string) (string, error) {
+	switch {
+	case l.self():
+		var out string
+		err := l.c.read(file, func(s string) error {
+			out = strings.Clone(s)
+			return nil
+		})
+		return out, err
+	case l.c.up != nil:
+		return l.c.up.read(l.dir, file, l.c.upTTL)
+	}
+	return readFile(l.dir, file)
+}
+
+// readUint reads a file of the level holding one unsigned number.
+func (l level) readUint(file string) (uint64, error) {
+	s, err := l.read(file)
+	if err != nil {
+		return 0, err
+	}
+	v, err := parseUintValue(s)
+	if err != nil {
+		return 0, fmt.Errorf("parse %s: %w", filepath.Join(l.dir, file), err)
+	}
+	return v, nil
+}
+
+// upCache holds ancestor directories' limit files for every group of a
+// hierarchy: 500 containers under one parent read its memory limit once
+// per TTL, not 500 times.
+type upCache struct {
+	mu        sync.Mutex
+	m         map[string]upEntry
+	lastSweep time.Time
+}
+
+type upEntry struct {
+	s   string
+	err error // only "not there" is cached
+	at  time.Time
+}
+
+// upSweep is how long an entry nobody asked for is kept; sweeps run at most
+// this often, so directories of long-gone pods do not accumulate.
+const upSweep = time.Minute
+
+func (u *upCache) read(dir, file string, ttl time.Duration) (string, error) {
+	path := dir + "/" + file
+	now := time.Now()
+	u.mu.Lock()
+	if e, ok := u.m[path]; ok && now.Sub(e.at) < ttl {
+		u.mu.Unlock()
+		return e.s, e.err
+	}
+	u.mu.Unlock()
+	s, err := readFile(dir, file)
+	if err != nil && !isNotExist(err) {
+		return s, err
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.m == nil {
+		u.m = map[string]upEntry{}
+	}
+	u.m[path] = upEntry{s: s, err: err, at: now}
+	if now.Sub(u.lastSweep) > upSweep {
+		u.lastSweep = now
+		for p, e := range u.m {
+			if now.Sub(e.at) > upSweep {
+				delete(u.m, p)
+			}
+		}
+	}
+	return s, err
 }
 
 // within reports whether dir is root or below it (both clean).
@@ -410,15 +520,15 @@ func isNotExist(err error) bool { return errors.Is(err, fs.ErrNotExist) }
 // memory.max); found is false when no level had it, and self tells whether
 // the group's own directory had it (the sign a swap file is accounted).
 func minUintUp(c ctrlDir, file string) (lowest uint64, found, self bool, err error) {
-	err = walkUp(c, func(dir string) (bool, error) {
-		v, err := readUint(dir, file)
+	err = walkUp(c, func(l level) (bool, error) {
+		v, err := l.readUint(file)
 		if err != nil {
 			if isNotExist(err) {
 				return false, nil
 			}
 			return true, err
 		}
-		if dir == c.dir {
+		if l.self() {
 			self = true
 		}
 		if !found || v < lowest {

@@ -164,8 +164,8 @@ func TestForPid(t *testing.T) {
 func TestUncleanRoot(t *testing.T) {
 	g := (&Hierarchy{Root: v2Root + "/", V2: true}).ForPaths(map[string]string{"": "/machine.slice/ctr1"})
 	var seen []string
-	err := walkUp(g.unified, func(dir string) (bool, error) {
-		seen = append(seen, dir)
+	err := walkUp(g.unified, func(l level) (bool, error) {
+		seen = append(seen, l.dir)
 		return false, nil
 	})
 	want := []string{"testdata/v2/machine.slice/ctr1", "testdata/v2/machine.slice", "testdata/v2"}
@@ -943,6 +943,41 @@ func TestLimitCache(t *testing.T) {
 	}
 	if _, err := g.Memory(); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("Memory() of a removed cgroup with cached limits = %v, want ErrNotExist", err)
+	}
+}
+
+// TestAncestorLimitsShared: groups with limit caches share one read of
+// their parents' limit files per TTL, so a parent's changed limit shows to
+// every group within the TTL (plus the group's own), and a group without a
+// cache sees it at once.
+func TestAncestorLimitsShared(t *testing.T) {
+	root := copyTree(t, v2Root)
+	h := &Hierarchy{Root: root, V2: true, ProcRoot: procRoot}
+	const ttl = 200 * time.Millisecond
+	ctr1 := map[string]string{"": "/machine.slice/ctr1"}
+	limit := func(g *Group) uint64 {
+		t.Helper()
+		m, err := g.Memory()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m.Limit
+	}
+	if got := limit(h.ForPaths(ctr1).WithLimitCache(ttl)); got != 1<<30 {
+		t.Fatalf("limit %d, want the parent's 1 GiB", got)
+	}
+	writeFile(t, filepath.Join(root, "machine.slice/memory.max"), "536870912\n")
+	changed := time.Now()
+	fresh := limit(h.ForPaths(ctr1).WithLimitCache(ttl))
+	if time.Since(changed) < ttl && fresh != 1<<30 {
+		t.Errorf("a new group read the parent's limit again within the TTL (%d): the ancestors' files are not shared", fresh)
+	}
+	if got := limit(h.ForPaths(ctr1)); got != 512<<20 {
+		t.Errorf("group without a limit cache: limit %d, want the parent's new 512 MiB", got)
+	}
+	time.Sleep(ttl)
+	if got := limit(h.ForPaths(ctr1).WithLimitCache(ttl)); got != 512<<20 {
+		t.Errorf("one TTL after the parent's limit changed: %d, want 512 MiB", got)
 	}
 }
 

@@ -32,9 +32,9 @@ func (g *Group) readCPUSet() ([]int, error) {
 		files = []string{"cpuset.cpus.effective", "cpuset.cpus"}
 	}
 	var cpus []int
-	err := walkUp(c, func(dir string) (bool, error) {
+	err := walkUp(c, func(l level) (bool, error) {
 		for _, f := range files {
-			s, err := readFile(dir, f)
+			s, err := l.read(f)
 			if err != nil {
 				if isNotExist(err) {
 					continue
@@ -46,7 +46,7 @@ func (g *Group) readCPUSet() ([]int, error) {
 			}
 			list, err := view.ParseCPUList(s)
 			if err != nil {
-				return true, fmt.Errorf("parse %s: %w", filepath.Join(dir, f), err)
+				return true, fmt.Errorf("parse %s: %w", filepath.Join(l.dir, f), err)
 			}
 			cpus = list
 			return true, nil
@@ -72,8 +72,8 @@ func (g *Group) readQuotaCPUs() (float64, error) {
 		return 0, nil
 	}
 	var best float64
-	err := walkUp(c, func(dir string) (bool, error) {
-		q, err := dirQuota(dir, g.v2)
+	err := walkUp(c, func(l level) (bool, error) {
+		q, err := levelQuota(l, g.v2)
 		if err != nil {
 			return true, err
 		}
@@ -90,9 +90,10 @@ func (g *Group) readQuotaCPUs() (float64, error) {
 
 // dirQuota reads one level's quota in CPUs; 0 when it sets none or lacks the
 // files (the v2 root has no cpu.max).
-func dirQuota(dir string, v2 bool) (float64, error) {
+func levelQuota(l level, v2 bool) (float64, error) {
+	dir := l.dir
 	if v2 {
-		s, err := readFile(dir, "cpu.max")
+		s, err := l.read("cpu.max")
 		if err != nil {
 			if isNotExist(err) {
 				return 0, nil
@@ -105,7 +106,7 @@ func dirQuota(dir string, v2 bool) (float64, error) {
 		}
 		return q, nil
 	}
-	s, err := readFile(dir, "cpu.cfs_quota_us")
+	s, err := l.read("cpu.cfs_quota_us")
 	if err != nil {
 		if isNotExist(err) {
 			return 0, nil
@@ -119,7 +120,7 @@ func dirQuota(dir string, v2 bool) (float64, error) {
 	if quota < 0 { // -1: no quota
 		return 0, nil
 	}
-	period, err := readUint(dir, "cpu.cfs_period_us")
+	period, err := l.readUint("cpu.cfs_period_us")
 	if err != nil {
 		return 0, err
 	}

@@ -75,7 +75,7 @@ func readMemLimits(c ctrlDir, v2 bool) (memLimits, error) {
 	}
 	// With swappiness 0 the kernel will not swap the group out any
 	// further (see memoryV1).
-	l.swappiness, err = readUint(c.dir, "memory.swappiness")
+	l.swappiness, err = c.readUint("memory.swappiness")
 	switch {
 	case err == nil:
 		l.hasSwappy = true
