@@ -11,6 +11,7 @@ import (
 	"runtime/pprof"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -32,13 +33,17 @@ func loadConfig(c *cli.Context) (*content.Files, error) {
 	if c.Int("workers") < 1 {
 		return nil, fmt.Errorf("--workers %d: want at least 1", c.Int("workers"))
 	}
+	if age := c.Duration("host-max-age"); age < 0 || age > time.Second {
+		return nil, fmt.Errorf("--host-max-age %v: want 0 (read for every render) up to 1s", age)
+	}
 	return &content.Files{
-		ProcDir:  "/proc",
-		SysDir:   "/sys",
-		Cgroups:  hier,
-		CFS:      c.Bool("enable-cfs"),
-		Now:      content.BootTime,
-		ClockTck: 100, // USER_HZ: fixed at 100 in the kernel's user ABI
+		ProcDir:    "/proc",
+		SysDir:     "/sys",
+		Cgroups:    hier,
+		CFS:        c.Bool("enable-cfs"),
+		Now:        content.BootTime,
+		ClockTck:   100, // USER_HZ: fixed at 100 in the kernel's user ABI
+		HostMaxAge: c.Duration("host-max-age"),
 	}, nil
 }
 

@@ -76,6 +76,16 @@ type Files struct {
 	// them on every render. Usage and time counters are read every time.
 	LimitTTL time.Duration
 
+	// HostMaxAge lets one read of a host file (/proc/meminfo, stat, ...)
+	// serve the renders that follow it for this long; 0 reads it for every
+	// render. The kernel updates these files more coarsely than a render
+	// rate under load: /proc/stat and /proc/uptime count 10 ms ticks, and
+	// /proc/meminfo's totals take in per-CPU deltas in batches (at least
+	// every second), so a few milliseconds of reuse cannot be seen, while
+	// it saves generating the file again for each of many containers.
+	// Container figures (cgroup files) are always read afresh.
+	HostMaxAge time.Duration
+
 	// The host's files, kept open and re-read on every render: those the
 	// kernel prints in one record, and the rest (see reread.OpenSingle).
 	hostOnce   sync.Once
@@ -157,10 +167,10 @@ func (f *Files) hostPath(name string) string {
 func (f *Files) readHost(name string, buf []byte) ([]byte, error) {
 	switch name {
 	case Cpuinfo, Diskstats, Swaps:
-		return f.hostMulti.Read(f.hostPath(name), buf)
+		return f.hostMulti.ReadWithin(f.hostPath(name), buf, f.HostMaxAge)
 	}
 	f.hostOnce.Do(func() { f.hostSingle.Single = true })
-	return f.hostSingle.Read(f.hostPath(name), buf)
+	return f.hostSingle.ReadWithin(f.hostPath(name), buf, f.HostMaxAge)
 }
 
 // Render implements fusefs.Renderer. An error means even the host file could

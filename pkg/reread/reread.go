@@ -18,6 +18,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -30,6 +31,8 @@ type File struct {
 	mu     sync.Mutex
 	fd     int // -1: not open
 	closed bool
+	last   []byte    // content of the last read, for ReadWithin
+	lastAt time.Time // when that read started
 }
 
 // Open returns a File for path. Nothing is opened until the first read, so a
@@ -58,6 +61,33 @@ func (f *File) Path() string { return f.path }
 func (f *File) Read(buf []byte) ([]byte, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	return f.readLocked(buf)
+}
+
+// ReadWithin is Read, except that content read less than maxAge ago is
+// handed out again instead of being read afresh. Concurrent callers that
+// find it stale wait for one read rather than each making their own.
+func (f *File) ReadWithin(buf []byte, maxAge time.Duration) ([]byte, error) {
+	if maxAge <= 0 {
+		return f.Read(buf)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	now := time.Now()
+	if f.last != nil && now.Sub(f.lastAt) < maxAge {
+		return append(buf, f.last...), nil
+	}
+	out, err := f.readLocked(buf)
+	if err != nil {
+		f.last = nil
+		return out, err
+	}
+	f.last = append(f.last[:0], out[len(buf):]...)
+	f.lastAt = now
+	return out, nil
+}
+
+func (f *File) readLocked(buf []byte) ([]byte, error) {
 	if f.closed {
 		return readFile(f.path, buf, f.single)
 	}
@@ -123,6 +153,7 @@ func (f *File) Close() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.closed = true
+	f.last = nil
 	f.dropLocked()
 	return nil
 }
@@ -142,6 +173,12 @@ type Set struct {
 // Read appends the content of the file at path to buf, keeping the file open
 // for the next read (see File.Read).
 func (s *Set) Read(path string, buf []byte) ([]byte, error) {
+	return s.ReadWithin(path, buf, 0)
+}
+
+// ReadWithin is Read with File.ReadWithin's reuse of a read younger than
+// maxAge.
+func (s *Set) ReadWithin(path string, buf []byte, maxAge time.Duration) ([]byte, error) {
 	if s == nil {
 		return ReadFile(path, buf)
 	}
@@ -159,7 +196,7 @@ func (s *Set) Read(path string, buf []byte) ([]byte, error) {
 		s.files[path] = f
 	}
 	s.mu.Unlock()
-	out, err := f.Read(buf)
+	out, err := f.ReadWithin(buf, maxAge)
 	if err != nil && errors.Is(err, fs.ErrNotExist) {
 		// Forget paths that are gone (a deleted cgroup's files), so a
 		// long-lived set does not grow with every path it ever saw.

@@ -146,3 +146,29 @@ func TestRemovedCgroup(t *testing.T) {
 		t.Fatalf("read of the recreated cgroup: %q, %v; want 0", got, err)
 	}
 }
+
+// TestReadWithin: a read younger than maxAge is handed out again, an older
+// one is not, and maxAge 0 always reads.
+func TestReadWithin(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "f")
+	os.WriteFile(path, []byte("one"), 0o644)
+	f := Open(path)
+	defer f.Close()
+	const age = 100 * time.Millisecond
+	start := time.Now()
+	if got, err := f.ReadWithin([]byte("a:"), age); string(got) != "a:one" || err != nil {
+		t.Fatalf("first read: %q, %v", got, err)
+	}
+	os.WriteFile(path, []byte("two"), 0o644)
+	got, _ := f.ReadWithin([]byte("b:"), age)
+	if time.Since(start) < age && string(got) != "b:one" {
+		t.Errorf("read within %v: %q, want the reused b:one", age, got)
+	}
+	if got, _ := f.ReadWithin(nil, 0); string(got) != "two" {
+		t.Errorf("maxAge 0: %q, want a fresh read", got)
+	}
+	time.Sleep(age)
+	if got, _ := f.ReadWithin(nil, age); string(got) != "two" {
+		t.Errorf("read after %v: %q, want the new content", age, got)
+	}
+}
