@@ -86,6 +86,7 @@ type entry struct {
 	c        *Container
 	pidfd    int
 	lastUsed time.Time
+	dropped  bool // removed from the cache; pinned threads must look again
 }
 
 // maxWalk bounds the parent walk, so a pathological process tree costs a
@@ -116,7 +117,11 @@ func (r *Resolver) Resolve(pid int) (*Container, error) {
 	if pid <= 0 {
 		return nil, fmt.Errorf("resolve caller: no pid in the request (%d)", pid)
 	}
-	ns, pinned := r.threadNS(pid)
+	now := time.Now()
+	ns, c, pinned := r.threadNS(pid, now)
+	if c != nil {
+		return c, nil
+	}
 	if !pinned {
 		var err error
 		if ns, err = r.pidNS(strconv.Itoa(pid)); err != nil {
@@ -127,9 +132,11 @@ func (r *Resolver) Resolve(pid int) (*Container, error) {
 		}
 		r.sawThread(pid, ns)
 	}
-	now := time.Now()
-	if c := r.cached(ns, now); c != nil {
-		return c, nil
+	if e := r.cached(ns, now); e != nil {
+		if pinned {
+			r.threadFound(pid, e)
+		}
+		return e.c, nil
 	}
 	e, err := r.lookup(pid, ns)
 	if err != nil {
@@ -152,7 +159,7 @@ func (r *Resolver) Resolve(pid int) (*Container, error) {
 }
 
 // cached returns the live cache entry for ns, dropping a dead one.
-func (r *Resolver) cached(ns uint64, now time.Time) *Container {
+func (r *Resolver) cached(ns uint64, now time.Time) *entry {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	e, ok := r.byNS[ns]
@@ -164,7 +171,7 @@ func (r *Resolver) cached(ns uint64, now time.Time) *Container {
 		return nil
 	}
 	e.lastUsed = now
-	return e.c
+	return e
 }
 
 // pruneLocked drops entries nobody asked for lately, at most once per idle
@@ -196,6 +203,7 @@ func (r *Resolver) Forget(c *Container) {
 // dropLocked removes the cache entry e for ns and releases what it holds.
 func (r *Resolver) dropLocked(ns uint64, e *entry) {
 	unix.Close(e.pidfd)
+	e.dropped = true
 	delete(r.byNS, ns)
 	e.c.release()
 }

@@ -176,6 +176,15 @@ func TestResolvePinsRereadingThreads(t *testing.T) {
 	if n := r.Threads(); n != 1 {
 		t.Fatalf("%d threads pinned after repeated reads, want 1", n)
 	}
+	// A forgotten container is looked up afresh, pinned thread or not.
+	r.Forget(first)
+	again, err := r.Resolve(child)
+	if err != nil || again == nil || again == first || again.InitPid != first.InitPid {
+		t.Fatalf("resolve %d after Forget: %+v, %v; want a new entry for init %d", child, again, err, first.InitPid)
+	}
+	if c, _ := r.Resolve(child); c != again {
+		t.Fatalf("pinned thread resolved to %p, want the new entry %p", c, again)
+	}
 
 	syscall.Kill(child, syscall.SIGKILL)
 	init.Wait() // sh's wait returns and the namespace's init exits

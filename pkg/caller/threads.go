@@ -3,6 +3,7 @@ package caller
 import (
 	"errors"
 	"strconv"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -27,23 +28,45 @@ const maxThreads = 4096
 type thread struct {
 	pidfd int
 	ns    uint64
+	// e is the namespace's cache entry, once one was found while the
+	// thread was pinned: the thread and that entry's init were alive at
+	// once with the same namespace inode, so it is the thread's namespace,
+	// and it stays so while the thread lives. Even if the init dies first,
+	// the namespace is being torn down and the thread with it.
+	e *entry
 }
 
 // threadNS returns tid's pid namespace from the pinned threads, if tid is
-// pinned and still alive.
-func (r *Resolver) threadNS(tid int) (uint64, bool) {
+// pinned and still alive, and its container when that is known and still
+// cached.
+func (r *Resolver) threadNS(tid int, now time.Time) (uint64, *Container, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	t, ok := r.threads[tid]
 	if !ok {
-		return 0, false
+		return 0, nil, false
 	}
-	if alive(t.pidfd) {
-		return t.ns, true
+	if !alive(t.pidfd) {
+		unix.Close(t.pidfd)
+		delete(r.threads, tid)
+		return 0, nil, false
 	}
-	unix.Close(t.pidfd)
-	delete(r.threads, tid)
-	return 0, false
+	if t.e != nil && !t.e.dropped {
+		t.e.lastUsed = now
+		return t.ns, t.e.c, true
+	}
+	return t.ns, nil, true
+}
+
+// threadFound remembers the cache entry found for a pinned thread (see
+// thread.e). The caller has just seen the thread and the entry's init alive.
+func (r *Resolver) threadFound(tid int, e *entry) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if t, ok := r.threads[tid]; ok && t.ns == e.c.NS && !e.dropped {
+		t.e = e
+		r.threads[tid] = t
+	}
 }
 
 // sawThread records that tid was found in namespace ns (by a fresh read of
