@@ -15,24 +15,40 @@ import (
 // hook, which runs on every container start, read and decode without bound.
 const MaxConfigSize = 16 << 20
 
+// Config is the part of a bundle's config.json the hook reads: the root, the
+// process environment (the runtime wrapper's opt-in) and the annotations,
+// with specs-go's field names and types. Decoding only these, rather than a
+// whole specs.Spec, spares encoding/json building decoders for the dozens of
+// types a full spec holds, on every container start.
+type Config struct {
+	Root        *specs.Root       `json:"root,omitempty"`
+	Process     *Process          `json:"process,omitempty"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+}
+
+// Process is the part of specs.Process the hook reads.
+type Process struct {
+	Env []string `json:"env,omitempty"`
+}
+
 // LoadConfig reads BUNDLE/config.json.
-func LoadConfig(bundle string) (*specs.Spec, error) {
+func LoadConfig(bundle string) (*Config, error) {
 	path := filepath.Join(bundle, "config.json")
 	data, err := readCapped(path, MaxConfigSize)
 	if err != nil {
 		return nil, err
 	}
-	var spec specs.Spec
-	if err := json.Unmarshal(data, &spec); err != nil {
+	var cfg Config
+	if err := json.Unmarshal(data, &cfg); err != nil {
 		return nil, fmt.Errorf("parse %s: %w", path, err)
 	}
-	return &spec, nil
+	return &cfg, nil
 }
 
 // RootfsPath returns the container's root file system on the host: root.path
 // from the config, relative to the bundle unless absolute. It returns "" when
 // the config names no root.
-func RootfsPath(bundle string, spec *specs.Spec) string {
+func RootfsPath(bundle string, spec *Config) string {
 	if spec == nil || spec.Root == nil || spec.Root.Path == "" {
 		return ""
 	}

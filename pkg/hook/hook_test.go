@@ -82,6 +82,9 @@ func TestLoadConfigAndRootfs(t *testing.T) {
 	if rel.Annotations["io.lxcfs.enabled"] != "true" {
 		t.Errorf("annotations not loaded: %v", rel.Annotations)
 	}
+	if rel.Process == nil || len(rel.Process.Env) != 2 || rel.Process.Env[1] != "LXCFS=1" {
+		t.Errorf("process environment not loaded: %+v", rel.Process)
+	}
 	abs, err := LoadConfig("testdata/bundle-absolute")
 	if err != nil {
 		t.Fatal(err)
@@ -90,13 +93,13 @@ func TestLoadConfigAndRootfs(t *testing.T) {
 		t.Errorf("absolute root: got %q, want %q", got, want)
 	}
 	for _, tt := range []struct {
-		spec *specs.Spec
+		spec *Config
 		want string
 	}{
 		{nil, ""},
-		{&specs.Spec{}, ""},
-		{&specs.Spec{Root: &specs.Root{Path: "../x/./rootfs"}}, "/run/x/rootfs"},
-		{&specs.Spec{Root: &specs.Root{Path: "/a/../b/"}}, "/b"},
+		{&Config{}, ""},
+		{&Config{Root: &specs.Root{Path: "../x/./rootfs"}}, "/run/x/rootfs"},
+		{&Config{Root: &specs.Root{Path: "/a/../b/"}}, "/b"},
 	} {
 		if got := RootfsPath("/run/b", tt.spec); got != tt.want {
 			t.Errorf("RootfsPath(%+v) = %q, want %q", tt.spec, got, tt.want)
