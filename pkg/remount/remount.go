@@ -12,6 +12,7 @@
 package remount
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,7 +24,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/prometheus/procfs"
 	"golang.org/x/sys/unix"
 )
 
@@ -49,21 +49,41 @@ func recordPath(stateDir, id string) (string, error) {
 	return filepath.Join(recordDir(stateDir), id+".json"), nil
 }
 
-// StartTicks reads a process's start time (clock ticks after boot).
+// StartTicks reads a process's start time (clock ticks after boot), field 22
+// of /proc/PID/stat. The line is parsed here rather than with
+// prometheus/procfs, whose package initialisation alone cost the hook a
+// quarter of a millisecond of every container start.
 func StartTicks(pid int) (uint64, error) {
-	p, err := procfs.NewDefaultFS()
+	path := "/proc/" + strconv.Itoa(pid) + "/stat"
+	b, err := os.ReadFile(path)
 	if err != nil {
-		return 0, err
+		return 0, err // *fs.PathError: names the file
 	}
-	proc, err := p.Proc(pid)
+	v, err := parseStartTicks(b)
 	if err != nil {
-		return 0, fmt.Errorf("find process %d: %w", pid, err)
+		return 0, fmt.Errorf("parse %s: %w", path, err)
 	}
-	st, err := proc.Stat()
+	return v, nil
+}
+
+// parseStartTicks takes field 22 from a /proc/PID/stat line. The command
+// (field 2) is in parentheses and may itself hold spaces and parentheses, so
+// fields are counted from the last ')'.
+func parseStartTicks(b []byte) (uint64, error) {
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, errors.New("no command field")
+	}
+	const startTime = 22 - 3 // index among the fields after the command
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) <= startTime {
+		return 0, fmt.Errorf("%d fields after the command, want at least %d", len(f), startTime+1)
+	}
+	v, err := strconv.ParseUint(f[startTime], 10, 64)
 	if err != nil {
-		return 0, fmt.Errorf("read /proc/%d/stat: %w", pid, err)
+		return 0, fmt.Errorf("start time: %w", err)
 	}
-	return st.Starttime, nil
+	return v, nil
 }
 
 // Save writes r atomically.
