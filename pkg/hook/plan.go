@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path"
 	"path/filepath"
 	"sort"
@@ -59,7 +58,7 @@ func List(root string) ([]string, error) {
 		return nil, fmt.Errorf("list served files under %s: %w", procDir, err)
 	}
 	online := filepath.Join(root, filepath.FromSlash(CPUOnline))
-	if fi, err := os.Stat(online); err == nil && fi.Mode().IsRegular() {
+	if mode, err := statCached(online); err == nil && mode.IsRegular() {
 		entries = append(entries, CPUOnline)
 	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("stat %s: %w", online, err)
