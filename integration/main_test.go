@@ -37,7 +37,10 @@ func run(m *testing.M) int {
 	fusedBin = filepath.Join(dir, "lxcfs-fused")
 	hookBin = filepath.Join(dir, "lxcfs-hook")
 	for bin, pkg := range map[string]string{fusedBin: "../cmd/lxcfs-fused", hookBin: "../cmd/lxcfs-hook"} {
-		cmd := exec.Command("go", "build", "-o", bin, pkg)
+		// Built as make build builds them (BUILD_TAGS and BUILD_ENV in the
+		// Makefile).
+		cmd := exec.Command("go", "build", "-tags", "urfave_cli_no_docs", "-o", bin, pkg)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Run(); err != nil {
 			fmt.Fprintf(os.Stderr, "integration: build %s: %v\n", pkg, err)
