@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # hook-latency.sh [N]: how much lxcfs-hook adds to a container start.
-# Times N (default 20) alternating `runc run` of a trivial busybox container
-# (`true`) without and with the hook (views served by lxcfs-fused on a
-# temporary mountpoint) and prints median and p90 of each and the
-# difference. Run as root after `make build` (or BIN_DIR=DIR).
+# Times N (default 20) interleaved `runc run`s each of a trivial busybox
+# container (`true`) without a hook, with a /bin/true createRuntime hook and
+# with lxcfs-hook (views served by lxcfs-fused on a temporary mountpoint),
+# and prints median and p90 of each and of the differences within each
+# triple of runs. Run as root after `make build` (or BIN_DIR=DIR).
 set -euo pipefail
 
 N=${1:-20}

@@ -71,7 +71,7 @@ func parseConfig(args []string) (*config, error) {
 	sdur := fl.Duration("scale-duration", 10*time.Second, "scale benchmark: measured time per phase")
 	swarm := fl.Duration("scale-warmup", 2*time.Second, "scale benchmark: unmeasured time before each phase (first lookups)")
 	lavg := fl.Int("loadavg-n", 500, "scale benchmark: containers for the --enable-loadavg / lxcfs -l phase (0: skip)")
-	hook := fl.Int("hook-runs", 20, "hook benchmark: runc runs with and without the hook (0: skip)")
+	hook := fl.Int("hook-runs", 60, "hook benchmark: runc runs of each kind (no hook, a /bin/true hook, lxcfs-hook) (0: skip)")
 	only := fl.String("only", "read,scale,hook", "benchmarks to run")
 	fused := fl.String("fused", "bin/lxcfs-fused", "lxcfs-fused binary (make build)")
 	fusedArgs := fl.String("fused-args", "", "extra flags for lxcfs-fused, space separated (e.g. \"--cpuprofile /tmp/cpu.pprof\")")
@@ -93,7 +93,7 @@ func parseConfig(args []string) (*config, error) {
 	if *quick {
 		c.rounds, c.duration, c.warmup = 1, 500*time.Millisecond, 100*time.Millisecond
 		c.scaleDuration, c.scaleWarmup = 3*time.Second, time.Second
-		c.hookRuns = min(c.hookRuns, 10)
+		c.hookRuns = min(c.hookRuns, 30)
 	}
 	var err error
 	for f := range strings.SplitSeq(*files, ",") {

@@ -193,7 +193,7 @@ func (r *report) scaleTable(rows []*scaleRow) {
 func (r *report) hookTable(out string) {
 	r.printf("## Hook benchmark\n\n```\n%s```\n\n", out)
 	for line := range strings.SplitSeq(out, "\n") {
-		rest, ok := strings.CutPrefix(line, "difference")
+		rest, ok := strings.CutPrefix(line, "added by lxcfs-hook (paired)")
 		if !ok {
 			continue
 		}
