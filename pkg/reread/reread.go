@@ -23,21 +23,30 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// File is one path kept open. It is safe for concurrent use: reads of one
-// File are serialised (the kernel serialises reads of one open file anyway).
+// File is one path kept open. It is safe for concurrent use, and concurrent
+// readers do not wait for each other: each takes a descriptor of its own
+// from a small pool (a second opener of the file when the others are busy),
+// and gives it back after the read. Eight readers of one container through
+// one descriptor had queued behind each other, milliseconds at the tail
+// whenever the thread holding it was preempted.
 type File struct {
 	path   string
 	single bool // a short read is the whole file (see OpenSingle)
+
 	mu     sync.Mutex
-	fd     int // -1: not open
+	idle   []int // open descriptors not in use
 	closed bool
 	last   []byte    // content of the last read, for ReadWithin
 	lastAt time.Time // when that read started
 }
 
+// maxIdle bounds the descriptors a File keeps between reads: as many as
+// the daemon reads at once by default (lxcfs-fused --workers).
+const maxIdle = 8
+
 // Open returns a File for path. Nothing is opened until the first read, so a
 // file that may not exist costs nothing until someone asks for it.
-func Open(path string) *File { return &File{path: path, fd: -1} }
+func Open(path string) *File { return &File{path: path} }
 
 // OpenSingle is Open for a single-record seq_file: one whose whole content
 // the kernel generates in one go (every cgroup counter file; /proc/meminfo,
@@ -59,102 +68,124 @@ func (f *File) Path() string { return f.path }
 // *fs.PathError wrapping the errno, so errors.Is(err, fs.ErrNotExist) holds
 // for a file that is not there.
 func (f *File) Read(buf []byte) ([]byte, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.readLocked(buf)
+	return f.read(buf, true)
 }
 
-// ReadWithin is Read, except that content read less than maxAge ago is
-// handed out again instead of being read afresh. Concurrent callers that
-// find it stale wait for one read rather than each making their own.
-func (f *File) ReadWithin(buf []byte, maxAge time.Duration) ([]byte, error) {
-	if maxAge <= 0 {
-		return f.Read(buf)
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	now := time.Now()
-	if f.last != nil && now.Sub(f.lastAt) < maxAge {
-		return append(buf, f.last...), nil
-	}
-	out, err := f.readLocked(buf)
+func (f *File) read(buf []byte, retry bool) ([]byte, error) {
+	fd, err := f.get()
 	if err != nil {
-		f.last = nil
-		return out, err
+		return buf, err
 	}
-	f.last = append(f.last[:0], out[len(buf):]...)
-	f.lastAt = now
-	return out, nil
-}
-
-func (f *File) readLocked(buf []byte) ([]byte, error) {
-	if f.closed {
+	if fd < 0 { // closed, or over the descriptor budget
 		return readFile(f.path, buf, f.single)
 	}
-	if f.fd < 0 {
-		if !budget.take() {
-			// Over the descriptor budget: read the way a plain
-			// open would, keeping nothing open.
-			return readFile(f.path, buf, f.single)
-		}
-		fd, err := open(f.path)
-		if err != nil {
-			budget.give()
-			return buf, err
-		}
-		f.fd = fd
-	}
-	out, err := preadAll(f.fd, buf, f.single)
+	out, err := preadAll(fd, buf, f.single)
 	if err == nil {
+		f.put(fd)
 		return out, nil
 	}
-	// Whatever went wrong, the next read starts from a fresh open: ENODEV
-	// is a removed file (and its path may now name a new one), and after
-	// any other error the descriptor is not worth trusting.
-	f.dropLocked()
-	if errors.Is(err, unix.ENODEV) {
-		return f.readAgainLocked(buf)
+	// Whatever went wrong, the descriptor is not worth keeping. ENODEV is
+	// a removed file, whose path may now name a new one: one fresh open
+	// says which.
+	unix.Close(fd)
+	budget.give()
+	if retry && errors.Is(err, unix.ENODEV) {
+		f.dropIdle()
+		return f.read(buf, false)
 	}
 	return buf, &fs.PathError{Op: "read", Path: f.path, Err: err}
 }
 
-// readAgainLocked is Read's one retry after the kept descriptor went stale.
-func (f *File) readAgainLocked(buf []byte) ([]byte, error) {
+// get takes an idle descriptor or opens one; -1 (and no error) means read
+// without keeping one.
+func (f *File) get() (int, error) {
+	f.mu.Lock()
+	if f.closed {
+		f.mu.Unlock()
+		return -1, nil
+	}
+	if n := len(f.idle); n > 0 {
+		fd := f.idle[n-1]
+		f.idle = f.idle[:n-1]
+		f.mu.Unlock()
+		return fd, nil
+	}
+	f.mu.Unlock()
 	if !budget.take() {
-		return readFile(f.path, buf, f.single)
+		return -1, nil
 	}
 	fd, err := open(f.path)
 	if err != nil {
 		budget.give()
-		return buf, err
+		return -1, err
 	}
-	out, err := preadAll(fd, buf, f.single)
-	if err != nil {
+	return fd, nil
+}
+
+// put gives a descriptor back, or closes it when the File is closed or has
+// enough idle ones.
+func (f *File) put(fd int) {
+	f.mu.Lock()
+	if !f.closed && len(f.idle) < maxIdle {
+		f.idle = append(f.idle, fd)
+		f.mu.Unlock()
+		return
+	}
+	f.mu.Unlock()
+	unix.Close(fd)
+	budget.give()
+}
+
+// dropIdle closes the idle descriptors: after ENODEV they name a removed
+// file.
+func (f *File) dropIdle() {
+	f.mu.Lock()
+	idle := f.idle
+	f.idle = nil
+	f.mu.Unlock()
+	for _, fd := range idle {
 		unix.Close(fd)
 		budget.give()
-		return buf, &fs.PathError{Op: "read", Path: f.path, Err: err}
 	}
-	f.fd = fd
+}
+
+// ReadWithin is Read, except that content read less than maxAge ago is
+// handed out again instead of being read afresh.
+func (f *File) ReadWithin(buf []byte, maxAge time.Duration) ([]byte, error) {
+	if maxAge <= 0 {
+		return f.Read(buf)
+	}
+	now := time.Now()
+	f.mu.Lock()
+	if f.last != nil && now.Sub(f.lastAt) < maxAge {
+		out := append(buf, f.last...)
+		f.mu.Unlock()
+		return out, nil
+	}
+	f.mu.Unlock()
+	out, err := f.Read(buf)
+	if err != nil {
+		return out, err
+	}
+	f.mu.Lock()
+	if !f.closed && !now.Before(f.lastAt) {
+		f.last = append(f.last[:0], out[len(buf):]...)
+		f.lastAt = now
+	}
+	f.mu.Unlock()
 	return out, nil
 }
 
-func (f *File) dropLocked() {
-	if f.fd >= 0 {
-		unix.Close(f.fd)
-		f.fd = -1
-		budget.give()
-	}
-}
-
-// Close releases the descriptor. Reads after Close still work, opening and
-// closing the file each time, so a reader racing with Close never sees an
-// error, nor a descriptor number reused for another file.
+// Close releases the idle descriptors; those in use are closed when their
+// read ends. Reads after Close still work, opening and closing the file
+// each time, so a reader racing with Close never sees an error, nor a
+// descriptor number reused for another file.
 func (f *File) Close() error {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	f.closed = true
 	f.last = nil
-	f.dropLocked()
+	f.mu.Unlock()
+	f.dropIdle()
 	return nil
 }
 
@@ -192,7 +223,7 @@ func (s *Set) ReadWithin(path string, buf []byte, maxAge time.Duration) ([]byte,
 		if s.files == nil {
 			s.files = map[string]*File{}
 		}
-		f = &File{path: path, fd: -1, single: s.Single}
+		f = &File{path: path, single: s.Single}
 		s.files[path] = f
 	}
 	s.mu.Unlock()

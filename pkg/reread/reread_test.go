@@ -3,10 +3,12 @@ package reread
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -170,5 +172,41 @@ func TestReadWithin(t *testing.T) {
 	time.Sleep(age)
 	if got, _ := f.ReadWithin(nil, age); string(got) != "two" {
 		t.Errorf("read after %v: %q, want the new content", age, got)
+	}
+}
+
+// TestConcurrentReaders: readers of one File at once each get the whole
+// file, Close in the middle of it fails none of them, and afterwards no
+// descriptor is left kept.
+func TestConcurrentReaders(t *testing.T) {
+	want := bytes.Repeat([]byte("line of a kernel file\n"), 300)
+	path := filepath.Join(t.TempDir(), "f")
+	os.WriteFile(path, want, 0o644)
+	before := Kept()
+	f := Open(path)
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for i := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range 200 {
+				got, err := f.ReadWithin(nil, time.Duration(i%2)*time.Millisecond)
+				if err != nil || !bytes.Equal(got, want) {
+					errs <- fmt.Errorf("reader %d, read %d: %d bytes, %v", i, j, len(got), err)
+					return
+				}
+			}
+		}()
+	}
+	time.Sleep(time.Millisecond)
+	f.Close()
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if Kept() != before {
+		t.Errorf("%d descriptors kept after Close and the last read, want %d", Kept(), before)
 	}
 }
