@@ -118,15 +118,6 @@ func workerCmd(c *cli.Context) error {
 
 	log.Info("worker serving", "cgroup_root", files.Cgroups.Root, "cgroup_v2", files.Cgroups.V2,
 		"cfs", files.CFS, "loadavg", files.Load != nil, "files", strings.Join(names, ","))
-	// Each reading goroutine spends its idle time blocked in read(2) on
-	// /dev/fuse, holding a P. With fewer Ps than readers, sysmon takes Ps
-	// back from blocked readers and a reader woken by a request waits for
-	// one: milliseconds at p99 with 8 concurrent readers on 2 CPUs. With a
-	// P per reader to spare, a woken reader carries on at once, as a
-	// libfuse thread would.
-	if n := c.Int("workers") + 2; runtime.GOMAXPROCS(0) < n {
-		runtime.GOMAXPROCS(n)
-	}
 	if err := tree.Serve(conn, c.Int("workers")); err != nil {
 		return err
 	}
