@@ -144,8 +144,11 @@ func logStats(log interface{ Info(string, ...any) }, r *caller.Resolver) {
 	// Kept files (open cgroup and host files, re-read on each render) and
 	// pinned reader threads are descriptors held on purpose, bounded per
 	// container and thread; the rest of fds should not grow.
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
 	log.Info("stats", "goroutines", runtime.NumGoroutine(), "fds", len(fds), "rss", rss,
-		"cached_containers", r.Len(), "kept_files", reread.Kept(), "pinned_threads", r.Threads())
+		"cached_containers", r.Len(), "kept_files", reread.Kept(), "pinned_threads", r.Threads(),
+		"heap_inuse_kb", ms.HeapInuse>>10, "stack_inuse_kb", ms.StackInuse>>10, "go_sys_kb", ms.Sys>>10, "gc_cycles", ms.NumGC)
 }
 
 // stallEnv names a marker file for the failover test: while it exists, the

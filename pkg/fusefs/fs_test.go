@@ -3,6 +3,7 @@ package fusefs
 import (
 	"errors"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"io"
 	"log/slog"
 	"os"
@@ -251,5 +252,31 @@ func TestServeTimeout(t *testing.T) {
 	b, err := os.ReadFile(filepath.Join(mp, "proc/fast"))
 	if err != nil || string(b) != "rendered proc/fast\n" {
 		t.Errorf("read of a healthy file while others hang = %q, %v", b, err)
+	}
+}
+
+// TestMountMaxBackground: the connection lets the kernel send many RELEASEs
+// at once. With the default 12, a busy mount's releases queued by the
+// thousand and every unreleased handle kept its snapshot in memory.
+func TestMountMaxBackground(t *testing.T) {
+	mp := mountTest(t, fixedContent("x\n"), "proc/meminfo")
+	var st unix.Stat_t
+	if err := unix.Stat(mp, &st); err != nil {
+		t.Fatal(err)
+	}
+	conns := "/sys/fs/fuse/connections"
+	if _, err := os.Stat(filepath.Join(conns, "version")); err != nil {
+		// fusectl is not always mounted; it is harmless to mount.
+		if err := unix.Mount("fusectl", conns, "fusectl", 0, ""); err != nil && !errors.Is(err, unix.EBUSY) {
+			t.Skipf("no fusectl at %s to read the connection's settings: %v", conns, err)
+		}
+	}
+	path := filepath.Join(conns, strconv.FormatUint(uint64(unix.Minor(st.Dev)), 10), "max_background")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Skipf("read %s: %v", path, err)
+	}
+	if got := strings.TrimSpace(string(b)); got != strconv.Itoa(maxBackground) {
+		t.Errorf("max_background = %s, want %d", got, maxBackground)
 	}
 }
