@@ -281,7 +281,8 @@ func openTarget(parent *os.File, base, target string) (*os.File, fileID, string,
 // That is the kernel's own containment, which pathrs-lite uses too; calling
 // it directly skips pathrs-lite's naming of the handle through a private
 // procfs instance, a fifth of a millisecond of every container start.
-// Kernels without openat2 (before 5.6) get pathrs-lite's own walk.
+// Kernels without openat2 (before 5.6), or a seccomp filter refusing it,
+// get pathrs-lite's own walk.
 func openInRoot(root *os.File, dir string) (*os.File, error) {
 	how := &unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS}
 	for range 16 {
@@ -292,7 +293,9 @@ func openInRoot(root *os.File, dir string) (*os.File, error) {
 		case errors.Is(err, unix.EAGAIN), errors.Is(err, unix.EINTR):
 			// A rename raced the lookup; the kernel asks for a retry.
 			continue
-		case errors.Is(err, unix.ENOSYS):
+		case errors.Is(err, unix.ENOSYS), errors.Is(err, unix.EPERM), errors.Is(err, unix.E2BIG):
+			// No openat2 here (an old kernel, or a seccomp filter
+			// refusing it): pathrs-lite walks without it.
 			return pathrs.OpenatInRoot(root, dir)
 		default:
 			return nil, &os.PathError{Op: "openat2", Path: dir, Err: err}
