@@ -397,13 +397,24 @@ func readUintVia(files *reread.Set, dir, file string) (uint64, error) {
 // the file is fn's business, but a missing starting directory means the
 // cgroup is gone, which walkUp reports (wrapping fs.ErrNotExist) rather than
 // let a limit silently read as "none".
+//
+// The starting directory is checked only when a file there was missing: a
+// file read there proves it exists, and this walk runs for every container
+// once per limit TTL.
 func walkUp(c ctrlDir, fn func(l level) (stop bool, err error)) error {
-	if _, err := os.Stat(c.dir); err != nil {
-		return fmt.Errorf("cgroup %s: %w", c.dir, stripPathError(err))
-	}
 	dir := c.dir
 	for {
-		stop, err := fn(level{c: c, dir: dir})
+		var missing bool
+		l := level{c: c, dir: dir}
+		if dir == c.dir {
+			l.missing = &missing
+		}
+		stop, err := fn(l)
+		if missing {
+			if _, serr := os.Stat(c.dir); serr != nil {
+				return fmt.Errorf("cgroup %s: %w", c.dir, stripPathError(serr))
+			}
+		}
 		if err != nil || stop {
 			return err
 		}
@@ -420,8 +431,9 @@ func walkUp(c ctrlDir, fn func(l level) (stop bool, err error)) error {
 
 // level is one directory of a walk up from a group's own.
 type level struct {
-	c   ctrlDir
-	dir string
+	c       ctrlDir
+	dir     string
+	missing *bool // set when a file of the group's own directory was not there
 }
 
 // self reports whether the level is the group's own directory.
@@ -437,6 +449,9 @@ func (l level) read(file string) (string, error) {
 			out = strings.Clone(s)
 			return nil
 		})
+		if isNotExist(err) && l.missing != nil {
+			*l.missing = true
+		}
 		return out, err
 	case l.c.up != nil:
 		return l.c.up.read(l.dir, file, l.c.upTTL)
