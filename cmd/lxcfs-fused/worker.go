@@ -74,6 +74,7 @@ func workerCmd(c *cli.Context) error {
 	files.Log = log
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	go resolver.PruneEvery(ctx, time.Minute)
 	if c.Bool("enable-loadavg") {
 		s := loadavg.New("/proc", log)
 		files.Load = s

@@ -9,6 +9,7 @@
 package caller
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -186,6 +187,32 @@ func (r *Resolver) pruneLocked(now time.Time) {
 	for ns, e := range r.byNS {
 		if now.Sub(e.lastUsed) > r.idle || !alive(e.pidfd) {
 			r.dropLocked(ns, e)
+		}
+	}
+}
+
+// Prune drops the entries of containers whose init has exited and of those
+// nobody asked for in the idle period, with the pinned threads that have
+// exited, releasing their pidfds and attached values (the kept cgroup files).
+// Resolve prunes as it goes; a daemon calls Prune periodically too, so what
+// a container held is released even when no read comes after it stopped.
+func (r *Resolver) Prune() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.lastPrune = time.Time{}
+	r.pruneLocked(time.Now())
+}
+
+// PruneEvery calls Prune every interval until ctx is done.
+func (r *Resolver) PruneEvery(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			r.Prune()
 		}
 	}
 }

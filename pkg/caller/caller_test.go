@@ -240,3 +240,40 @@ func TestPinThreadNonLeader(t *testing.T) {
 		t.Fatalf("thread %d pinned to a namespace it is not in", tid)
 	}
 }
+
+// TestPruneReleasesExited: an entry whose init exited is dropped by Prune,
+// with no read coming after, and what was attached to it is closed.
+func TestPruneReleasesExited(t *testing.T) {
+	needRoot(t)
+	r, err := NewResolver("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	init, child := startInNewPidNS(t)
+	c, err := r.Resolve(child)
+	if err != nil || c == nil {
+		t.Fatalf("resolve %d: %+v, %v", child, c, err)
+	}
+	closed := make(chan struct{})
+	c.Attach(closerFunc(func() error { close(closed); return nil }))
+	r.Prune()
+	if r.Len() != 1 {
+		t.Fatalf("Prune dropped a live container: %d entries", r.Len())
+	}
+	init.Process.Kill()
+	init.Wait()
+	r.Prune()
+	if r.Len() != 0 {
+		t.Fatalf("%d entries after Prune with the only init exited, want 0", r.Len())
+	}
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the dropped container's attached value was not closed")
+	}
+}
+
+type closerFunc func() error
+
+func (f closerFunc) Close() error { return f() }
