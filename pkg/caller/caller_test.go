@@ -34,6 +34,19 @@ func TestParseNSLink(t *testing.T) {
 	}
 }
 
+// rootResolver is a resolver over the host's /proc for a test that needs
+// root (to make pid namespaces), closed when the test ends.
+func rootResolver(t *testing.T) *Resolver {
+	t.Helper()
+	needRoot(t)
+	r, err := NewResolver("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Close)
+	return r
+}
+
 func needRoot(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
@@ -66,12 +79,7 @@ func startInNewPidNS(t *testing.T) (init *exec.Cmd, child int) {
 }
 
 func TestResolveLive(t *testing.T) {
-	needRoot(t)
-	r, err := NewResolver("/proc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	r := rootResolver(t)
 
 	if c, err := r.Resolve(os.Getpid()); err != nil || c != nil {
 		t.Fatalf("host process: got %+v, %v; want nil, nil", c, err)
@@ -119,12 +127,7 @@ func TestResolveLive(t *testing.T) {
 }
 
 func TestResolveExited(t *testing.T) {
-	needRoot(t)
-	r, err := NewResolver("/proc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	r := rootResolver(t)
 	cmd := exec.Command("true")
 	if err := cmd.Run(); err != nil {
 		t.Fatal(err)
@@ -154,12 +157,7 @@ func waitChild(t *testing.T, parent int) int {
 // later resolutions skip its /proc link; once it exits the pin goes and the
 // pid resolves afresh (to an error, here), never to the old answer.
 func TestResolvePinsRereadingThreads(t *testing.T) {
-	needRoot(t)
-	r, err := NewResolver("/proc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	r := rootResolver(t)
 	init, child := startInNewPidNS(t)
 	first, err := r.Resolve(child)
 	if err != nil || first == nil {
@@ -210,12 +208,7 @@ func TestResolvePinsRereadingThreads(t *testing.T) {
 // pinned (PIDFD_THREAD, Linux 6.9); an older kernel may refuse, never
 // mis-pin.
 func TestPinThreadNonLeader(t *testing.T) {
-	needRoot(t)
-	r, err := NewResolver("/proc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	r := rootResolver(t)
 	tids := make(chan int)
 	release := make(chan struct{})
 	go func() {
@@ -244,12 +237,7 @@ func TestPinThreadNonLeader(t *testing.T) {
 // TestPruneReleasesExited: an entry whose init exited is dropped by Prune,
 // with no read coming after, and what was attached to it is closed.
 func TestPruneReleasesExited(t *testing.T) {
-	needRoot(t)
-	r, err := NewResolver("/proc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	r := rootResolver(t)
 	init, child := startInNewPidNS(t)
 	c, err := r.Resolve(child)
 	if err != nil || c == nil {
