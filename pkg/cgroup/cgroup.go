@@ -370,22 +370,14 @@ func stripPathError(err error) error {
 	return err
 }
 
-// readUint reads a file holding one unsigned number, "max" meaning no limit.
-func readUint(dir, file string) (uint64, error) {
-	return readUintVia(nil, dir, file)
-}
-
-// readUint is readUint for a file in c's own directory, through c's open files.
+// readUint reads a file of c's own directory holding one unsigned number,
+// "max" meaning no limit, through c's open files.
 func (c ctrlDir) readUint(file string) (uint64, error) {
-	return readUintVia(c.files, c.dir, file)
-}
-
-func readUintVia(files *reread.Set, dir, file string) (uint64, error) {
 	var v uint64
-	err := withFile(files, dir, file, func(s string) error {
+	err := c.read(file, func(s string) error {
 		var err error
 		if v, err = parseUintValue(s); err != nil {
-			return fmt.Errorf("parse %s: %w", filepath.Join(dir, file), err)
+			return fmt.Errorf("parse %s: %w", filepath.Join(c.dir, file), err)
 		}
 		return nil
 	})

@@ -61,9 +61,6 @@ func OpenSingle(path string) *File {
 	return f
 }
 
-// Path returns the file's path.
-func (f *File) Path() string { return f.path }
-
 // Read appends the file's whole current content to buf. Errors are
 // *fs.PathError wrapping the errno, so errors.Is(err, fs.ErrNotExist) holds
 // for a file that is not there.
