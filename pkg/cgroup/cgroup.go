@@ -334,7 +334,7 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b 
 // allocations on the hot path.
 func withFile(files *reread.Set, dir, file string, fn func(s string) error) error {
 	bp := bufPool.Get().(*[]byte)
-	b, err := files.Read(dir+"/"+file, (*bp)[:0])
+	b, err := files.ReadIn(dir, file, (*bp)[:0], 0)
 	*bp = b[:0]
 	if err != nil {
 		bufPool.Put(bp)

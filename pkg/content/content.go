@@ -154,23 +154,24 @@ func (f *Files) List() []string {
 	return out
 }
 
-// hostPath maps a served name to the host file it virtualizes. Names are
-// the clean constants above, so plain concatenation is a join.
-func (f *Files) hostPath(name string) string {
+// hostFile maps a served name to the host file it virtualizes, as a
+// directory and a name below it. Names are the clean constants above.
+func (f *Files) hostFile(name string) (dir, file string) {
 	if name == Online {
-		return f.SysDir + "/devices/system/cpu/online"
+		return f.SysDir, "devices/system/cpu/online"
 	}
-	return f.ProcDir + "/" + strings.TrimPrefix(name, "proc/")
+	return f.ProcDir, strings.TrimPrefix(name, "proc/")
 }
 
 // readHost appends the host's file for name to buf.
 func (f *Files) readHost(name string, buf []byte) ([]byte, error) {
+	dir, file := f.hostFile(name)
 	switch name {
 	case Cpuinfo, Diskstats, Swaps:
-		return f.hostMulti.ReadWithin(f.hostPath(name), buf, f.HostMaxAge)
+		return f.hostMulti.ReadIn(dir, file, buf, f.HostMaxAge)
 	}
 	f.hostOnce.Do(func() { f.hostSingle.Single = true })
-	return f.hostSingle.ReadWithin(f.hostPath(name), buf, f.HostMaxAge)
+	return f.hostSingle.ReadIn(dir, file, buf, f.HostMaxAge)
 }
 
 // Render implements fusefs.Renderer. An error means even the host file could

@@ -60,7 +60,8 @@ func ctr(path string) *caller.Container {
 func host(t *testing.T, name string) string {
 	t.Helper()
 	f := &Files{ProcDir: "testdata/host/proc", SysDir: "testdata/host/sys"}
-	b, err := os.ReadFile(f.hostPath(name))
+	dir, file := f.hostFile(name)
+	b, err := os.ReadFile(filepath.Join(dir, file))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"io/fs"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -194,34 +195,45 @@ type Set struct {
 	Single bool
 
 	mu     sync.Mutex
-	files  map[string]*File
+	files  map[setKey]*File
 	closed bool
 }
+
+// setKey names a file by directory and name, so a lookup on every read needs
+// no joined path (an allocation per file per render); the path is joined
+// once, when the File is made.
+type setKey struct{ dir, name string }
 
 // Read appends the content of the file at path to buf, keeping the file open
 // for the next read (see File.Read).
 func (s *Set) Read(path string, buf []byte) ([]byte, error) {
-	return s.ReadWithin(path, buf, 0)
+	dir, name := path, ""
+	if i := strings.LastIndexByte(path, '/'); i >= 0 {
+		dir, name = path[:i], path[i+1:]
+	}
+	return s.ReadIn(dir, name, buf, 0)
 }
 
-// ReadWithin is Read with File.ReadWithin's reuse of a read younger than
-// maxAge.
-func (s *Set) ReadWithin(path string, buf []byte, maxAge time.Duration) ([]byte, error) {
+// ReadIn appends the content of the file name in directory dir to buf,
+// keeping the file open for the next read, and reusing a read younger than
+// maxAge (File.ReadWithin).
+func (s *Set) ReadIn(dir, name string, buf []byte, maxAge time.Duration) ([]byte, error) {
 	if s == nil {
-		return ReadFile(path, buf)
+		return ReadFile(dir+"/"+name, buf)
 	}
+	k := setKey{dir, name}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		return readFile(path, buf, s.Single)
+		return readFile(dir+"/"+name, buf, s.Single)
 	}
-	f, ok := s.files[path]
+	f, ok := s.files[k]
 	if !ok {
 		if s.files == nil {
-			s.files = map[string]*File{}
+			s.files = map[setKey]*File{}
 		}
-		f = &File{path: path, single: s.Single}
-		s.files[path] = f
+		f = &File{path: dir + "/" + name, single: s.Single}
+		s.files[k] = f
 	}
 	s.mu.Unlock()
 	out, err := f.ReadWithin(buf, maxAge)
@@ -229,8 +241,8 @@ func (s *Set) ReadWithin(path string, buf []byte, maxAge time.Duration) ([]byte,
 		// Forget paths that are gone (a deleted cgroup's files), so a
 		// long-lived set does not grow with every path it ever saw.
 		s.mu.Lock()
-		if s.files[path] == f {
-			delete(s.files, path)
+		if s.files[k] == f {
+			delete(s.files, k)
 		}
 		s.mu.Unlock()
 		f.Close()
