@@ -13,7 +13,14 @@ import (
 )
 
 func main() {
-	app := &cli.App{
+	if err := newApp().Run(os.Args); err != nil {
+		fmt.Fprintln(os.Stderr, "lxcfs-fused:", err)
+		os.Exit(1)
+	}
+}
+
+func newApp() *cli.App {
+	return &cli.App{
 		Name:  "lxcfs-fused",
 		Usage: "serve container-aware /proc and /sys files over FUSE",
 		Description: `lxcfs-fused mounts a read-only FUSE file system at --mountpoint holding
@@ -45,7 +52,8 @@ func main() {
 			&cli.BoolFlag{Name: "enable-cfs", Usage: "also limit the CPUs shown (cpuinfo, stat, online) to the CPU quota rounded up, as LXCFS --enable-cfs; without it only the cpuset counts"},
 			&cli.BoolFlag{Name: "enable-loadavg", Usage: "compute a per-container /proc/loadavg with a background sampler (containers read in the last minute, every 5s); without it loadavg is the host's"},
 			&cli.DurationFlag{Name: "read-timeout", Value: 2 * time.Second, Usage: "longest a read may wait for a container's cgroup files before the reader gets the host's file instead (0: no limit)"},
-			&cli.DurationFlag{Name: "host-max-age", Value: 10 * time.Millisecond, Usage: "how long one read of a host file (/proc/meminfo, /proc/stat, ...) serves the renders after it; the kernel's own counters move more coarsely (0: read it for every render; at most 1s). Container figures are always read afresh"},
+			&cli.DurationFlag{Name: "host-max-age", Value: 10 * time.Millisecond, Usage: "how long one read of a host file (/proc/meminfo, /proc/stat, ...) serves the renders after it; the kernel's own counters move more coarsely (0: read it for every render; at most 1s). A container's usage and time counters are always read afresh"},
+			&cli.DurationFlag{Name: "memstat-max-age", Value: 10 * time.Millisecond, Usage: "how long one read of a container's memory.stat serves its renders after it; the kernel itself folds per-CPU changes into it only in batches (0: read it for every render; at most 1s). Memory usage is always read afresh"},
 			&cli.IntFlag{Name: "workers", Value: 8, Usage: "goroutines reading FUSE requests at once; bounds the requests in progress"},
 			&cli.StringFlag{Name: "state-dir", Value: "/run/lxcfs-oci", Usage: "where the hook records served containers (to re-attach their views after a lost connection) and the daemon writes fused.json (its pids, for the upgrade command)"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
@@ -72,10 +80,6 @@ func main() {
 				Action: workerCmd,
 			},
 		},
-	}
-	if err := app.Run(os.Args); err != nil {
-		fmt.Fprintln(os.Stderr, "lxcfs-fused:", err)
-		os.Exit(1)
 	}
 }
 

@@ -26,24 +26,27 @@ import (
 
 // loadConfig checks the flags that shape the views and builds the renderer.
 func loadConfig(c *cli.Context) (*content.Files, error) {
-	hier, err := cgroup.Detect(c.String("cgroup-root"))
-	if err != nil {
-		return nil, err
-	}
 	if c.Int("workers") < 1 {
 		return nil, fmt.Errorf("--workers %d: want at least 1", c.Int("workers"))
 	}
-	if age := c.Duration("host-max-age"); age < 0 || age > time.Second {
-		return nil, fmt.Errorf("--host-max-age %v: want 0 (read for every render) up to 1s", age)
+	for _, flag := range []string{"host-max-age", "memstat-max-age"} {
+		if age := c.Duration(flag); age < 0 || age > time.Second {
+			return nil, fmt.Errorf("--%s %v: want 0 (read for every render) up to 1s", flag, age)
+		}
+	}
+	hier, err := cgroup.Detect(c.String("cgroup-root"))
+	if err != nil {
+		return nil, fmt.Errorf("--cgroup-root %s: %w (want the directory the cgroup hierarchies are mounted on)", c.String("cgroup-root"), err)
 	}
 	return &content.Files{
-		ProcDir:    "/proc",
-		SysDir:     "/sys",
-		Cgroups:    hier,
-		CFS:        c.Bool("enable-cfs"),
-		Now:        content.BootTime,
-		ClockTck:   100, // USER_HZ: fixed at 100 in the kernel's user ABI
-		HostMaxAge: c.Duration("host-max-age"),
+		ProcDir:       "/proc",
+		SysDir:        "/sys",
+		Cgroups:       hier,
+		CFS:           c.Bool("enable-cfs"),
+		Now:           content.BootTime,
+		ClockTck:      100, // USER_HZ: fixed at 100 in the kernel's user ABI
+		HostMaxAge:    c.Duration("host-max-age"),
+		MemStatMaxAge: c.Duration("memstat-max-age"),
 	}, nil
 }
 

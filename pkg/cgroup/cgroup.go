@@ -19,6 +19,7 @@ import (
 	"unsafe"
 
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/reread"
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/view"
 	"github.com/opencontainers/cgroups"
 	"golang.org/x/sys/unix"
 )
@@ -175,6 +176,7 @@ type Group struct {
 	v1      map[string]ctrlDir // v1 controller -> dirs
 	unified ctrlDir            // v2 tree, or hybrid's Root/unified tree
 	limits  *limitCache        // nil: no caching
+	stats   *statCache         // nil: memory.stat read on every call
 	files   *reread.Set        // nil: counter files opened per read
 	h       *Hierarchy
 }
@@ -187,9 +189,9 @@ type Group struct {
 // such a change shows within ttl. The ancestors' files are shared by every
 // group below them and cached once per hierarchy for ttl too, so a limit
 // set on a parent (a pod's) shows within twice ttl. Counters (memory usage
-// and memory.stat, CPU time, I/O) are still read on every call, which is
-// also what notices a removed cgroup: those reads then fail with
-// fs.ErrNotExist.
+// and, unless WithStatMaxAge, memory.stat; CPU time, I/O) are still read on
+// every call, which is also what notices a removed cgroup: those reads then
+// fail with fs.ErrNotExist.
 func (g *Group) WithLimitCache(ttl time.Duration) *Group {
 	c := g.withCtrls(func(d *ctrlDir) {
 		if g.h != nil {
@@ -234,6 +236,31 @@ func (g *Group) Close() error {
 	return g.files.Close()
 }
 
+// WithStatMaxAge returns a copy of g whose Memory reuses the last
+// memory.stat it read for up to maxAge. memory.stat is not an exact figure
+// to begin with: the kernel folds its per-CPU changes into it in batches
+// (since Linux 5.15 once enough have piled up, or every 2 s), so a read
+// rarely sees a change younger than a few milliseconds anyway, and
+// generating it is the most expensive read of a render: tens of
+// microseconds when the group is busy, as the flush walks every CPU. Usage,
+// which is exact, and every other counter are still read on every call, so
+// a removed cgroup still fails at once. maxAge <= 0 returns g itself.
+func (g *Group) WithStatMaxAge(maxAge time.Duration) *Group {
+	if maxAge <= 0 {
+		return g
+	}
+	c := *g
+	c.stats = &statCache{maxAge: maxAge}
+	return &c
+}
+
+// statCache keeps the last memory.stat a group read and when.
+type statCache struct {
+	maxAge time.Duration
+	mu     sync.Mutex
+	mem    cached[view.MemStat]
+}
+
 // limitCache keeps the last limits a group read and when.
 type limitCache struct {
 	ttl    time.Duration
@@ -257,21 +284,27 @@ func cachedLimit[T any](g *Group, slot func(*limitCache) *cached[T], load func()
 	if lc == nil {
 		return load()
 	}
+	return reuse(&lc.mu, slot(lc), lc.ttl, load)
+}
+
+// reuse returns c's value while it is younger than ttl, else loads it and,
+// when that succeeds, stores it in c. mu guards c.
+func reuse[T any](mu *sync.Mutex, c *cached[T], ttl time.Duration, load func() (T, error)) (T, error) {
 	now := time.Now()
-	lc.mu.Lock()
-	if c := slot(lc); c.ok && now.Sub(c.at) < lc.ttl {
+	mu.Lock()
+	if c.ok && now.Sub(c.at) < ttl {
 		v := c.v
-		lc.mu.Unlock()
+		mu.Unlock()
 		return v, nil
 	}
-	lc.mu.Unlock()
+	mu.Unlock()
 	v, err := load()
 	if err != nil {
 		return v, err
 	}
-	lc.mu.Lock()
-	*slot(lc) = cached[T]{at: now, ok: true, v: v}
-	lc.mu.Unlock()
+	mu.Lock()
+	*c = cached[T]{at: now, ok: true, v: v}
+	mu.Unlock()
 	return v, nil
 }
 

@@ -946,6 +946,71 @@ func TestLimitCache(t *testing.T) {
 	}
 }
 
+// TestStatMaxAge: a group made WithStatMaxAge reuses memory.stat within the
+// max age and reads it again after, on both versions, while usage is read on
+// every call and a removed cgroup still fails at once.
+func TestStatMaxAge(t *testing.T) {
+	for _, tc := range []struct {
+		name, root, path, dir, usage string
+		v2                           bool
+	}{
+		{"v1", v1Root, "/machine/ctr1", "memory/machine/ctr1", "memory.usage_in_bytes", false},
+		{"v2", v2Root, "/machine.slice/ctr1", "machine.slice/ctr1", "memory.current", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := copyTree(t, tc.root)
+			group := func() *Group {
+				if tc.v2 {
+					return v2Group(t, root, tc.path)
+				}
+				return v1Group(t, root, tc.path)
+			}
+			cacheKey := "total_cache"
+			if tc.v2 {
+				cacheKey = "file"
+			}
+			dir := filepath.Join(root, tc.dir)
+			memory := func(g *Group) view.Memory {
+				t.Helper()
+				m, err := g.Memory()
+				if err != nil {
+					t.Fatal(err)
+				}
+				return m
+			}
+			reused, expired, plain := group().WithStatMaxAge(time.Hour), group().WithStatMaxAge(time.Nanosecond), group()
+			before := memory(reused).Stat.Cache
+			memory(expired)
+			writeFile(t, filepath.Join(dir, "memory.stat"), cacheKey+" 4096\n")
+			writeFile(t, filepath.Join(dir, tc.usage), "8192\n")
+
+			m := memory(reused)
+			if m.Stat.Cache != before {
+				t.Errorf("within the max age: cache %d, want the reused %d", m.Stat.Cache, before)
+			}
+			if m.Usage != 8192 {
+				t.Errorf("within the max age: usage %d, want 8192: usage must be read on every call", m.Usage)
+			}
+			if got := memory(expired).Stat.Cache; got != 4096 {
+				t.Errorf("past the max age: cache %d, want the new 4096", got)
+			}
+			if got := memory(plain).Stat.Cache; got != 4096 {
+				t.Errorf("without a max age: cache %d, want 4096", got)
+			}
+			if same := group().WithStatMaxAge(0); same.stats != nil {
+				t.Error("WithStatMaxAge(0) keeps a cache")
+			}
+
+			if err := os.RemoveAll(dir); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := reused.Memory(); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("Memory() of a removed cgroup with a reused memory.stat = %v, want ErrNotExist", err)
+			}
+		})
+	}
+}
+
 // TestAncestorLimitsShared: groups with limit caches share one read of
 // their parents' limit files per TTL, so a parent's changed limit shows to
 // every group within the TTL (plus the group's own), and a group without a

@@ -21,10 +21,21 @@ func (g *Group) Memory() (view.Memory, error) {
 	if err != nil {
 		return view.Memory{}, err
 	}
+	readStat := func() (view.MemStat, error) { return g.memStat(c) }
 	if g.v2 {
-		return memoryV2(c, lim)
+		return memoryV2(c, lim, readStat)
 	}
-	return memoryV1(c, lim)
+	return memoryV1(c, lim, readStat)
+}
+
+// memStat reads the group's memory.stat, or reuses the last one read while
+// it is younger than the group's stat max age (WithStatMaxAge).
+func (g *Group) memStat(c ctrlDir) (view.MemStat, error) {
+	sc := g.stats
+	if sc == nil {
+		return readMemStat(c, g.v2)
+	}
+	return reuse(&sc.mu, &sc.mem, sc.maxAge, func() (view.MemStat, error) { return readMemStat(c, g.v2) })
 }
 
 func readMemStat(c ctrlDir, v2 bool) (view.MemStat, error) {
@@ -85,7 +96,7 @@ func readMemLimits(c ctrlDir, v2 bool) (memLimits, error) {
 	return l, nil
 }
 
-func memoryV2(c ctrlDir, lim memLimits) (view.Memory, error) {
+func memoryV2(c ctrlDir, lim memLimits, readStat func() (view.MemStat, error)) (view.Memory, error) {
 	var m view.Memory
 	var err error
 	m.Limit = math.MaxUint64
@@ -95,7 +106,7 @@ func memoryV2(c ctrlDir, lim memLimits) (view.Memory, error) {
 	if m.Usage, err = c.readUint("memory.current"); err != nil {
 		return m, err
 	}
-	if m.Stat, err = readMemStat(c, true); err != nil {
+	if m.Stat, err = readStat(); err != nil {
 		return m, err
 	}
 	if !lim.swapSelf {
@@ -121,7 +132,7 @@ func normV1(v uint64) uint64 {
 	return v
 }
 
-func memoryV1(c ctrlDir, lim memLimits) (view.Memory, error) {
+func memoryV1(c ctrlDir, lim memLimits, readStat func() (view.MemStat, error)) (view.Memory, error) {
 	var m view.Memory
 	var err error
 	m.Limit = math.MaxUint64
@@ -131,7 +142,7 @@ func memoryV1(c ctrlDir, lim memLimits) (view.Memory, error) {
 	if m.Usage, err = c.readUint("memory.usage_in_bytes"); err != nil {
 		return m, err
 	}
-	if m.Stat, err = readMemStat(c, false); err != nil {
+	if m.Stat, err = readStat(); err != nil {
 		return m, err
 	}
 

@@ -83,8 +83,16 @@ type Files struct {
 	// /proc/meminfo's totals take in per-CPU deltas in batches (at least
 	// every second), so a few milliseconds of reuse cannot be seen, while
 	// it saves generating the file again for each of many containers.
-	// Container figures (cgroup files) are always read afresh.
+	// A container's usage and time counters are always read afresh.
 	HostMaxAge time.Duration
+
+	// MemStatMaxAge lets one read of a container's memory.stat serve its
+	// renders that follow for this long; 0 reads it for every render. The
+	// kernel folds per-CPU changes into memory.stat only in batches (see
+	// cgroup.Group.WithStatMaxAge), and generating it was the larger part
+	// of a meminfo render for a container whose readers read in a loop.
+	// Memory usage, the exact figure, is read on every render.
+	MemStatMaxAge time.Duration
 
 	// The host's files, kept open and re-read on every render: those the
 	// kernel prints in one record, and the rest (see reread.OpenSingle).
@@ -130,6 +138,7 @@ func (f *Files) group(c *caller.Container) *cgroup.Group {
 	if ttl := f.limitTTL(); ttl > 0 {
 		g = g.WithLimitCache(ttl)
 	}
+	g = g.WithStatMaxAge(f.MemStatMaxAge)
 	if st, ok := c.Attach(&ctrState{f: f, g: g}).(*ctrState); ok && st.f == f {
 		if st.g != g {
 			// Another read attached its group first.

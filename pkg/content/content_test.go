@@ -177,6 +177,53 @@ func TestContainerV2(t *testing.T) {
 	}
 }
 
+// TestMemStatMaxAge: with MemStatMaxAge a container's memory.stat figures
+// (Mapped) are reused across renders while its usage (MemFree) is read for
+// each; without it both are read for each.
+func TestMemStatMaxAge(t *testing.T) {
+	root := t.TempDir()
+	if err := os.CopyFS(root, os.DirFS("testdata/v2")); err != nil {
+		t.Fatal(err)
+	}
+	reusing := files(t, root, &fakeResolver{c: ctr("/pod/ctr")})
+	reusing.MemStatMaxAge = time.Hour
+	plain := files(t, root, &fakeResolver{c: ctr("/pod/ctr")})
+	meminfo := func(f *Files) string {
+		t.Helper()
+		b, err := f.Render(Meminfo, 7)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	if got := kB(t, meminfo(reusing), "Mapped"); got != 2048 {
+		t.Fatalf("Mapped = %d kB, want file_mapped 2048", got)
+	}
+	dir := filepath.Join(root, "pod/ctr")
+	stat, err := os.ReadFile(filepath.Join(dir, "memory.stat"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stat = []byte(strings.Replace(string(stat), "file_mapped 2097152", "file_mapped 4194304", 1))
+	if err := os.WriteFile(filepath.Join(dir, "memory.stat"), stat, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "memory.current"), []byte("67108864\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	m := meminfo(reusing)
+	if got := kB(t, m, "Mapped"); got != 2048 {
+		t.Errorf("Mapped = %d kB within MemStatMaxAge, want the reused 2048", got)
+	}
+	if got := kB(t, m, "MemFree"); got != 131072-65536 {
+		t.Errorf("MemFree = %d kB after usage grew to 64 MiB, want 65536: usage must be read for every render", got)
+	}
+	if got := kB(t, meminfo(plain), "Mapped"); got != 4096 {
+		t.Errorf("Mapped = %d kB without MemStatMaxAge, want the new 4096", got)
+	}
+}
+
 func TestCFS(t *testing.T) {
 	dir := t.TempDir()
 	if err := os.CopyFS(dir, os.DirFS("testdata/v2")); err != nil {
