@@ -332,7 +332,7 @@ func (s *server) read(r *fuse.ReadRequest) (abandoned bool) {
 	h.mu.Lock()
 	if h.data != nil && (r.Offset != 0 || h.fresh) {
 		h.fresh = false
-		r.Respond(&fuse.ReadResponse{Data: slice(h.data, r.Offset, r.Size)})
+		r.RespondData(slice(h.data, r.Offset, r.Size))
 		h.mu.Unlock()
 		return false
 	}
@@ -348,7 +348,7 @@ func (s *server) read(r *fuse.ReadRequest) (abandoned bool) {
 		h.mu.Lock()
 		h.data, h.fresh = data, false
 		h.mu.Unlock()
-		r.Respond(&fuse.ReadResponse{Data: slice(data, r.Offset, r.Size)})
+		r.RespondData(slice(data, r.Offset, r.Size))
 	})
 }
 
@@ -370,5 +370,5 @@ func (s *server) readDir(r *fuse.ReadRequest) {
 	if r.Offset < int64(len(d.dirents)) {
 		out = d.dirents[r.Offset:min(r.Offset+int64(r.Size), int64(len(d.dirents)))]
 	}
-	r.Respond(&fuse.ReadResponse{Data: out})
+	r.RespondData(out)
 }
