@@ -34,23 +34,33 @@ func Meminfo(host []byte, m Memory) []byte {
 	hostSwap, _ := meminfoValue(host, "SwapTotal")
 	v := computeMem(hostTotal, hostSwap, m)
 
+	// Lines kept as they are go out in runs (host[copied:] up to the next
+	// replaced line), and a line's number is only parsed once its key is
+	// known to be replaced: this runs on every read of the file.
 	out := make([]byte, 0, len(host)+64)
-	for rest := host; len(rest) > 0; {
-		var line []byte
-		line, rest = nextLine(rest)
-		key, start, end, ok := meminfoLine(line)
-		if !ok {
-			out = append(out, line...)
+	copied := 0
+	for off := 0; off < len(host); {
+		at := off
+		line, _ := nextLine(host[off:])
+		off += len(line)
+		colon := bytes.IndexByte(line, ':')
+		if colon <= 0 {
 			continue
 		}
-		val, replace := v.lookup(key)
+		val, replace := v.lookup(line[:colon])
 		if !replace {
-			out = append(out, line...)
 			continue
 		}
-		out = appendMeminfoValue(out, line, start, end, val)
+		start := skipBlanks(line, colon+1)
+		end := skipDigits(line, start)
+		if end == start {
+			continue
+		}
+		out = append(out, host[copied:at]...)
+		out = appendMeminfoValue(out, line, colon, start, end, val)
+		copied = off
 	}
-	return out
+	return append(out, host[copied:]...)
 }
 
 // memValues holds the rendered figures, in kB.
@@ -185,8 +195,7 @@ func meminfoValue(b []byte, key string) (uint64, bool) {
 // value stays right-aligned to where the host's column ends and, when longer,
 // grows to the right as the kernel's would. Whatever followed the number
 // (" kB\n") is kept.
-func appendMeminfoValue(out, line []byte, start, end int, val uint64) []byte {
-	colon := bytes.IndexByte(line, ':')
+func appendMeminfoValue(out, line []byte, colon, start, end int, val uint64) []byte {
 	var num [20]byte
 	digits := strconv.AppendUint(num[:0], val, 10)
 	edge := end // right edge of the value column
