@@ -135,9 +135,10 @@ func (r *report) scaleTable(rows []*scaleRow) {
 		"%v measured after %v of warm-up per daemon. A read whose MemTotal is not its container's limit, or whose stat does not show exactly its one CPU, is an error.\n\n",
 		scalePeriod, r.cfg.scaleDuration, r.cfg.scaleWarmup)
 	r.printf("A 2-CPU machine saturates before 500 containers' offered load (N x 20 reads/s) is met, and then both daemons get what CPU is left: " +
-		"compare CPU per 1,000 reads, which is CPU for the same load.\n\n")
-	r.printf("| containers | loadavg | daemon | offered reads/s | reads/s | CPU %% | CPU ms/1k reads | RSS MiB | p50 µs | p99 µs | errors |\n")
-	r.printf("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		"compare CPU per 1,000 reads, which is CPU for the same load. \"Phase\" is the daemon's CPU from the first job until it is idle after the last read, " +
+		"per 1,000 reads answered in that time (warm-up included): work a daemon lets wait in the kernel past the measured window counts there.\n\n")
+	r.printf("| containers | loadavg | daemon | offered reads/s | reads/s | CPU %% | CPU ms/1k reads | phase CPU ms/1k reads | RSS MiB | p50 µs | p99 µs | errors |\n")
+	r.printf("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	type key struct {
 		n  int
 		la bool
@@ -159,14 +160,14 @@ func (r *report) scaleTable(rows []*scaleRow) {
 		if s.loadavg {
 			la = "on"
 		}
-		r.printf("| %d | %s | %s | %d | %.0f | %.1f | %s | %.1f | %s | %s | %d |\n", s.n, la, name, s.n*2*int(time.Second/scalePeriod),
-			float64(s.reads)/r.cfg.scaleDuration.Seconds(), s.cpuPct(), ms(s.cpuPer1k()), float64(s.rss)/(1<<20),
+		r.printf("| %d | %s | %s | %d | %.0f | %.1f | %s | %s | %.1f | %s | %s | %d |\n", s.n, la, name, s.n*2*int(time.Second/scalePeriod),
+			float64(s.reads)/r.cfg.scaleDuration.Seconds(), s.cpuPct(), ms(s.cpuPer1k()), ms(s.phaseCPUPer1k()), float64(s.rss)/(1<<20),
 			us(s.h.quantile(.5)), us(s.h.quantile(.99)), s.errors)
 		if s.firstErr != "" {
-			r.printf("| | | | first error: %s | | | | | | | |\n", s.firstErr)
+			r.printf("| | | | first error: %s | | | | | | | | |\n", s.firstErr)
 		}
 	}
-	r.printf("\n| containers | loadavg | reads/s ours/LXCFS | CPU per read ours/LXCFS | CPU %% ours/LXCFS | p99 ours/LXCFS | RSS ours/LXCFS |\n|---:|---|---:|---:|---:|---:|---:|\n")
+	r.printf("\n| containers | loadavg | reads/s ours/LXCFS | CPU per read ours/LXCFS | phase CPU per read ours/LXCFS | CPU %% ours/LXCFS | p99 ours/LXCFS | RSS ours/LXCFS |\n|---:|---|---:|---:|---:|---:|---:|---:|\n")
 	for _, k := range keys {
 		o, l := by[k]["ours"], by[k]["LXCFS"]
 		if o == nil || l == nil {
@@ -176,15 +177,21 @@ func (r *report) scaleTable(rows []*scaleRow) {
 		if k.la {
 			la = "on"
 		}
-		cr := float64(o.cpuPer1k()) / float64(l.cpuPer1k())
-		r.printf("| %d | %s | %s | **%s** | %s | %s | %s |\n", k.n, la, ratio(float64(o.reads), float64(l.reads)),
-			ratio(float64(o.cpuPer1k()), float64(l.cpuPer1k())), ratio(o.cpuPct(), l.cpuPct()),
+		// The target compares whole phases: a daemon that leaves part of
+		// each read's work queued in the kernel would otherwise look
+		// cheaper for as long as its backlog grows.
+		// The target compares whole phases: a daemon that leaves part of
+		// each read's work queued in the kernel would otherwise look
+		// cheaper for as long as its backlog grows.
+		cr := float64(o.phaseCPUPer1k()) / float64(l.phaseCPUPer1k())
+		r.printf("| %d | %s | %s | %s | **%s** | %s | %s | %s |\n", k.n, la, ratio(float64(o.reads), float64(l.reads)),
+			ratio(float64(o.cpuPer1k()), float64(l.cpuPer1k())), ratio(float64(o.phaseCPUPer1k()), float64(l.phaseCPUPer1k())), ratio(o.cpuPct(), l.cpuPct()),
 			ratio(float64(o.h.quantile(.99)), float64(l.h.quantile(.99))), ratio(float64(o.rss), float64(l.rss)))
 		if k.n >= 500 {
 			r.targets = append(r.targets,
 				target{fmt.Sprintf("%d containers (loadavg %s): 0 errors", k.n, la), o.errors == 0, strconv.FormatUint(o.errors, 10)},
 				target{fmt.Sprintf("%d containers (loadavg %s): RSS < 64 MiB", k.n, la), o.rss < 64<<20, fmt.Sprintf("%.1f MiB", float64(o.rss)/(1<<20))},
-				target{fmt.Sprintf("%d containers (loadavg %s): CPU per read <= 0.5x LXCFS", k.n, la), cr <= 0.5, fmt.Sprintf("%.2fx", cr)})
+				target{fmt.Sprintf("%d containers (loadavg %s): CPU per read (whole phase) <= 0.5x LXCFS", k.n, la), cr <= 0.5, fmt.Sprintf("%.2fx", cr)})
 		}
 	}
 	r.printf("\n")

@@ -20,6 +20,12 @@ type scaleRow struct {
 	cpu      time.Duration
 	rss      uint64
 	h        *hist
+
+	// The whole phase: every read answered from the first job to the
+	// last, and the daemon's CPU from before the first job until it went
+	// idle after the last read (see drain).
+	allReads uint64
+	phaseCPU time.Duration
 }
 
 // cpuPer1k is the daemon's CPU time per 1,000 reads served.
@@ -28,6 +34,15 @@ func (s *scaleRow) cpuPer1k() time.Duration {
 		return 0
 	}
 	return time.Duration(float64(s.cpu) * 1000 / float64(s.reads))
+}
+
+// phaseCPUPer1k is the daemon's CPU time for the whole phase, drained, per
+// 1,000 reads answered in it.
+func (s *scaleRow) phaseCPUPer1k() time.Duration {
+	if s.allReads == 0 {
+		return 0
+	}
+	return time.Duration(float64(s.phaseCPU) * 1000 / float64(s.allReads))
 }
 
 func (s *scaleRow) cpuPct() float64 {
@@ -184,6 +199,10 @@ func (b *bench) scalePhase(d *daemon, cs *containerSet, loadavg bool) (*scaleRow
 	n := len(cs.readers)
 	fmt.Fprintf(os.Stderr, "lxcfs-bench: scale %d containers on %s\n", n, d.name)
 	warm, dur := b.cfg.scaleWarmup, b.cfg.scaleDuration
+	cStart, err := cpuTime(d.pid())
+	if err != nil {
+		return nil, err
+	}
 	for i, r := range cs.readers {
 		j := job{Kind: "periodic", Dir: d.mp, Period: scalePeriod,
 			WantMemTotalKB: cs.limits[i] >> 10, WantCPULines: 2, Warmup: warm, Duration: dur}
@@ -229,6 +248,7 @@ func (b *bench) scalePhase(d *daemon, cs *containerSet, loadavg bool) (*scaleRow
 				return
 			}
 			row.reads += res.Reads
+			row.allReads += res.AllReads
 			row.errors += res.Errors
 			if row.firstErr == "" {
 				row.firstErr = res.FirstErr
@@ -240,5 +260,39 @@ func (b *bench) scalePhase(d *daemon, cs *containerSet, loadavg bool) (*scaleRow
 	if firstErr != nil {
 		return nil, fmt.Errorf("scale benchmark, %d containers on %s: %w", n, d.name, firstErr)
 	}
+	cEnd, err := drain(d)
+	if err != nil {
+		return nil, err
+	}
+	row.phaseCPU = cEnd - cStart
 	return row, nil
+}
+
+// drain waits, once the readers have stopped, until the daemon is idle, and
+// returns its CPU time then. A daemon that lets requests queue in the
+// kernel (a RELEASE is a background request, and libfuse's default lets 12
+// be in flight) does part of a read's work after the read returned, so past
+// the end of the measured window; the whole phase, drained, counts it.
+func drain(d *daemon) (time.Duration, error) {
+	const (
+		step = 200 * time.Millisecond
+		idle = 2 * time.Millisecond // CPU per step of an idle daemon, at most
+		most = 30 * time.Second
+	)
+	last, err := cpuTime(d.pid())
+	if err != nil {
+		return 0, err
+	}
+	for deadline := time.Now().Add(most); time.Now().Before(deadline); {
+		time.Sleep(step)
+		now, err := cpuTime(d.pid())
+		if err != nil {
+			return 0, err
+		}
+		if now-last <= idle {
+			return now, nil
+		}
+		last = now
+	}
+	return 0, fmt.Errorf("%s still busy %v after its readers stopped", d.name, most)
 }
