@@ -6,7 +6,6 @@
 package content
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -16,7 +15,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unsafe"
 
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/caller"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/cgroup"
@@ -184,7 +182,7 @@ func (f *Files) readHost(name string, buf []byte) ([]byte, error) {
 }
 
 // Render implements fusefs.Renderer. An error means even the host file could
-// not be read.
+// not be read. The answer is rendered into a buffer that Recycle takes back.
 func (f *Files) Render(name string, pid int) ([]byte, error) {
 	bp := hostBufs.Get().(*[]byte)
 	host, err := f.readHost(name, (*bp)[:0])
@@ -193,15 +191,31 @@ func (f *Files) Render(name string, pid int) ([]byte, error) {
 		hostBufs.Put(bp)
 		return nil, fmt.Errorf("read host file for %s: %w", name, err)
 	}
-	out := f.renderFor(name, pid, host)
-	if overlaps(out, host) {
-		// The host's file (or part of it) is the answer; the buffer goes
-		// back to the pool, so the answer needs its own copy.
-		out = bytes.Clone(out)
-	}
+	op := outBufs.Get().(*[]byte)
+	out := f.renderFor(name, pid, host, (*op)[:0])
 	hostBufs.Put(bp)
 	return out, nil
 }
+
+// Recycle implements fusefs.Recycler: b, an answer of Render's that nothing
+// reads any more, is rendered into again. Every read of a served file
+// renders one, so without this each was new garbage, the larger part of
+// the daemon's.
+func (f *Files) Recycle(b []byte) {
+	if cap(b) < minPooledOut || cap(b) > maxPooledOut {
+		return // the pool keeps buffers a typical answer fits in
+	}
+	b = b[:0]
+	outBufs.Put(&b)
+}
+
+// outBufs holds the buffers answers are rendered into (see Recycle).
+var outBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+const (
+	minPooledOut = 1 << 10
+	maxPooledOut = 64 << 10
+)
 
 // Fallback implements fusefs.Fallbacker: the host's file, which needs no
 // cgroup read, for a reader whose render outlived the daemon's timeout.
@@ -213,20 +227,20 @@ func (f *Files) Fallback(name string) ([]byte, error) {
 	return host, nil
 }
 
-// renderFor renders name for pid from the host's content.
-func (f *Files) renderFor(name string, pid int, host []byte) []byte {
+// renderFor appends to dst name's content for pid, from the host's.
+func (f *Files) renderFor(name string, pid int, host, dst []byte) []byte {
 	c, err := f.Callers.Resolve(pid)
 	if err != nil {
 		// Readers that exit before their read is served land here; it is
 		// routine, so not a warning.
 		f.Log.Debug("reader not resolved; serving the host file", "file", name, "pid", pid, "err", err)
-		return host
+		return append(dst, host...)
 	}
 	if c == nil {
-		return host
+		return append(dst, host...)
 	}
 	g := f.group(c)
-	out, err := f.render(name, host, c, g)
+	out, err := f.render(dst, name, host, c, g)
 	if err != nil {
 		level := slog.LevelWarn
 		if errors.Is(err, os.ErrNotExist) {
@@ -236,59 +250,53 @@ func (f *Files) renderFor(name string, pid int, host []byte) []byte {
 		}
 		f.Log.Log(context.Background(), level, "container view failed; serving the host file",
 			"file", name, "pid", pid, "init", c.InitPid, "err", err)
-		return host
+		return append(dst, host...)
 	}
 	return out
 }
 
 // hostBufs holds the buffers host files are read into: every render reads
-// one, and the answer is a new slice anyway (fusefs keeps it for the open
-// file), so the host's copy need not outlive the render.
+// one, and the answer is rendered into a buffer of its own (fusefs keeps it
+// for the open file), so the host's copy need not outlive the render.
 var hostBufs = sync.Pool{New: func() any { b := make([]byte, 0, 8192); return &b }}
 
-// overlaps reports whether out shares memory with buf.
-func overlaps(out, buf []byte) bool {
-	if cap(out) == 0 || cap(buf) == 0 {
-		return false
-	}
-	o := uintptr(unsafe.Pointer(unsafe.SliceData(out)))
-	b := uintptr(unsafe.Pointer(unsafe.SliceData(buf)))
-	return o >= b && o < b+uintptr(cap(buf))
-}
-
-func (f *Files) render(name string, host []byte, c *caller.Container, g *cgroup.Group) ([]byte, error) {
+// render appends name's container view to dst. On error dst is not used.
+func (f *Files) render(dst []byte, name string, host []byte, c *caller.Container, g *cgroup.Group) ([]byte, error) {
 	switch name {
 	case Meminfo:
 		m, err := g.Memory()
 		if err != nil {
 			return nil, err
 		}
-		return view.Meminfo(host, m), nil
+		return view.AppendMeminfo(dst, host, m), nil
 	case Swaps:
 		m, err := g.Memory()
 		if err != nil {
 			return nil, err
 		}
-		meminfo, err := f.readHost(Meminfo, nil)
+		bp := hostBufs.Get().(*[]byte)
+		defer hostBufs.Put(bp)
+		meminfo, err := f.readHost(Meminfo, (*bp)[:0])
+		*bp = meminfo[:0]
 		if err != nil {
 			return nil, fmt.Errorf("read host meminfo: %w", err)
 		}
-		return view.Swaps(host, meminfo, m), nil
+		return view.AppendSwaps(dst, host, meminfo, m), nil
 	case Cpuinfo:
 		cpus, err := f.visibleCPUs(g)
 		if err != nil {
 			return nil, err
 		}
-		return view.Cpuinfo(host, cpus), nil
+		return view.AppendCpuinfo(dst, host, cpus), nil
 	case Online:
 		cpus, err := f.visibleCPUs(g)
 		if err != nil {
 			return nil, err
 		}
 		if out := view.Online(cpus, f.CFS); out != nil {
-			return out, nil
+			return append(dst, out...), nil
 		}
-		return host, nil
+		return append(dst, host...), nil
 	case Stat:
 		cpus, err := f.visibleCPUs(g)
 		if err != nil {
@@ -298,32 +306,36 @@ func (f *Files) render(name string, host []byte, c *caller.Container, g *cgroup.
 		if err != nil {
 			return nil, err
 		}
-		return view.Stat(host, cpus, u), nil
+		return view.AppendStat(dst, host, cpus, u), nil
 	case Uptime:
 		cpu, err := g.CPUTime()
 		if err != nil {
 			return nil, err
 		}
 		since := f.Now() - time.Duration(c.StartTicks)*time.Second/time.Duration(f.ClockTck)
-		return view.Uptime(since, cpu), nil
+		return append(dst, view.Uptime(since, cpu)...), nil
 	case Loadavg:
 		if f.Load == nil {
-			return host, nil
+			return append(dst, host...), nil
 		}
 		l, ok := f.Load.Load(c, g)
 		if !ok {
-			return host, nil
+			return append(dst, host...), nil
 		}
-		return view.Loadavg(l), nil
+		return append(dst, view.Loadavg(l)...), nil
 	case Diskstats:
 		io, err := g.IO()
 		if err != nil {
 			return nil, err
 		}
-		return view.Diskstats(host, io), nil
+		return view.AppendDiskstats(dst, host, io), nil
 	}
 	if res, ok := strings.CutPrefix(name, pressurePrefix); ok {
-		return g.Pressure(res)
+		p, err := g.Pressure(res)
+		if err != nil {
+			return nil, err
+		}
+		return append(dst, p...), nil
 	}
 	return nil, fmt.Errorf("no view for %s", name)
 }

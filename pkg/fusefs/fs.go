@@ -35,6 +35,13 @@ type Fallbacker interface {
 	Fallback(name string) ([]byte, error)
 }
 
+// Recycler is a Renderer that takes back a slice it returned once no open
+// file reads it any more, to render into it again: every open renders the
+// file afresh, so the answers are most of what a busy daemon allocates.
+type Recycler interface {
+	Recycle([]byte)
+}
+
 // entryValid is how long the kernel may cache names. The tree never changes
 // while the daemon runs.
 const entryValid = time.Second
@@ -58,6 +65,7 @@ type FS struct {
 	nodes   []*node // index = inode; 0 unused
 	r       Renderer
 	fb      Fallbacker // r, when it has a fallback
+	rc      Recycler   // r, when it takes answers back
 	log     *slog.Logger
 	started time.Time
 }
@@ -70,6 +78,7 @@ func New(files []string, r Renderer, log *slog.Logger) (*FS, error) {
 	sort.Strings(sorted)
 	f := &FS{r: r, log: log, started: time.Now()}
 	f.fb, _ = r.(Fallbacker)
+	f.rc, _ = r.(Recycler)
 	f.nodes = []*node{nil, {inode: 1, dir: true, children: map[string]uint64{}}}
 	for _, name := range sorted {
 		if name == "" || path.IsAbs(name) || path.Clean(name) != name || strings.HasPrefix(name, "..") {

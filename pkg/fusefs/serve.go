@@ -21,6 +21,10 @@ const openNoFlush fuse.OpenResponseFlags = 1 << 5
 // handle is one open file. The opener's pid is kept from open time: reads may
 // come from another thread (or, after fork, another process) sharing the fd,
 // and the file must describe the container that opened it.
+//
+// data is only read, replies included, and only replaced with mu held, so
+// the slice replaced (or the last one, at release) goes back to the
+// Renderer (Recycler) with nothing still writing it out.
 type handle struct {
 	n   *node
 	pid int
@@ -134,7 +138,14 @@ func (s *server) handle(req fuse.Request) (abandoned bool) {
 		return s.read(r)
 
 	case *fuse.ReleaseRequest:
-		s.handles.Delete(r.Handle)
+		if v, ok := s.handles.LoadAndDelete(r.Handle); ok {
+			h := v.(*handle)
+			h.mu.Lock()
+			data := h.data
+			h.data = nil
+			h.mu.Unlock()
+			s.recycle(data)
+		}
 		r.Respond()
 
 	case *fuse.FlushRequest:
@@ -233,6 +244,7 @@ func (s *server) withContent(req fuse.Request, name string, pid int, answer func
 		answer(data, err)
 		return false
 	}
+	s.recycle(data) // the timer answered with the fallback instead
 	if state.Load() == byTimerReplaced {
 		s.stuck.Add(-1)
 		return true
@@ -309,7 +321,15 @@ func (s *server) getattr(n *node, r *fuse.GetattrRequest) (abandoned bool) {
 			a.Size = uint64(len(data))
 		}
 		r.Respond(&fuse.GetattrResponse{Attr: a})
+		s.recycle(data)
 	})
+}
+
+// recycle hands data, which nothing reads any more, back to the Renderer.
+func (s *server) recycle(data []byte) {
+	if s.fs.rc != nil && data != nil {
+		s.fs.rc.Recycle(data)
+	}
 }
 
 // read serves a file read. Offset 0 renders afresh (tools like top keep the
@@ -346,9 +366,11 @@ func (s *server) read(r *fuse.ReadRequest) (abandoned bool) {
 			return
 		}
 		h.mu.Lock()
+		old := h.data
 		h.data, h.fresh = data, false
-		h.mu.Unlock()
 		r.RespondData(slice(data, r.Offset, r.Size))
+		h.mu.Unlock()
+		s.recycle(old)
 	})
 }
 

@@ -10,7 +10,7 @@ func BenchmarkMeminfo(b *testing.B) {
 	m := Memory{Limit: 512 * miB, Usage: 100 * miB, Stat: baseStat, SwapAccounting: true, SwapLimit: giB}
 	b.ReportAllocs()
 	for b.Loop() {
-		Meminfo(host, m)
+		AppendMeminfo(nil, host, m)
 	}
 }
 
@@ -20,7 +20,7 @@ func BenchmarkStat(b *testing.B) {
 	u := CPUUsage{Total: CPUTime{User: time.Hour, System: time.Minute}}
 	b.ReportAllocs()
 	for b.Loop() {
-		Stat(host, cpus, u)
+		AppendStat(nil, host, cpus, u)
 	}
 }
 
@@ -29,7 +29,7 @@ func BenchmarkCpuinfo(b *testing.B) {
 	cpus := []int{1, 3}
 	b.ReportAllocs()
 	for b.Loop() {
-		Cpuinfo(host, cpus)
+		AppendCpuinfo(nil, host, cpus)
 	}
 }
 
@@ -37,6 +37,6 @@ func BenchmarkDiskstats(b *testing.B) {
 	host := fixture(b, "diskstats")
 	b.ReportAllocs()
 	for b.Loop() {
-		Diskstats(host, testIO)
+		AppendDiskstats(nil, host, testIO)
 	}
 }

@@ -6,8 +6,8 @@ import (
 	"strconv"
 )
 
-// Cpuinfo renders /proc/cpuinfo showing only the blocks of the host CPU ids
-// in cpus, renumbered "processor : 0..N-1" in the host's order.
+// AppendCpuinfo appends to dst /proc/cpuinfo showing only the blocks of the
+// host CPU ids in cpus, renumbered "processor : 0..N-1" in the host's order.
 //
 // A block starts at a "processor : N" line and runs to the next blank line
 // (included) or the next such line. Lines outside any block pass through: the
@@ -15,12 +15,12 @@ import (
 // and formats we do not know (s390's "processor 0: ..." lines). Nil or empty
 // cpus return the host file unchanged: a container cannot run on no CPU, so
 // that can only be a caller without an answer.
-func Cpuinfo(host []byte, cpus []int) []byte {
+func AppendCpuinfo(dst, host []byte, cpus []int) []byte {
 	if len(cpus) == 0 {
-		return bytes.Clone(host)
+		return append(dst, host...)
 	}
 	cpus = sortedUniqueView(cpus)
-	out := make([]byte, 0, len(host))
+	out := slices.Grow(dst, len(host))
 	inBlock, keep := false, false
 	next := 0
 	var stack [64]int

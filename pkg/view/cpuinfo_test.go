@@ -45,7 +45,7 @@ func TestCpuinfoX86(t *testing.T) {
 		{[]int{2, 9}, []int{2}}, // 9 is not a host CPU
 	}
 	for _, tc := range tests {
-		out := Cpuinfo(host, tc.cpus)
+		out := AppendCpuinfo(nil, host, tc.cpus)
 		var wantIDs []string
 		for i := range tc.wantHost {
 			wantIDs = append(wantIDs, string(rune('0'+i)))
@@ -70,10 +70,10 @@ func TestCpuinfoX86(t *testing.T) {
 			t.Errorf("cpus %v: block 3 presence wrong", tc.cpus)
 		}
 	}
-	if got := Cpuinfo(host, nil); !bytes.Equal(got, host) {
+	if got := AppendCpuinfo(nil, host, nil); !bytes.Equal(got, host) {
 		t.Error("nil cpus: host not returned unchanged")
 	}
-	if got := Cpuinfo(host, []int{}); !bytes.Equal(got, host) {
+	if got := AppendCpuinfo(nil, host, []int{}); !bytes.Equal(got, host) {
 		t.Error("empty cpus: host not returned unchanged")
 	}
 }
@@ -81,7 +81,7 @@ func TestCpuinfoX86(t *testing.T) {
 func TestCpuinfoRealHost(t *testing.T) {
 	host := fixture(t, "cpuinfo")
 	n := len(processorIDs(host))
-	out := Cpuinfo(host, []int{n - 1})
+	out := AppendCpuinfo(nil, host, []int{n - 1})
 	if got := processorIDs(out); !slices.Equal(got, []string{"0"}) {
 		t.Fatalf("processor ids %v, want [0]", got)
 	}
@@ -93,7 +93,7 @@ func TestCpuinfoRealHost(t *testing.T) {
 
 func TestCpuinfoARM(t *testing.T) {
 	host := fixture(t, "cpuinfo-arm")
-	out := string(Cpuinfo(host, []int{1, 3}))
+	out := string(AppendCpuinfo(nil, host, []int{1, 3}))
 	if got := processorIDs([]byte(out)); !slices.Equal(got, []string{"0", "1"}) {
 		t.Fatalf("processor ids %v, want [0 1]", got)
 	}
@@ -108,7 +108,7 @@ func TestCpuinfoARM(t *testing.T) {
 
 func TestCpuinfoOldARM64(t *testing.T) {
 	host := fixture(t, "cpuinfo-arm64-old")
-	out := string(Cpuinfo(host, []int{0, 2}))
+	out := string(AppendCpuinfo(nil, host, []int{0, 2}))
 	want := "Processor\t: AArch64 Processor rev 4 (aarch64)\nprocessor\t: 0\nprocessor\t: 1\n" +
 		"Features\t: fp asimd evtstrm aes pmull sha1 sha2 crc32\n"
 	if !strings.HasPrefix(out, want) {
@@ -118,7 +118,7 @@ func TestCpuinfoOldARM64(t *testing.T) {
 		t.Errorf("trailer lost:\n%s", out)
 	}
 	// Keeping the last CPU keeps the blank line closing the list.
-	out = string(Cpuinfo(host, []int{3}))
+	out = string(AppendCpuinfo(nil, host, []int{3}))
 	if !strings.Contains(out, "processor\t: 0\n\nFeatures") {
 		t.Errorf("got\n%s", out)
 	}
@@ -126,12 +126,12 @@ func TestCpuinfoOldARM64(t *testing.T) {
 
 func TestCpuinfoGarbage(t *testing.T) {
 	// A repeated id is shown once.
-	if got := string(Cpuinfo([]byte("processor\t: 1\na\n\nprocessor\t: 1\nb\n\n"), []int{1})); got != "processor\t: 0\na\n\n" {
+	if got := string(AppendCpuinfo(nil, []byte("processor\t: 1\na\n\nprocessor\t: 1\nb\n\n"), []int{1})); got != "processor\t: 0\na\n\n" {
 		t.Errorf("repeated id: got %q", got)
 	}
 	for _, host := range []string{"", "\n\n", "processor\t: x\n", "processor : 99999999999999999999999\n", "no blocks here\n"} {
-		if got := string(Cpuinfo([]byte(host), []int{0})); got != host {
-			t.Errorf("Cpuinfo(%q) = %q, want pass-through", host, got)
+		if got := string(AppendCpuinfo(nil, []byte(host), []int{0})); got != host {
+			t.Errorf("AppendCpuinfo(nil, %q) = %q, want pass-through", host, got)
 		}
 	}
 }

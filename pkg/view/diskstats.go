@@ -1,6 +1,9 @@
 package view
 
-import "strconv"
+import (
+	"slices"
+	"strconv"
+)
 
 // Kernel /proc/diskstats counters after "major minor name": 11 until 4.18,
 // 15 with the discard fields, 17 with the flush fields (5.5).
@@ -11,9 +14,9 @@ const (
 	sectorSize          = 512
 )
 
-// Diskstats renders /proc/diskstats from the container's per-device I/O
-// counters: one line per host device (in the host's order, with the host's
-// major, minor and name) that the container did any I/O on. Only the
+// AppendDiskstats appends to dst /proc/diskstats from the container's
+// per-device I/O counters: one line per host device (in the host's order,
+// with the host's major, minor and name) that the container did any I/O on. Only the
 // counters a cgroup knows are filled (completed reads/writes/discards and
 // their sectors); merges, times and in-flight are 0. Each line has as many
 // fields as the host's line, so parsers written for the host kernel work.
@@ -21,11 +24,14 @@ const (
 // Devices the container never used are left out, so a container with no I/O
 // at all (empty io) sees an empty file: listing every host device with zeros
 // would leak the host's disk layout and suggest idle disks it cannot use.
-func Diskstats(host []byte, io []IOStat) []byte {
+func AppendDiskstats(dst, host []byte, io []IOStat) []byte {
 	if len(io) == 0 {
-		return []byte{}
+		if dst == nil {
+			return []byte{} // empty, not nil: nil reads as "no answer"
+		}
+		return dst
 	}
-	out := make([]byte, 0, 128*len(io))
+	out := slices.Grow(dst, 128*len(io))
 	var buf [3 + diskMaxCounters + 1][]byte
 	for rest := host; len(rest) > 0; {
 		var line []byte

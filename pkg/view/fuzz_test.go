@@ -46,8 +46,8 @@ func FuzzMeminfo(f *testing.F) {
 			{Limit: 512 * miB, Usage: 100 * miB, Stat: baseStat, SwapAccounting: true, SwapLimit: math.MaxUint64, SwapUsage: 5 * miB},
 		}
 		for _, m := range ms {
-			out := Meminfo(host, m)
-			_ = Swaps(host, host, m)
+			out := AppendMeminfo(nil, host, m)
+			_ = AppendSwaps(nil, host, host, m)
 			if bytes.Count(out, []byte("\n")) != bytes.Count(host, []byte("\n")) {
 				t.Fatalf("line count changed: %q -> %q", host, out)
 			}
@@ -84,7 +84,7 @@ func FuzzStat(f *testing.F) {
 			{Total: CPUTime{User: time.Hour, System: 7 * time.Millisecond}},
 			{PerCPU: map[int]CPUTime{0: {User: math.MaxInt64, System: math.MaxInt64}, 2: {User: time.Second}}},
 		} {
-			out := Stat(host, []int{0, 2}, u)
+			out := AppendStat(nil, host, []int{0, 2}, u)
 			// Every cpu line we wrote is well formed; the aggregate is the
 			// (saturating) sum of the per-CPU lines.
 			var agg []uint64
@@ -130,7 +130,7 @@ func FuzzStat(f *testing.F) {
 func FuzzCpuinfo(f *testing.F) {
 	addFixtures(f, "cpuinfo", "cpuinfo-4cpu", "cpuinfo-arm", "cpuinfo-arm64-old")
 	f.Fuzz(func(t *testing.T, host []byte) {
-		out := Cpuinfo(host, []int{1, 3})
+		out := AppendCpuinfo(nil, host, []int{1, 3})
 		var ids []int
 		for rest := out; len(rest) > 0; {
 			var line []byte
@@ -173,7 +173,7 @@ func FuzzParseCPUList(f *testing.F) {
 func FuzzDiskstats(f *testing.F) {
 	addFixtures(f, "diskstats", "diskstats-14", "diskstats-18")
 	f.Fuzz(func(t *testing.T, host []byte) {
-		out := Diskstats(host, testIO)
+		out := AppendDiskstats(nil, host, testIO)
 		for _, line := range strings.Split(strings.TrimSuffix(string(out), "\n"), "\n") {
 			if line == "" {
 				continue

@@ -2,6 +2,7 @@ package view
 
 import (
 	"bytes"
+	"slices"
 	"strconv"
 )
 
@@ -9,7 +10,8 @@ import (
 // (show_val_kb prints "%8lu"); larger values push the column to the right.
 const kernelValueWidth = 8
 
-// Meminfo renders /proc/meminfo for a container from the host's file.
+// AppendMeminfo appends /proc/meminfo for a container, rendered from the
+// host's file, to dst.
 //
 // The lines LXCFS virtualises are recomputed from m, in kB:
 //
@@ -26,10 +28,10 @@ const kernelValueWidth = 8
 // byte in the host's order. Sums saturate and differences floor at 0, so no
 // input wraps around. Without a readable host MemTotal the host file is
 // returned unchanged: nothing sensible can be capped against it.
-func Meminfo(host []byte, m Memory) []byte {
+func AppendMeminfo(dst, host []byte, m Memory) []byte {
 	hostTotal, ok := meminfoValue(host, "MemTotal")
 	if !ok {
-		return bytes.Clone(host)
+		return append(dst, host...)
 	}
 	hostSwap, _ := meminfoValue(host, "SwapTotal")
 	v := computeMem(hostTotal, hostSwap, m)
@@ -37,7 +39,7 @@ func Meminfo(host []byte, m Memory) []byte {
 	// Lines kept as they are go out in runs (host[copied:] up to the next
 	// replaced line), and a line's number is only parsed once its key is
 	// known to be replaced: this runs on every read of the file.
-	out := make([]byte, 0, len(host)+64)
+	out := slices.Grow(dst, len(host)+64)
 	copied := 0
 	for off := 0; off < len(host); {
 		at := off

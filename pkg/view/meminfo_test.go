@@ -142,7 +142,7 @@ func TestMeminfo(t *testing.T) {
 	hostLines := meminfoLinesByKey(host)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			out := Meminfo(host, tc.m)
+			out := AppendMeminfo(nil, host, tc.m)
 			got, order := parseMeminfoOut(t, out)
 			if !slices.Equal(order, hostOrder) {
 				t.Fatalf("key order changed:\n got %v\nwant %v", order, hostOrder)
@@ -186,7 +186,7 @@ func meminfoLinesByKey(b []byte) map[string]string {
 
 func TestMeminfoAlignment(t *testing.T) {
 	host := fixture(t, "meminfo")
-	out := Meminfo(host, Memory{Limit: 512 * miB, Usage: 100 * miB, Stat: baseStat})
+	out := AppendMeminfo(nil, host, Memory{Limit: 512 * miB, Usage: 100 * miB, Stat: baseStat})
 	want := strings.Join([]string{
 		"MemTotal:         524288 kB",
 		"MemFree:          421888 kB",
@@ -213,14 +213,14 @@ func TestMeminfoOverflowingColumn(t *testing.T) {
 	// The kernel pads values to 8 digits; a longer host value pushed the
 	// column right, a shorter replacement goes back to the kernel layout.
 	host := []byte("MemTotal:       134217728 kB\nMemFree:        100000000 kB\nSwapTotal:             0 kB\n")
-	out := string(Meminfo(host, Memory{Limit: 2 * giB, Usage: 1 * giB}))
+	out := string(AppendMeminfo(nil, host, Memory{Limit: 2 * giB, Usage: 1 * giB}))
 	want := "MemTotal:        2097152 kB\nMemFree:         1048576 kB\nSwapTotal:             0 kB\n"
 	if out != want {
 		t.Fatalf("got\n%s\nwant\n%s", out, want)
 	}
 	// A replacement longer than the host's value grows to the right.
 	host = []byte("MemTotal: 5 kB\nMemFree: 5 kB\n")
-	out = string(Meminfo(host, Memory{Limit: math.MaxUint64}))
+	out = string(AppendMeminfo(nil, host, Memory{Limit: math.MaxUint64}))
 	if out != "MemTotal: 5 kB\nMemFree: 5 kB\n" {
 		t.Fatalf("got %q", out)
 	}
@@ -228,14 +228,14 @@ func TestMeminfoOverflowingColumn(t *testing.T) {
 
 func TestMeminfoGarbage(t *testing.T) {
 	for _, host := range []string{"", "garbage", "MemFree: 12 kB\n", "\x00\xff:\n:::\n"} {
-		out := Meminfo([]byte(host), Memory{Limit: 1 * giB})
+		out := AppendMeminfo(nil, []byte(host), Memory{Limit: 1 * giB})
 		if string(out) != host {
-			t.Errorf("Meminfo(%q) = %q, want host unchanged", host, out)
+			t.Errorf("AppendMeminfo(nil, %q) = %q, want host unchanged", host, out)
 		}
 	}
 	// Unparseable lines pass through around recomputed ones.
 	host := "MemTotal:    100000 kB\nweird line\nMemFree: lots kB\nCached:   5 kB"
-	out := string(Meminfo([]byte(host), Memory{Limit: 10 * miB, Stat: MemStat{Cache: 2 * kiB}}))
+	out := string(AppendMeminfo(nil, []byte(host), Memory{Limit: 10 * miB, Stat: MemStat{Cache: 2 * kiB}}))
 	want := "MemTotal:     10240 kB\nweird line\nMemFree: lots kB\nCached:   2 kB"
 	if out != want {
 		t.Errorf("got %q, want %q", out, want)
@@ -290,7 +290,7 @@ func TestSwaps(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := string(Swaps(tc.swaps, tc.mem, tc.m)); got != tc.want {
+			if got := string(AppendSwaps(nil, tc.swaps, tc.mem, tc.m)); got != tc.want {
 				t.Fatalf("got\n%q\nwant\n%q", got, tc.want)
 			}
 		})

@@ -59,7 +59,7 @@ func TestDiskstats(t *testing.T) {
 			" 254       0 vda 0 0 0 0 1 0 1 0 0 0 0 0 0 0 0 0 0\n"},
 	}
 	for _, tc := range tests {
-		got := string(Diskstats(fixture(t, tc.fixture), testIO))
+		got := string(AppendDiskstats(nil, fixture(t, tc.fixture), testIO))
 		if got != tc.want {
 			t.Errorf("%s:\n got %q\nwant %q", tc.fixture, got, tc.want)
 		}
@@ -72,12 +72,45 @@ func TestDiskstats(t *testing.T) {
 		}
 	}
 	for _, io := range [][]IOStat{nil, {}} {
-		if got := Diskstats(fixture(t, "diskstats-14"), io); got == nil || len(got) != 0 {
+		if got := AppendDiskstats(nil, fixture(t, "diskstats-14"), io); got == nil || len(got) != 0 {
 			t.Errorf("no I/O: got %q, want empty non-nil", got)
 		}
 	}
 	garbage := "junk\n8 0\n8 0 sda x\n8 0 sda 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18\n8 0 sda 7\n"
-	if got := string(Diskstats([]byte(garbage), testIO)); got != "   8       0 sda 10\n" {
+	if got := string(AppendDiskstats(nil, []byte(garbage), testIO)); got != "   8       0 sda 10\n" {
 		t.Errorf("garbage: got %q", got)
+	}
+}
+
+// TestAppendKeepsDst: the Append renderers add to dst and leave what it
+// held, whatever path they take (the host's file unchanged included), so a
+// caller may render into a reused buffer.
+func TestAppendKeepsDst(t *testing.T) {
+	m := Memory{Limit: 512 * miB, Usage: 100 * miB, Stat: baseStat, SwapAccounting: true, SwapLimit: giB}
+	for _, tc := range []struct {
+		name   string
+		render func(dst []byte) []byte
+	}{
+		{"meminfo", func(dst []byte) []byte { return AppendMeminfo(dst, fixture(t, "meminfo"), m) }},
+		{"meminfo without MemTotal", func(dst []byte) []byte { return AppendMeminfo(dst, []byte("Cached: 1 kB\n"), m) }},
+		{"cpuinfo", func(dst []byte) []byte { return AppendCpuinfo(dst, fixture(t, "cpuinfo-4cpu"), []int{1, 3}) }},
+		{"cpuinfo no cpus", func(dst []byte) []byte { return AppendCpuinfo(dst, fixture(t, "cpuinfo-4cpu"), nil) }},
+		{"stat", func(dst []byte) []byte {
+			return AppendStat(dst, fixture(t, "stat-4cpu"), []int{2}, CPUUsage{Total: CPUTime{User: time.Second}})
+		}},
+		{"stat no cpus", func(dst []byte) []byte { return AppendStat(dst, fixture(t, "stat-4cpu"), nil, CPUUsage{}) }},
+		{"diskstats", func(dst []byte) []byte { return AppendDiskstats(dst, fixture(t, "diskstats-14"), testIO) }},
+		{"diskstats no I/O", func(dst []byte) []byte { return AppendDiskstats(dst, fixture(t, "diskstats-14"), nil) }},
+		{"swaps", func(dst []byte) []byte { return AppendSwaps(dst, fixture(t, "swaps"), fixture(t, "meminfo-swap"), m) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			alone := tc.render(nil)
+			dst := make([]byte, 0, 8)
+			dst = append(dst, "prefix\n"...)
+			got := tc.render(dst)
+			if want := "prefix\n" + string(alone); string(got) != want {
+				t.Errorf("appended to %q:\n%q\nwant the prefix and then what it renders alone:\n%q", "prefix\n", got, want)
+			}
+		})
 	}
 }

@@ -44,9 +44,9 @@ type cpuLine struct {
 	vals   [numCPUFields]uint64
 }
 
-// Stat renders /proc/stat with one cpuN line per visible host CPU (ids in
-// cpus), renumbered cpu0..cpuN-1 in the host's order, and the aggregate "cpu"
-// line as the sum of the lines shown. Each line keeps the host's number of
+// AppendStat appends to dst /proc/stat with one cpuN line per visible host
+// CPU (ids in cpus), renumbered cpu0..cpuN-1 in the host's order, and the
+// aggregate "cpu" line as the sum of the lines shown. Each line keeps the host's number of
 // fields (4 to 10). Other lines (intr, ctxt, btime, processes, procs_*,
 // softirq) pass through unchanged.
 //
@@ -61,10 +61,10 @@ type cpuLine struct {
 //
 // Malformed host cpu lines are dropped, a missing aggregate line is supplied
 // and a repeated cpuN line is shown once. Nil or empty cpus return the host
-// file unchanged. return the host file unchanged.
-func Stat(host []byte, cpus []int, u CPUUsage) []byte {
+// file unchanged.
+func AppendStat(dst, host []byte, cpus []int, u CPUUsage) []byte {
 	if len(cpus) == 0 {
-		return bytes.Clone(host)
+		return append(dst, host...)
 	}
 	cpus = sortedUniqueView(cpus)
 
@@ -108,7 +108,7 @@ func Stat(host []byte, cpus []int, u CPUUsage) []byte {
 		aggFields = maxFields
 	}
 
-	out := make([]byte, 0, len(host))
+	out := slices.Grow(dst, len(host))
 	wroteCPUs := false
 	for rest := host; len(rest) > 0; {
 		var line []byte

@@ -17,7 +17,7 @@ func TestStatV1PerCPU(t *testing.T) {
 		2: {User: time.Hour},
 		3: {User: 2 * time.Second, System: 999 * time.Millisecond}, // partial tick dropped
 	}}
-	out := Stat(host, []int{1, 3}, u)
+	out := AppendStat(nil, host, []int{1, 3}, u)
 	cpu, order, other := parseStatOut(t, out)
 	if !slices.Equal(order, []string{"cpu", "cpu0", "cpu1"}) {
 		t.Fatalf("cpu lines %v", order)
@@ -41,13 +41,13 @@ func TestStatV1PerCPU(t *testing.T) {
 	}
 
 	// Usage above a CPU's elapsed time floors idle at 0.
-	out = Stat(host, []int{2}, u)
+	out = AppendStat(nil, host, []int{2}, u)
 	cpu, _, _ = parseStatOut(t, out)
 	if want := []uint64{360000, 0, 0, 0, 0, 0, 0, 0, 0, 0}; !slices.Equal(cpu["cpu0"], want) {
 		t.Errorf("overused cpu0 = %v, want %v", cpu["cpu0"], want)
 	}
 	// A CPU missing from PerCPU reads as idle.
-	out = Stat(host, []int{0}, CPUUsage{PerCPU: map[int]CPUTime{}})
+	out = AppendStat(nil, host, []int{0}, CPUUsage{PerCPU: map[int]CPUTime{}})
 	cpu, _, _ = parseStatOut(t, out)
 	if want := []uint64{0, 0, 0, 100325, 0, 0, 0, 0, 0, 0}; !slices.Equal(cpu["cpu0"], want) {
 		t.Errorf("unused cpu0 = %v, want %v", cpu["cpu0"], want)
@@ -57,7 +57,7 @@ func TestStatV1PerCPU(t *testing.T) {
 func TestStatV2Spread(t *testing.T) {
 	host := fixture(t, "stat-4cpu")
 	u := CPUUsage{Total: CPUTime{User: 100 * time.Millisecond, System: 50 * time.Millisecond}} // 10 and 5 ticks
-	out := Stat(host, []int{0, 1, 3}, u)
+	out := AppendStat(nil, host, []int{0, 1, 3}, u)
 	cpu, order, _ := parseStatOut(t, out)
 	if !slices.Equal(order, []string{"cpu", "cpu0", "cpu1", "cpu2"}) {
 		t.Fatalf("cpu lines %v", order)
@@ -92,7 +92,7 @@ func TestStatFewerFields(t *testing.T) {
 	}
 	for _, tc := range tests {
 		host := fixture(t, tc.fixture)
-		out := Stat(host, []int{0}, CPUUsage{Total: CPUTime{User: 300 * time.Millisecond, System: 200 * time.Millisecond}})
+		out := AppendStat(nil, host, []int{0}, CPUUsage{Total: CPUTime{User: 300 * time.Millisecond, System: 200 * time.Millisecond}})
 		cpu, order, other := parseStatOut(t, out)
 		if !slices.Equal(order, []string{"cpu", "cpu0"}) {
 			t.Fatalf("%s: cpu lines %v", tc.fixture, order)
@@ -114,7 +114,7 @@ func TestStatFewerFields(t *testing.T) {
 
 func TestStatRealHost(t *testing.T) {
 	host := fixture(t, "stat")
-	out := Stat(host, []int{1}, CPUUsage{})
+	out := AppendStat(nil, host, []int{1}, CPUUsage{})
 	cpu, order, other := parseStatOut(t, out)
 	if !slices.Equal(order, []string{"cpu", "cpu0"}) {
 		t.Fatalf("cpu lines %v", order)
@@ -130,7 +130,7 @@ func TestStatRealHost(t *testing.T) {
 	if !slices.Equal(other, nonCPULines(host)) {
 		t.Error("non-cpu lines changed")
 	}
-	if got := Stat(host, nil, CPUUsage{}); !bytes.Equal(got, host) {
+	if got := AppendStat(nil, host, nil, CPUUsage{}); !bytes.Equal(got, host) {
 		t.Error("nil cpus: host not unchanged")
 	}
 }
@@ -150,8 +150,8 @@ func TestStatGarbage(t *testing.T) {
 		{"cpu0 1 1 1 1\ncpu0 1 1 1 1\n", "cpu  0 0 0 4\ncpu0 0 0 0 4\n"},
 	}
 	for _, tc := range tests {
-		if got := string(Stat([]byte(tc.host), []int{0}, CPUUsage{})); got != tc.want {
-			t.Errorf("Stat(%q) = %q, want %q", tc.host, got, tc.want)
+		if got := string(AppendStat(nil, []byte(tc.host), []int{0}, CPUUsage{})); got != tc.want {
+			t.Errorf("AppendStat(nil, %q) = %q, want %q", tc.host, got, tc.want)
 		}
 	}
 }

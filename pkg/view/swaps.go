@@ -2,6 +2,7 @@ package view
 
 import (
 	"bytes"
+	"slices"
 	"strconv"
 )
 
@@ -9,20 +10,19 @@ import (
 // the host's file does not start with one.
 const swapsHeader = "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n"
 
-// Swaps renders /proc/swaps: the host's header, then a single "none virtual"
-// line carrying the container's swap total and use (kB) when that total is
-// above zero. The host's own swap devices are never shown: their names and
+// AppendSwaps appends /proc/swaps to dst: the host's header, then a single
+// "none virtual" line carrying the container's swap total and use (kB) when
+// that total is above zero. The host's own swap devices are never shown: their names and
 // sizes are host details and their sum is not what the container may use.
 //
 // The host's swap size comes from hostMeminfo's SwapTotal, else from the sum
 // of hostSwaps' Size column, so that Swaps and Meminfo agree.
-func Swaps(hostSwaps, hostMeminfo []byte, m Memory) []byte {
+func AppendSwaps(dst, hostSwaps, hostMeminfo []byte, m Memory) []byte {
 	header, rest := nextLine(hostSwaps)
 	if !bytes.HasPrefix(header, []byte("Filename")) {
 		header, rest = []byte(swapsHeader), hostSwaps
 	}
-	out := make([]byte, 0, 128)
-	out = append(out, header...)
+	out := append(slices.Grow(dst, 128), header...)
 	if len(out) > 0 && out[len(out)-1] != '\n' {
 		out = append(out, '\n')
 	}

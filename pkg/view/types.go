@@ -2,7 +2,9 @@
 //
 // Every function here is pure: it takes the host's file bytes and figures read
 // from a container's cgroups (the types below) and returns the bytes the
-// container should see. Nothing here touches the file system, FUSE or cgroups,
+// container should see. Those rendering host-sized files append to a dst
+// slice (as strconv's Append functions do), so a caller answering thousands
+// of reads a second can render into buffers it reuses. Nothing here touches the file system, FUSE or cgroups,
 // so the arithmetic is table-tested from fixtures without root.
 package view
 
