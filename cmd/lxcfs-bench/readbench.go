@@ -90,7 +90,9 @@ func (b *bench) readBench(ours, ref, static *daemon) error {
 				fmt.Fprintf(os.Stderr, "\rlxcfs-bench: read %s x%d round %d/%d (%d/%d)      ", f, n, round+1, cfg.rounds, step, total)
 				order := []*daemon{ours, ref}
 				if f == "meminfo" {
-					order = append(order, static)
+					// Ours between the two it is compared with, so each
+					// ratio pairs measurements taken back to back.
+					order = []*daemon{static, ours, ref}
 				}
 				if round%2 == 1 {
 					slices.Reverse(order)

@@ -174,8 +174,8 @@ func VisibleCPUs(cpuset []int, quotaCPUs float64, hostCPUs []int, cfs bool) []in
 
 // Online renders /sys/devices/system/cpu/online for the visible CPUs: the
 // host ids as a list, or in the CFS view "0-(N-1)", matching the renumbering
-// Cpuinfo and Stat do. An empty list returns nil so that the caller serves the
-// host file instead of claiming the machine has no CPU.
+// AppendCpuinfo and AppendStat do. An empty list returns nil so that the
+// caller serves the host file instead of claiming the machine has no CPU.
 func Online(cpus []int, cfs bool) []byte {
 	if len(cpus) == 0 {
 		return nil
