@@ -1011,6 +1011,47 @@ func TestStatMaxAge(t *testing.T) {
 	}
 }
 
+// TestMemoryWithoutSwap: the figures without swap skip the swap usage file
+// (garbage there fails Memory, not MemoryWithoutSwap) and report no swap
+// accounting, with every other figure the same.
+func TestMemoryWithoutSwap(t *testing.T) {
+	for _, tc := range []struct {
+		name, root, path, swapUsage string
+		v2                          bool
+	}{
+		{"v1", v1Root, "/machine/ctr1", "memory/machine/ctr1/memory.memsw.usage_in_bytes", false},
+		{"v2", v2Root, "/machine.slice/ctr1", "machine.slice/ctr1/memory.swap.current", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := copyTree(t, tc.root)
+			g := v1Group(t, root, tc.path)
+			if tc.v2 {
+				g = v2Group(t, root, tc.path)
+			}
+			full, err := g.Memory()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !full.SwapAccounting {
+				t.Fatal("fixture has no swap accounting; the test needs it")
+			}
+			writeFile(t, filepath.Join(root, tc.swapUsage), "garbage\n")
+			if _, err := g.Memory(); err == nil {
+				t.Fatal("Memory() read garbage swap usage without an error")
+			}
+			m, err := g.MemoryWithoutSwap()
+			if err != nil {
+				t.Fatalf("MemoryWithoutSwap() read the swap usage file: %v", err)
+			}
+			want := full
+			want.SwapAccounting, want.SwapLimit, want.SwapUsage = false, 0, 0
+			if !reflect.DeepEqual(m, want) {
+				t.Errorf("MemoryWithoutSwap() = %+v, want Memory() without swap: %+v", m, want)
+			}
+		})
+	}
+}
+
 // TestAncestorLimitsShared: groups with limit caches share one read of
 // their parents' limit files per TTL, so a parent's changed limit shows to
 // every group within the TTL (plus the group's own), and a group without a

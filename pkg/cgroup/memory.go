@@ -13,6 +13,18 @@ import (
 // "no limit" is math.MaxUint64 on both versions (v1's huge sentinel is
 // normalised).
 func (g *Group) Memory() (view.Memory, error) {
+	return g.memory(true)
+}
+
+// MemoryWithoutSwap is Memory without the swap figures (SwapAccounting
+// false), one cgroup file fewer, for a host without swap, where a
+// container's swap figures are all 0 whatever its cgroup says
+// (view.ShowsSwap).
+func (g *Group) MemoryWithoutSwap() (view.Memory, error) {
+	return g.memory(false)
+}
+
+func (g *Group) memory(swap bool) (view.Memory, error) {
 	c, err := g.need(ctrlMemory)
 	if err != nil {
 		return view.Memory{}, fmt.Errorf("memory: %w", err)
@@ -22,6 +34,9 @@ func (g *Group) Memory() (view.Memory, error) {
 		return view.Memory{}, err
 	}
 	readStat := func() (view.MemStat, error) { return g.memStat(c) }
+	if !swap {
+		lim.swapSelf = false // as if the group had no swap files
+	}
 	if g.v2 {
 		return memoryV2(c, lim, readStat)
 	}

@@ -264,7 +264,11 @@ var hostBufs = sync.Pool{New: func() any { b := make([]byte, 0, 8192); return &b
 func (f *Files) render(dst []byte, name string, host []byte, c *caller.Container, g *cgroup.Group) ([]byte, error) {
 	switch name {
 	case Meminfo:
-		m, err := g.Memory()
+		memory := g.Memory
+		if !view.ShowsSwap(host) {
+			memory = g.MemoryWithoutSwap // most Kubernetes nodes: one file fewer
+		}
+		m, err := memory()
 		if err != nil {
 			return nil, err
 		}

@@ -224,6 +224,27 @@ func TestMemStatMaxAge(t *testing.T) {
 	}
 }
 
+// TestMeminfoWithoutHostSwap: on a host without swap (the fixture's
+// SwapTotal is 0) meminfo does not read the container's swap usage, whose
+// figures could not show: garbage there leaves the container's view intact.
+func TestMeminfoWithoutHostSwap(t *testing.T) {
+	root := t.TempDir()
+	if err := os.CopyFS(root, os.DirFS("testdata/v2")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "pod/ctr/memory.swap.current"), []byte("garbage\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f := files(t, root, &fakeResolver{c: ctr("/pod/ctr")})
+	b, err := f.Render(Meminfo, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := kB(t, string(b), "MemTotal"); got != 131072 {
+		t.Errorf("MemTotal = %d kB, want the container's 131072: the swap usage file was read", got)
+	}
+}
+
 func TestCFS(t *testing.T) {
 	dir := t.TempDir()
 	if err := os.CopyFS(dir, os.DirFS("testdata/v2")); err != nil {

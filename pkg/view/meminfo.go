@@ -107,6 +107,15 @@ func computeMem(hostTotalKB, hostSwapKB uint64, m Memory) memValues {
 	return v
 }
 
+// ShowsSwap reports whether a container's swap figures can show in meminfo
+// rendered from hostMeminfo: not when the host has no swap (SwapTotal 0 or
+// absent), since they are capped by the host's. A caller may then skip
+// reading them.
+func ShowsSwap(hostMeminfo []byte) bool {
+	total, ok := meminfoValue(hostMeminfo, "SwapTotal")
+	return ok && total > 0
+}
+
 // swapFigures returns the container's swap total and free space in kB,
 // capped by the host's swap. Meminfo and Swaps share it so they agree.
 func swapFigures(hostSwapKB uint64, m Memory) (total, free uint64) {

@@ -296,3 +296,29 @@ func TestSwaps(t *testing.T) {
 		})
 	}
 }
+
+func TestShowsSwap(t *testing.T) {
+	for _, tc := range []struct {
+		meminfo string
+		want    bool
+	}{
+		{"MemTotal: 100 kB\nSwapTotal: 2048 kB\n", true},
+		{"MemTotal: 100 kB\nSwapTotal:       0 kB\n", false},
+		{"MemTotal: 100 kB\n", false},
+		{"", false},
+	} {
+		if got := ShowsSwap([]byte(tc.meminfo)); got != tc.want {
+			t.Errorf("ShowsSwap(%q) = %v, want %v", tc.meminfo, got, tc.want)
+		}
+		// What it promises: without it, no swap figure can show.
+		if !tc.want {
+			m := Memory{Limit: giB, SwapAccounting: true, SwapLimit: giB, SwapUsage: miB}
+			without := m
+			without.SwapAccounting, without.SwapLimit, without.SwapUsage = false, 0, 0
+			host := []byte(tc.meminfo + "SwapFree: 0 kB\n")
+			if a, b := AppendMeminfo(nil, host, m), AppendMeminfo(nil, host, without); string(a) != string(b) {
+				t.Errorf("host %q: meminfo differs with and without swap figures:\n%s\n%s", tc.meminfo, a, b)
+			}
+		}
+	}
+}
