@@ -15,6 +15,7 @@ type cell struct {
 	elapsed       time.Duration
 	cpu           time.Duration
 	h             *hist
+	rates         []float64 // reads/s of each round, in order
 }
 
 func (c *cell) add(res result, cpu time.Duration) {
@@ -29,6 +30,34 @@ func (c *cell) add(res result, cpu time.Duration) {
 	c.elapsed += res.Elapsed
 	c.cpu += cpu
 	c.h.merge(fromWire(res.Hist))
+	if res.Elapsed > 0 {
+		c.rates = append(c.rates, float64(res.Reads)/res.Elapsed.Seconds())
+	}
+}
+
+// pairedRatios are a's reads/s over b's, round by round: the two were
+// measured back to back in each round, so a round's ratio is untouched by
+// how the machine drifted between rounds.
+func pairedRatios(a, b *cell) []float64 {
+	var out []float64
+	for i := range min(len(a.rates), len(b.rates)) {
+		if b.rates[i] > 0 {
+			out = append(out, a.rates[i]/b.rates[i])
+		}
+	}
+	return out
+}
+
+// median of v (0 for none); v is sorted in place.
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	slices.Sort(v)
+	if len(v)%2 == 1 {
+		return v[len(v)/2]
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
 }
 
 func (c *cell) rate() float64 {
