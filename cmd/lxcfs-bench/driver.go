@@ -62,7 +62,7 @@ func parseConfig(args []string) (*config, error) {
 		fl.PrintDefaults()
 	}
 	quick := fl.Bool("quick", false, "short run (about 1.5 minutes): 1 round of 0.5s per cell, 3s scale phases, 30 hook runs; overrides the duration flags")
-	rounds := fl.Int("rounds", 3, "read benchmark: alternating rounds per cell (each daemon measured once per round)")
+	rounds := fl.Int("rounds", 5, "read benchmark: alternating rounds per cell (each daemon measured once per round)")
 	dur := fl.Duration("duration", time.Second, "read benchmark: measured time per round")
 	warm := fl.Duration("warmup", 200*time.Millisecond, "read benchmark: unmeasured reads before each round")
 	files := fl.String("files", allFiles, "read benchmark: files to read")
