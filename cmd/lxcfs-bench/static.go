@@ -22,7 +22,7 @@ func (f fixed) Render(string, int) ([]byte, error) { return f, nil }
 func staticServerMain(args []string) error {
 	fl := flag.NewFlagSet("static-server", flag.ContinueOnError)
 	mp := fl.String("mountpoint", "", "directory to serve proc/meminfo on (required)")
-	workers := fl.Int("workers", 8, "goroutines reading FUSE requests, as lxcfs-fused's default")
+	workers := fl.Int("workers", fusefs.DefaultWorkers(), "goroutines reading FUSE requests, as lxcfs-fused's default")
 	if err := fl.Parse(args); err != nil {
 		return err
 	}

@@ -43,6 +43,14 @@ type server struct {
 	stuck   atomic.Int64 // goroutines whose render outlived the timeout
 }
 
+// DefaultWorkers is how many goroutines read the device by default: one per
+// CPU this process may run on, and at least 2. A request is a few
+// microseconds of CPU and syscalls, so readers beyond the CPUs add no
+// throughput, only threads: the kernel hands each request to the reader
+// that has waited longest, the one whose caches are coldest, and on 2 CPUs
+// 8 readers cost 20-30% more CPU per read than 2, with a worse p99.
+func DefaultWorkers() int { return max(2, runtime.NumCPU()) }
+
 // Serve answers requests on conn with workers goroutines reading the device
 // at once, until the connection ends (the file system is unmounted). Requests
 // are answered in the goroutine that read them, so workers bounds how many

@@ -41,8 +41,9 @@ type File struct {
 	lastAt time.Time // when that read started
 }
 
-// maxIdle bounds the descriptors a File keeps between reads: as many as
-// the daemon reads at once by default (lxcfs-fused --workers).
+// maxIdle bounds the descriptors a File keeps between reads: as many as the
+// daemon reads at once by default (lxcfs-fused --workers, one per CPU) on
+// machines up to 8 CPUs; readers beyond it open and close their own.
 const maxIdle = 8
 
 // Open returns a File for path. Nothing is opened until the first read, so a
