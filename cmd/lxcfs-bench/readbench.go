@@ -69,10 +69,18 @@ func (c *cell) rate() float64 {
 
 // cpuPer1k is the daemon's CPU time per 1,000 reads.
 func (c *cell) cpuPer1k() time.Duration {
-	if c == nil || c.reads == 0 {
+	if c == nil {
 		return 0
 	}
-	return time.Duration(float64(c.cpu) * 1000 / float64(c.reads))
+	return per1k(c.cpu, c.reads)
+}
+
+// per1k is cpu per 1,000 reads (0 for no reads).
+func per1k(cpu time.Duration, reads uint64) time.Duration {
+	if reads == 0 {
+		return 0
+	}
+	return time.Duration(float64(cpu) * 1000 / float64(reads))
 }
 
 type cellKey struct {

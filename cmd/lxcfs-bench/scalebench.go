@@ -29,21 +29,11 @@ type scaleRow struct {
 }
 
 // cpuPer1k is the daemon's CPU time per 1,000 reads served.
-func (s *scaleRow) cpuPer1k() time.Duration {
-	if s.reads == 0 {
-		return 0
-	}
-	return time.Duration(float64(s.cpu) * 1000 / float64(s.reads))
-}
+func (s *scaleRow) cpuPer1k() time.Duration { return per1k(s.cpu, s.reads) }
 
 // phaseCPUPer1k is the daemon's CPU time for the whole phase, drained, per
 // 1,000 reads answered in it.
-func (s *scaleRow) phaseCPUPer1k() time.Duration {
-	if s.allReads == 0 {
-		return 0
-	}
-	return time.Duration(float64(s.phaseCPU) * 1000 / float64(s.allReads))
-}
+func (s *scaleRow) phaseCPUPer1k() time.Duration { return per1k(s.phaseCPU, s.allReads) }
 
 func (s *scaleRow) cpuPct() float64 {
 	if s.wall <= 0 {
