@@ -50,7 +50,7 @@ test: deps vet
 
 # Each fuzz target for FUZZTIME (go test -fuzz takes one target at a time).
 FUZZTIME ?= 3s
-FUZZ_PKGS := ./pkg/view ./pkg/cgroup ./pkg/hook ./pkg/supervise
+FUZZ_PKGS := ./pkg/view ./pkg/cgroup ./pkg/hook ./pkg/supervise ./pkg/mountns
 fuzz:
 	@for pkg in $(FUZZ_PKGS); do \
 		for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \

@@ -368,7 +368,7 @@ func (f *Files) visibleCPUs(g *cgroup.Group) ([]int, error) {
 // they change only on CPU hotplug. The slice is shared; do not modify it.
 func (f *Files) hostCPUs() ([]int, error) {
 	ttl := f.limitTTL()
-	now := time.Now()
+	now := f.Cgroups.Now()
 	f.onlineMu.Lock()
 	if f.online != nil && ttl > 0 && now.Sub(f.onlineAt) < ttl {
 		cpus := f.online
