@@ -852,20 +852,39 @@ func TestLive(t *testing.T) {
 		t.Errorf("live Memory() = %+v, want Usage > 0 and Limit > 0", m)
 	}
 	t.Logf("live (v2=%v) memory dir %s: %+v", h.V2, g.Dir("memory"), m)
+	online, err := os.ReadFile("/sys/devices/system/cpu/online")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostCPUs, err := view.ParseCPUList(string(online))
+	if err != nil {
+		t.Fatal(err)
+	}
+	isHostCPU := make(map[int]bool)
+	for _, c := range hostCPUs {
+		isHostCPU[c] = true
+	}
 	if cpus, err := g.CPUSet(); err != nil {
 		t.Errorf("live CPUSet(): %v", err)
+	} else if len(cpus) == 0 {
+		t.Errorf("live CPUSet() is empty: this test process runs on some CPU")
 	} else {
-		t.Logf("live cpuset %v", cpus)
+		for _, c := range cpus {
+			if !isHostCPU[c] {
+				t.Errorf("live CPUSet() = %v has CPU %d, not online on the host (%v)", cpus, c, hostCPUs)
+			}
+		}
 	}
 	if q, err := g.QuotaCPUs(); err != nil {
 		t.Errorf("live QuotaCPUs(): %v", err)
-	} else {
-		t.Logf("live quota %v CPUs", q)
+	} else if q < 0 || math.IsNaN(q) || math.IsInf(q, 0) {
+		t.Errorf("live QuotaCPUs() = %v, want 0 (none) or a positive number of CPUs", q)
 	}
+	// This process has run Go code by now, so its cgroup has used CPU time.
 	if u, err := g.CPUUsage(); err != nil {
 		t.Errorf("live CPUUsage(): %v", err)
-	} else {
-		t.Logf("live cpu usage total %+v over %d cpus", u.Total, len(u.PerCPU))
+	} else if u.Total.Total() == 0 {
+		t.Errorf("live CPUUsage() = %+v: no CPU time used by the test's own cgroup", u)
 	}
 	if _, err := g.IO(); err != nil {
 		t.Errorf("live IO(): %v", err)
