@@ -194,25 +194,6 @@ func stderrOf(err error) string {
 	return ""
 }
 
-// noMountsLeft fails the test when a mount point appeared since before
-// outside the temporary directories of other tests, which may run at the
-// same time (go test runs packages in parallel) and mount their own.
-func noMountsLeft(t *testing.T, before []string) {
-	t.Helper()
-	had := map[string]bool{}
-	for _, m := range before {
-		had[m] = true
-	}
-	tmp := filepath.Clean(os.TempDir()) + "/"
-	ours := tmp + strings.NewReplacer("/", "_").Replace(strings.SplitN(t.Name(), "/", 2)[0])
-	for _, m := range mountPoints(t, "self") {
-		if had[m] || (strings.HasPrefix(m, tmp) && !strings.HasPrefix(m, ours)) {
-			continue
-		}
-		t.Errorf("mount left behind: %s", m)
-	}
-}
-
 // cleanCreated removes path at cleanup when it did not exist before the
 // test: a file, or a directory with only empty directories under it.
 // Files left in such a directory are reported, not removed.

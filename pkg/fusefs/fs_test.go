@@ -129,8 +129,8 @@ func mountTestWith(t testing.TB, r Renderer, setup func(*FS), files ...string) s
 			if err != nil {
 				t.Errorf("serve: %v", err)
 			}
-		case <-time.After(10 * time.Second):
-			t.Errorf("serve did not stop within 10s")
+		case <-time.After(30 * time.Second):
+			t.Errorf("serve did not stop within 30s")
 		}
 	})
 	return mp
@@ -405,7 +405,7 @@ func TestServeRecycles(t *testing.T) {
 	shared.Close()
 
 	// Releases are asynchronous: the last ones may still be on their way.
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		r.mu.Lock()
 		live, gen, wrong := len(r.live), r.gen, r.wrong
