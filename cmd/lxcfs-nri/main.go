@@ -92,7 +92,7 @@ func run(c *cli.Context) error {
 		Index:      c.String("plugin-index"),
 		MinBackoff: 100 * time.Millisecond,
 		MaxBackoff: 5 * time.Second,
-	}, nil)
+	})
 	if err != nil {
 		return cli.Exit(fmt.Sprintf("lxcfs-nri: %v", err), 1)
 	}

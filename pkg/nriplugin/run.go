@@ -47,8 +47,7 @@ type Options struct {
 // Run registers the plugin with the runtime and keeps it registered: when
 // the connection closes (the runtime restarted, or is not up yet) it tries
 // again, waiting from MinBackoff doubling up to MaxBackoff, until ctx ends.
-// onRegistered, when set, is called after each registration.
-func Run(ctx context.Context, p *Plugin, o Options, onRegistered func()) error {
+func Run(ctx context.Context, p *Plugin, o Options) error {
 	if err := p.Config.Validate(); err != nil {
 		return err
 	}
@@ -60,7 +59,7 @@ func Run(ctx context.Context, p *Plugin, o Options, onRegistered func()) error {
 	}
 	wait := o.MinBackoff
 	for {
-		registered, err := runOnce(ctx, p, o, onRegistered)
+		registered, err := runOnce(ctx, p, o)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -85,7 +84,7 @@ func Run(ctx context.Context, p *Plugin, o Options, onRegistered func()) error {
 
 // runOnce makes one stub, registers it and serves until the connection
 // closes. A new stub each time keeps no state from a dead connection.
-func runOnce(ctx context.Context, p *Plugin, o Options, onRegistered func()) (registered bool, err error) {
+func runOnce(ctx context.Context, p *Plugin, o Options) (registered bool, err error) {
 	opts := []stub.Option{stub.WithPluginName(o.Name), stub.WithPluginIdx(o.Index)}
 	if o.Socket != "" {
 		opts = append(opts, stub.WithSocketPath(o.Socket))
@@ -101,9 +100,6 @@ func runOnce(ctx context.Context, p *Plugin, o Options, onRegistered func()) (re
 		return false, err
 	}
 	p.Log.Info("registered with the runtime", "socket", o.Socket, "plugin", o.Index+"-"+o.Name, "runtime_nri", s.RuntimeNRIVersion())
-	if onRegistered != nil {
-		onRegistered()
-	}
 	select {
 	case <-closed:
 		return true, nil
