@@ -85,7 +85,7 @@ func Run(ctx context.Context, p *Plugin, o Options) error {
 // runOnce makes one stub, registers it and serves until the connection
 // closes. A new stub each time keeps no state from a dead connection.
 func runOnce(ctx context.Context, p *Plugin, o Options) (registered bool, err error) {
-	opts := []stub.Option{stub.WithPluginName(o.Name), stub.WithPluginIdx(o.Index)}
+	opts := []stub.Option{stub.WithPluginName(o.Name), stub.WithPluginIdx(o.Index), stub.WithLogger(stubLogger{p.Log.With("from", "nri-stub")})}
 	if o.Socket != "" {
 		opts = append(opts, stub.WithSocketPath(o.Socket))
 	}
@@ -107,4 +107,24 @@ func runOnce(ctx context.Context, p *Plugin, o Options) (registered bool, err er
 		s.Stop()
 		return true, ctx.Err()
 	}
+}
+
+// stubLogger sends the NRI stub's messages to the plugin's log, so an
+// operator reads one format, at one level setting.
+type stubLogger struct{ l *slog.Logger }
+
+func (s stubLogger) Debugf(ctx context.Context, format string, args ...any) {
+	s.l.DebugContext(ctx, fmt.Sprintf(format, args...))
+}
+
+func (s stubLogger) Infof(ctx context.Context, format string, args ...any) {
+	s.l.InfoContext(ctx, fmt.Sprintf(format, args...))
+}
+
+func (s stubLogger) Warnf(ctx context.Context, format string, args ...any) {
+	s.l.WarnContext(ctx, fmt.Sprintf(format, args...))
+}
+
+func (s stubLogger) Errorf(ctx context.Context, format string, args ...any) {
+	s.l.ErrorContext(ctx, fmt.Sprintf(format, args...))
 }
