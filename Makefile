@@ -13,7 +13,7 @@ GO       ?= go
 # Integration tests start real containers; bound the whole run.
 TEST_TIMEOUT ?= 12m
 
-BINS := bin/lxcfs-fused bin/lxcfs-hook
+BINS := bin/lxcfs-fused bin/lxcfs-hook bin/lxcfs-nri
 
 .PHONY: all build deps test unit vet fuzz demo bench bench-go install uninstall clean
 
@@ -32,6 +32,7 @@ BUILD_ENV  ?= CGO_ENABLED=0
 build:
 	$(BUILD_ENV) $(GO) build -tags '$(BUILD_TAGS)' -o bin/lxcfs-fused ./cmd/lxcfs-fused
 	$(BUILD_ENV) $(GO) build -tags '$(BUILD_TAGS)' -o bin/lxcfs-hook ./cmd/lxcfs-hook
+	$(BUILD_ENV) $(GO) build -tags '$(BUILD_TAGS)' -o bin/lxcfs-nri ./cmd/lxcfs-nri
 
 # Debian packages the tests and the demo need, installed when absent.
 deps:
@@ -84,12 +85,12 @@ bench-go:
 # Everything install writes, so uninstall removes exactly that. lxcfs-runc,
 # the runtime wrapper for Docker and containerd, is lxcfs-hook under another
 # name.
-INSTALLED := $(BINDIR)/lxcfs-fused $(BINDIR)/lxcfs-hook $(BINDIR)/lxcfs-runc \
+INSTALLED := $(BINDIR)/lxcfs-fused $(BINDIR)/lxcfs-hook $(BINDIR)/lxcfs-runc $(BINDIR)/lxcfs-nri \
 	$(HOOKSDIR)/lxcfs.json $(UNITDIR)/lxcfs-fused.service $(MANDIR)/man8/lxcfs-hook.8
 
 install: build
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(HOOKSDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(MANDIR)/man8
-	install -m 0755 bin/lxcfs-fused bin/lxcfs-hook $(DESTDIR)$(BINDIR)/
+	install -m 0755 bin/lxcfs-fused bin/lxcfs-hook bin/lxcfs-nri $(DESTDIR)$(BINDIR)/
 	ln -sf lxcfs-hook $(DESTDIR)$(BINDIR)/lxcfs-runc
 	sed 's|/usr/local/bin/lxcfs-hook|$(BINDIR)/lxcfs-hook|' hooks.d/lxcfs.json > $(DESTDIR)$(HOOKSDIR)/lxcfs.json
 	chmod 0644 $(DESTDIR)$(HOOKSDIR)/lxcfs.json

@@ -68,11 +68,12 @@ type engineProc struct {
 	log    string
 }
 
-// startEngine starts a long-running engine process, logging to a file, and
-// stops it at cleanup: SIGTERM, then SIGKILL after grace.
+// startEngine starts a long-running engine process (name on $PATH, or a
+// path), logging to a file, and stops it at cleanup: SIGTERM, then SIGKILL
+// after grace.
 func startEngine(t *testing.T, name string, env []string, grace time.Duration, args ...string) *engineProc {
 	t.Helper()
-	logPath := filepath.Join(t.TempDir(), name+".log")
+	logPath := filepath.Join(t.TempDir(), filepath.Base(name)+".log")
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		t.Fatal(err)

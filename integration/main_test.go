@@ -15,6 +15,7 @@ import (
 var (
 	fusedBin string
 	hookBin  string
+	nriBin   string
 )
 
 func TestMain(m *testing.M) {
@@ -36,7 +37,8 @@ func run(m *testing.M) int {
 	// execute, so it must be absolute.
 	fusedBin = filepath.Join(dir, "lxcfs-fused")
 	hookBin = filepath.Join(dir, "lxcfs-hook")
-	for bin, pkg := range map[string]string{fusedBin: "../cmd/lxcfs-fused", hookBin: "../cmd/lxcfs-hook"} {
+	nriBin = filepath.Join(dir, "lxcfs-nri")
+	for bin, pkg := range map[string]string{fusedBin: "../cmd/lxcfs-fused", hookBin: "../cmd/lxcfs-hook", nriBin: "../cmd/lxcfs-nri"} {
 		// Built as make build builds them (BUILD_TAGS and BUILD_ENV in the
 		// Makefile).
 		cmd := exec.Command("go", "build", "-tags", "urfave_cli_no_docs", "-o", bin, pkg)

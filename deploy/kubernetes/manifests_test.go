@@ -79,9 +79,11 @@ func TestManifests(t *testing.T) {
 		file         string
 		runtimeClass bool
 		installs     string // what the init container runs
+		nri          bool   // runs the NRI plugin beside the daemon
 	}{
-		{"lxcfs-crio.yaml", false, "configure crio"},
-		{"lxcfs-containerd.yaml", true, "configure containerd"},
+		{"lxcfs-crio.yaml", false, "configure crio", false},
+		{"lxcfs-containerd.yaml", true, "configure containerd", false},
+		{"lxcfs-nri.yaml", false, "", true},
 	} {
 		t.Run(tt.file, func(t *testing.T) {
 			var ds *appsv1.DaemonSet
@@ -97,7 +99,7 @@ func TestManifests(t *testing.T) {
 			if ds == nil {
 				t.Fatal("no DaemonSet")
 			}
-			checkDaemonSet(t, ds, tt.installs)
+			checkDaemonSet(t, ds, tt.installs, tt.nri)
 			if tt.runtimeClass {
 				if rc == nil || rc.Handler != configure.DefaultRuntimeName {
 					t.Errorf("RuntimeClass = %+v, want handler %q (the name configure containerd writes)", rc, configure.DefaultRuntimeName)
@@ -107,7 +109,7 @@ func TestManifests(t *testing.T) {
 	}
 }
 
-func checkDaemonSet(t *testing.T, ds *appsv1.DaemonSet, installs string) {
+func checkDaemonSet(t *testing.T, ds *appsv1.DaemonSet, installs string, nri bool) {
 	t.Helper()
 	spec := ds.Spec.Template.Spec
 	if !spec.HostPID {
@@ -123,8 +125,12 @@ func checkDaemonSet(t *testing.T, ds *appsv1.DaemonSet, installs string) {
 	for _, v := range spec.Volumes {
 		volumes[v.Name] = v
 	}
-	if len(spec.Containers) != 1 {
-		t.Fatalf("%d containers, want the daemon only", len(spec.Containers))
+	want := map[bool]int{false: 1, true: 2}[nri]
+	if len(spec.Containers) != want || spec.Containers[0].Name != "lxcfs-fused" {
+		t.Fatalf("%d containers, want %d, the daemon first", len(spec.Containers), want)
+	}
+	if nri {
+		checkNRIPlugin(t, spec.Containers[1], volumes)
 	}
 	c := spec.Containers[0]
 	if c.SecurityContext == nil || c.SecurityContext.Privileged == nil || !*c.SecurityContext.Privileged {
@@ -160,6 +166,9 @@ func checkDaemonSet(t *testing.T, ds *appsv1.DaemonSet, installs string) {
 	}
 	script := strings.Join(spec.InitContainers[0].Command, " ")
 	for _, want := range []string{"lxcfs-hook " + installs, "/host/opt/lxcfs/bin/lxcfs-hook"} {
+		if installs == "" && strings.HasPrefix(want, "lxcfs-hook ") {
+			continue
+		}
 		if !strings.Contains(script, want) {
 			t.Errorf("installer does not run %q:\n%s", want, script)
 		}
@@ -168,6 +177,32 @@ func checkDaemonSet(t *testing.T, ds *appsv1.DaemonSet, installs string) {
 		if _, ok := volumes[m.Name]; !ok {
 			t.Errorf("installer mounts undeclared volume %q", m.Name)
 		}
+	}
+}
+
+// checkNRIPlugin checks that the plugin reaches the runtime's NRI socket on
+// the node and adds the hook where the init container installs it.
+func checkNRIPlugin(t *testing.T, c corev1.Container, volumes map[string]corev1.Volume) {
+	t.Helper()
+	cmd := strings.Join(c.Command, " ")
+	for _, want := range []string{"lxcfs-nri", "--socket=/var/run/nri/nri.sock", "--hook-path=/opt/lxcfs/bin/lxcfs-hook", "--lxcfs-root=/var/lib/lxcfs"} {
+		if !strings.Contains(cmd, want) {
+			t.Errorf("plugin command %q lacks %s", cmd, want)
+		}
+	}
+	found := false
+	for _, m := range c.VolumeMounts {
+		v, ok := volumes[m.Name]
+		if !ok {
+			t.Errorf("plugin mounts undeclared volume %q", m.Name)
+			continue
+		}
+		if m.MountPath == "/var/run/nri" && v.HostPath != nil && v.HostPath.Path == "/var/run/nri" {
+			found = true
+		}
+	}
+	if !found {
+		t.Error("the plugin does not mount the node's /var/run/nri, where the runtime's NRI socket is")
 	}
 }
 
