@@ -12,6 +12,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/fusefs"
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/version"
 )
 
 func main() {
@@ -23,8 +24,9 @@ func main() {
 
 func newApp() *cli.App {
 	return &cli.App{
-		Name:  "lxcfs-fused",
-		Usage: "serve container-aware /proc and /sys files over FUSE",
+		Name:    "lxcfs-fused",
+		Usage:   "serve container-aware /proc and /sys files over FUSE",
+		Version: version.String(),
 		Description: `lxcfs-fused mounts a read-only FUSE file system at --mountpoint holding
    proc/{cpuinfo,diskstats,loadavg,meminfo,stat,swaps,uptime},
    proc/pressure/{cpu,io,memory} (where the host kernel has PSI) and

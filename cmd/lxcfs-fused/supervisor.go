@@ -20,6 +20,7 @@ import (
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/remount"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/sdnotify"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/supervise"
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/version"
 )
 
 // fdStorePrefix names our connection in systemd's fd store; the protocol
@@ -57,7 +58,7 @@ func superviseCmd(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	log.Info("serving", "mountpoint", mp, "connection", how)
+	log.Info("serving", "version", version.String(), "mountpoint", mp, "connection", how)
 	sup := &supervise.Supervisor{
 		Conn:       conn,
 		Mountpoint: mp,

@@ -22,6 +22,7 @@ import (
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/loadavg"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/reread"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/supervise"
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/version"
 )
 
 // loadConfig checks the flags that shape the views and builds the renderer.
@@ -120,7 +121,7 @@ func workerCmd(c *cli.Context) error {
 		}
 	}()
 
-	log.Info("worker serving", "cgroup_root", files.Cgroups.Root, "cgroup_v2", files.Cgroups.V2,
+	log.Info("worker serving", "version", version.String(), "cgroup_root", files.Cgroups.Root, "cgroup_v2", files.Cgroups.V2,
 		"cfs", files.CFS, "loadavg", files.Load != nil, "files", strings.Join(names, ","))
 	if err := tree.Serve(conn, c.Int("workers")); err != nil {
 		return err

@@ -16,6 +16,7 @@ import (
 
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/hook"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/mountns"
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/version"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/wrapper"
 )
 
@@ -73,8 +74,9 @@ func hookFlags() []cli.Flag {
 
 func newApp() *cli.App {
 	return &cli.App{
-		Name:  "lxcfs-hook",
-		Usage: "OCI hook that bind-mounts container-aware /proc and /sys views into containers",
+		Name:    "lxcfs-hook",
+		Usage:   "OCI hook that bind-mounts container-aware /proc and /sys views into containers",
+		Version: version.String(),
 		Description: `As a createRuntime hook, lxcfs-hook reads the OCI state on stdin and the
 bundle's config.json, decides whether the container is served, checks that
 the views are being served at --lxcfs-root (a live FUSE mount, from
