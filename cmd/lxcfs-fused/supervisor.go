@@ -109,9 +109,10 @@ func superviseCmd(c *cli.Context) error {
 		},
 		Stats: counts,
 	}
+	// The counters stay mapped until the process exits: a scrape may still
+	// be reading them.
 	err = sup.Run()
 	os.Remove(statePath(stateDir))
-	counts.Close()
 	if err != nil {
 		return err
 	}

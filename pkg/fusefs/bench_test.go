@@ -30,7 +30,6 @@ func BenchmarkOpenReadCloseCounted(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { st.Close() })
 	benchOpenReadClose(b, mountTestWith(b, fixedContent(bytes.Repeat([]byte("x"), 1400)), func(f *FS) { f.Stats = st }, "proc/meminfo"))
 }
 
