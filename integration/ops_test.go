@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -244,5 +245,24 @@ func TestOpsMetricsCountFallbacksAndUpgrades(t *testing.T) {
 	}
 	if st.Counters["upgrades"] != 1 {
 		t.Errorf("status counts %d upgrades, want 1", st.Counters["upgrades"])
+	}
+}
+
+// TestOpsMetricsPortTaken: a metrics port that cannot be bound costs the
+// metrics, never the views: the daemon serves, says so in its log, and
+// status shows metrics off.
+func TestOpsMetricsPortTaken(t *testing.T) {
+	requireRoot(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	d := startDaemon(t, fusedBin, "", "--metrics-address", ln.Addr().String())
+	if st := fusedStatus(t, d); st.Metrics != "" || st.Worker <= 0 {
+		t.Errorf("status: metrics at %q, worker %d; want no metrics and a serving worker", st.Metrics, st.Worker)
+	}
+	if log := readFile(t, d.logPath); !strings.Contains(log, "metrics not served; serving the views without them") {
+		t.Errorf("daemon log does not report the metrics failure:\n%s", log)
 	}
 }

@@ -83,11 +83,14 @@ func superviseCmd(c *cli.Context) error {
 			Stats: counts, StateDir: stateDir, Mountpoint: mp, Version: version.String(),
 		}), log)
 		if err != nil {
-			return err
+			// The mount is made (or, after an upgrade, kept): failing now
+			// would break every container's views for want of metrics.
+			log.Error("metrics not served; serving the views without them", "err", err)
+		} else {
+			defer srv.Close()
+			base.Metrics = srv.Addr()
+			log.Info("metrics served", "url", "http://"+srv.Addr()+"/metrics")
 		}
-		defer srv.Close()
-		base.Metrics = srv.Addr()
-		log.Info("metrics served", "url", "http://"+srv.Addr()+"/metrics")
 	}
 	sup := &supervise.Supervisor{
 		Conn:       conn,
