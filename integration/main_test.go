@@ -18,6 +18,10 @@ var (
 	nriBin   string
 )
 
+// testVersion is the version the binaries are built with (as the Makefile
+// sets it), so tests can tell it in --version, logs and status.
+const testVersion = "v0.0.0-integration"
+
 func TestMain(m *testing.M) {
 	// The load test re-executes this binary as its container readers.
 	if os.Getenv(readerEnv) != "" {
@@ -41,7 +45,8 @@ func run(m *testing.M) int {
 	for bin, pkg := range map[string]string{fusedBin: "../cmd/lxcfs-fused", hookBin: "../cmd/lxcfs-hook", nriBin: "../cmd/lxcfs-nri"} {
 		// Built as make build builds them (BUILD_TAGS and BUILD_ENV in the
 		// Makefile).
-		cmd := exec.Command("go", "build", "-tags", "urfave_cli_no_docs", "-o", bin, pkg)
+		cmd := exec.Command("go", "build", "-tags", "urfave_cli_no_docs",
+			"-ldflags", "-X github.com/lxcfs-oci/lxcfs-oci/pkg/version.Version="+testVersion, "-o", bin, pkg)
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Run(); err != nil {

@@ -48,6 +48,7 @@ func waitWorker(t *testing.T, d *daemon, old int) int {
 // container is a detached runc container with our hook, running script.
 type container struct {
 	id, state, bundle, out string
+	hookLog                string
 }
 
 func (c *container) pid(t *testing.T) int {
@@ -95,13 +96,14 @@ func (c *container) stopLoop(t *testing.T, last string) string {
 func runDetached(t *testing.T, root, stateDir, script string) *container {
 	t.Helper()
 	bundle := busyboxBundle(t, bundleOpts{script: script, limits: true})
-	injectHook(t, bundle, root, "--state-dir", stateDir)
+	hookLog := injectHook(t, bundle, root, "--state-dir", stateDir)
 	runcSeq++
 	c := &container{
-		id:     fmt.Sprintf("lxcfs-rel-%d-%d", os.Getpid(), runcSeq),
-		state:  t.TempDir(),
-		bundle: bundle,
-		out:    filepath.Join(t.TempDir(), "out"),
+		id:      fmt.Sprintf("lxcfs-rel-%d-%d", os.Getpid(), runcSeq),
+		state:   t.TempDir(),
+		bundle:  bundle,
+		out:     filepath.Join(t.TempDir(), "out"),
+		hookLog: hookLog,
 	}
 	f, err := os.Create(c.out)
 	if err != nil {

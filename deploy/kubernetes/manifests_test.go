@@ -3,7 +3,9 @@ package kubernetes
 import (
 	"bytes"
 	"fmt"
+	"net"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -161,6 +163,7 @@ func checkDaemonSet(t *testing.T, ds *appsv1.DaemonSet, installs string, nri boo
 	if !found {
 		t.Error("no /var/lib/lxcfs mount")
 	}
+	checkMetrics(t, ds, c)
 	if len(spec.InitContainers) != 1 {
 		t.Fatalf("%d init containers, want the installer", len(spec.InitContainers))
 	}
@@ -203,6 +206,45 @@ func checkNRIPlugin(t *testing.T, c corev1.Container, volumes map[string]corev1.
 	}
 	if !found {
 		t.Error("the plugin does not mount the node's /var/run/nri, where the runtime's NRI socket is")
+	}
+}
+
+// checkMetrics: the daemon serves metrics on the pod's own address (never a
+// bare port, which would mean loopback only, unreachable by Prometheus), on
+// the port the container declares and the scrape annotations name.
+func checkMetrics(t *testing.T, ds *appsv1.DaemonSet, c corev1.Container) {
+	t.Helper()
+	var addr string
+	for _, a := range c.Command {
+		if v, ok := strings.CutPrefix(a, "--metrics-address="); ok {
+			addr = v
+		}
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || host != "$(POD_IP)" {
+		t.Fatalf("daemon --metrics-address %q (%v), want $(POD_IP):PORT", addr, err)
+	}
+	podIP := false
+	for _, e := range c.Env {
+		if e.Name == "POD_IP" && e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "status.podIP" {
+			podIP = true
+		}
+	}
+	if !podIP {
+		t.Error("no POD_IP from status.podIP for --metrics-address")
+	}
+	declared := false
+	for _, p := range c.Ports {
+		if p.Name == "metrics" && strconv.Itoa(int(p.ContainerPort)) == port && p.HostPort == 0 {
+			declared = true
+		}
+	}
+	if !declared {
+		t.Errorf("no container port \"metrics\" %s (without a hostPort, which would open it on every node address): %+v", port, c.Ports)
+	}
+	a := ds.Spec.Template.Annotations
+	if a["prometheus.io/scrape"] != "true" || a["prometheus.io/port"] != port || a["prometheus.io/path"] != "/metrics" {
+		t.Errorf("scrape annotations %v, want scrape true, port %s, path /metrics", a, port)
 	}
 }
 

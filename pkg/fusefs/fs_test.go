@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/stats"
 )
 
 func TestNewRejectsBadTrees(t *testing.T) {
@@ -422,3 +424,68 @@ func TestServeRecycles(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestServeCounts: opens, reads, render errors and timeouts are counted per
+// file into the stats region, with their latency.
+func TestServeCounts(t *testing.T) {
+	files := []string{"proc/fail", "proc/meminfo", "proc/slow"}
+	st, err := stats.Create(stats.Path(t.TempDir()), files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Left mapped, as a worker leaves it: a timer's goroutine may count
+	// after the test ends.
+	s := &slow{release: make(chan struct{})}
+	defer close(s.release)
+	mp := mountTestWith(t, failingSlow{&counter{}, s}, func(f *FS) { f.Timeout = 100 * time.Millisecond; f.Stats = st }, files...)
+
+	for range 3 {
+		if _, err := os.ReadFile(filepath.Join(mp, "proc/meminfo")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := os.ReadFile(filepath.Join(mp, "proc/fail")); err == nil {
+		t.Fatal("proc/fail read without error")
+	}
+	if b, err := os.ReadFile(filepath.Join(mp, "proc/slow")); err != nil || !strings.HasPrefix(string(b), "fallback") {
+		t.Fatalf("proc/slow: %q %v, want the fallback", b, err)
+	}
+	snap := st.Snapshot()
+	got := map[string]stats.FileCounts{}
+	for _, f := range snap.Files {
+		got[f.Name] = f
+	}
+	if m := got["proc/meminfo"]; m.Opens != 3 || m.Reads < 3 || m.RenderErrors != 0 {
+		t.Errorf("meminfo counted %+v, want 3 opens, at least 3 reads, no error", m)
+	}
+	if f := got["proc/fail"]; f.RenderErrors != 1 || f.Opens != 1 {
+		t.Errorf("fail counted %+v, want 1 open with 1 render error", f)
+	}
+	// The open timed out, and so may the size lookup (getattr) before the read.
+	if sl := got["proc/slow"]; sl.Fallbacks["timeout"] < 1 {
+		t.Errorf("slow counted %+v, want a timeout fallback", sl)
+	}
+	var opens uint64
+	for _, c := range snap.Hists[stats.OpOpen].Counts {
+		opens += c
+	}
+	if opens != 5 || snap.Hists[stats.OpOpen].Sum <= 0 {
+		t.Errorf("open latency histogram holds %d opens (sum %v), want 5", opens, snap.Hists[stats.OpOpen].Sum)
+	}
+}
+
+// failingSlow renders proc/fail as an error, proc/slow slowly (with a
+// fallback), and the rest with counter.
+type failingSlow struct {
+	c *counter
+	s *slow
+}
+
+func (f failingSlow) Render(name string, pid int) ([]byte, error) {
+	if name == "proc/slow" {
+		return f.s.Render(name, pid)
+	}
+	return f.c.Render(name, pid)
+}
+
+func (f failingSlow) Fallback(name string) ([]byte, error) { return f.s.Fallback(name) }

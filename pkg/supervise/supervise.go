@@ -20,6 +20,8 @@ import (
 
 	"bazil.org/fuse"
 	"golang.org/x/sys/unix"
+
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/stats"
 )
 
 // Environment variables passing a connection to a worker or to the
@@ -121,6 +123,9 @@ type Supervisor struct {
 	// State, when set, is told the pids after every change, for the
 	// upgrade command and operators.
 	State func(workerPid, generation int)
+	// Stats, when set, counts worker starts and deaths, upgrades and
+	// whether the kernel has FUSE_NOTIFY_RESEND.
+	Stats *stats.Region
 
 	worker     *exec.Cmd
 	started    time.Time
@@ -151,6 +156,7 @@ func (s *Supervisor) Run() error {
 		return err
 	}
 	if old > 0 {
+		s.Stats.Add(stats.Upgrades, 1)
 		go s.retire(old)
 	} else if s.Adopted {
 		s.resend()
@@ -166,6 +172,7 @@ func (s *Supervisor) Run() error {
 				return ErrUnmounted
 			}
 			lived := time.Since(s.started)
+			s.Stats.Add(stats.WorkerDeaths, 1)
 			s.Log.Warn("serving worker died; starting another", "pid", s.worker.Process.Pid, "err", err, "lived", lived.Round(time.Millisecond))
 			if lived < restartPause {
 				quickDeaths++
@@ -206,6 +213,7 @@ func (s *Supervisor) start() error {
 	}
 	s.started = time.Now()
 	s.worker = cmd
+	s.Stats.Add(stats.WorkerStarts, 1)
 	done := make(chan error, 1)
 	s.workerDone = done
 	go func() { done <- cmd.Wait() }()
@@ -223,7 +231,9 @@ func (s *Supervisor) resend() {
 	err := s.Conn.NotifyResend()
 	switch {
 	case err == nil:
+		s.Stats.Set(stats.NotifyResend, ResendWorks)
 	case errors.Is(err, syscall.EINVAL) || errors.Is(err, syscall.ENOSYS):
+		s.Stats.Set(stats.NotifyResend, ResendMissing)
 		if !s.resendWarn {
 			s.resendWarn = true
 			s.Log.Warn("kernel has no FUSE_NOTIFY_RESEND (Linux 6.9+): a read the dead worker had taken is not answered until its reader is interrupted")
@@ -232,6 +242,12 @@ func (s *Supervisor) resend() {
 		s.Log.Warn("FUSE_NOTIFY_RESEND failed", "err", err)
 	}
 }
+
+// Values of the stats.NotifyResend counter: 0 until a resend was tried.
+const (
+	ResendWorks   = 1
+	ResendMissing = 2
+)
 
 // retire stops the worker of the previous binary once the new one serves,
 // then has the kernel resend anything it was holding.
