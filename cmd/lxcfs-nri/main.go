@@ -21,6 +21,7 @@ import (
 
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/hook"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/nriplugin"
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/version"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/wrapper"
 )
 
@@ -36,8 +37,9 @@ func main() {
 
 func newApp() *cli.App {
 	return &cli.App{
-		Name:  "lxcfs-nri",
-		Usage: "NRI plugin that adds lxcfs-hook to the containers of pods that opt in",
+		Name:    "lxcfs-nri",
+		Version: version.String(),
+		Usage:   "NRI plugin that adds lxcfs-hook to the containers of pods that opt in",
 		Description: `Registers with the runtime's NRI socket and, for every container created,
 adds {"path": HOOK, "args": ["lxcfs-hook", "--always", ..., "create-runtime"]}
 to its createRuntime hooks when the pod opts in: pod annotation
@@ -85,7 +87,7 @@ func run(c *cli.Context) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	log.Info("starting", "socket", c.String("socket"), "mode", p.Config.Mode, "hook", p.Config.HookPath)
+	log.Info("starting", "version", version.String(), "socket", c.String("socket"), "mode", p.Config.Mode, "hook", p.Config.HookPath)
 	err := nriplugin.Run(ctx, p, nriplugin.Options{
 		Socket:     c.String("socket"),
 		Name:       c.String("plugin-name"),
