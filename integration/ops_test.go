@@ -86,14 +86,14 @@ func scrape(t *testing.T, addr string) map[string]float64 {
 // waitMetrics scrapes until ok holds, for up to 10s.
 func waitMetrics(t *testing.T, addr, what string, ok func(map[string]float64) bool) map[string]float64 {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		m := scrape(t, addr)
 		if ok(m) {
 			return m
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("metrics never showed %s within 10s", what)
+			t.Fatalf("metrics never showed %s within 30s", what)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -228,7 +228,7 @@ func TestOpsMetricsCountFallbacksAndUpgrades(t *testing.T) {
 	// The supervisor listens again after re-executing; a port chosen by
 	// the kernel may differ, so take it from status.
 	var st statusJSON
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for st = fusedStatus(t, d); st.Generation != 1 && time.Now().Before(deadline); st = fusedStatus(t, d) {
 		time.Sleep(20 * time.Millisecond)
 	}

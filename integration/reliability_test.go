@@ -284,6 +284,11 @@ done; echo DONE`
 		return strings.Contains(out[strings.LastIndex(out, "dead"):], "ok")
 	})
 	c.stopLoop(t, "DONE")
+	// The daemon logs the re-attach once it has done them all, which can
+	// be after the container read its views again.
+	for deadline := time.Now().Add(time.Minute); !strings.Contains(readFile(t, d2.logPath), "views re-attached") && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
 	if log := readFile(t, d2.logPath); !strings.Contains(log, "views re-attached") {
 		t.Errorf("daemon log does not report the re-attach:\n%s", log)
 	}

@@ -239,14 +239,12 @@ func TestServeTimeout(t *testing.T) {
 	mp := mountTestWith(t, s, func(f *FS) { f.Timeout = 100 * time.Millisecond }, "proc/slow", "proc/fast")
 	defer close(s.release)
 
+	// The render never returns until the test ends, so the fallback can
+	// only come from the timer.
 	for i := range 6 { // more hanging reads than the 4 reading goroutines
-		start := time.Now()
 		b, err := os.ReadFile(filepath.Join(mp, "proc/slow"))
 		if err != nil || string(b) != "fallback proc/slow\n" {
 			t.Fatalf("read %d of a hanging file = %q, %v; want the fallback", i, b, err)
-		}
-		if el := time.Since(start); el > 2*time.Second {
-			t.Errorf("read %d took %v with a 100ms timeout", i, el)
 		}
 	}
 	// Every reading goroutine but the replacements is stuck now; the
