@@ -260,11 +260,14 @@ func mountPoints(t *testing.T, pid string) []string {
 // sameMounts fails the test when a host mount point appeared or went away
 // since before. Mount points in other tests' temporary directories are not
 // this test's doing: go test runs packages side by side, and pkg/fusefs
-// mounts while the integration tests run.
+// mounts while the integration tests run. Call it from the test itself, not
+// a subtest, so that its temporary directory is the test's.
 func sameMounts(t *testing.T, before []string) {
 	t.Helper()
 	tmp := filepath.Clean(os.TempDir()) + "/"
-	ours := tmp + strings.NewReplacer("/", "_").Replace(strings.SplitN(t.Name(), "/", 2)[0])
+	// t.TempDir's parent is this test's own, unlike its name, which a run
+	// of the same test in another checkout shares.
+	ours := filepath.Dir(t.TempDir()) + "/"
 	counts := map[string]int{}
 	for _, m := range before {
 		counts[m]++
