@@ -34,6 +34,7 @@ const (
 	Stat      = "proc/stat"
 	Swaps     = "proc/swaps"
 	Uptime    = "proc/uptime"
+	Vmstat    = "proc/vmstat"
 	Online    = "sys/devices/system/cpu/online"
 
 	pressurePrefix = "proc/pressure/"
@@ -154,7 +155,7 @@ func (f *Files) group(c *caller.Container) *cgroup.Group {
 // List returns the files to serve on this host: the fixed set, plus the
 // pressure files the host kernel has (PSI is optional).
 func (f *Files) List() []string {
-	out := []string{Cpuinfo, Diskstats, Loadavg, Meminfo, Stat, Swaps, Uptime, Online}
+	out := []string{Cpuinfo, Diskstats, Loadavg, Meminfo, Stat, Swaps, Uptime, Vmstat, Online}
 	for _, r := range pressureResources {
 		if _, err := os.Stat(filepath.Join(f.ProcDir, "pressure", r)); err == nil {
 			out = append(out, pressurePrefix+r)
@@ -176,7 +177,7 @@ func (f *Files) hostFile(name string) (dir, file string) {
 func (f *Files) readHost(name string, buf []byte) ([]byte, error) {
 	dir, file := f.hostFile(name)
 	switch name {
-	case Cpuinfo, Diskstats, Swaps:
+	case Cpuinfo, Diskstats, Swaps, Vmstat:
 		return f.hostMulti.ReadIn(dir, file, buf, f.HostMaxAge)
 	}
 	f.hostOnce.Do(func() { f.hostSingle.Single = true })
@@ -210,6 +211,9 @@ func (f *Files) Recycle(b []byte) {
 	b = b[:0]
 	outBufs.Put(&b)
 }
+
+// pageSize converts memory.stat's bytes to /proc/vmstat's pages.
+var pageSize = uint64(os.Getpagesize())
 
 // outBufs holds the buffers answers are rendered into (see Recycle).
 var outBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
@@ -331,6 +335,12 @@ func (f *Files) render(dst []byte, name string, host []byte, c *caller.Container
 			return append(dst, host...), nil
 		}
 		return append(dst, view.Loadavg(l)...), nil
+	case Vmstat:
+		st, err := g.MemStatValues()
+		if err != nil {
+			return nil, err
+		}
+		return view.AppendVmstat(dst, host, st, pageSize), nil
 	case Diskstats:
 		io, err := g.IO()
 		if err != nil {

@@ -86,7 +86,7 @@ func kB(t *testing.T, meminfo, key string) uint64 {
 func TestList(t *testing.T) {
 	f := files(t, "testdata/v2", &fakeResolver{})
 	got := strings.Join(f.List(), " ")
-	want := "proc/cpuinfo proc/diskstats proc/loadavg proc/meminfo proc/stat proc/swaps proc/uptime sys/devices/system/cpu/online proc/pressure/cpu"
+	want := "proc/cpuinfo proc/diskstats proc/loadavg proc/meminfo proc/stat proc/swaps proc/uptime proc/vmstat sys/devices/system/cpu/online proc/pressure/cpu"
 	if got != want {
 		t.Errorf("List() = %s\nwant     %s", got, want)
 	}
@@ -103,7 +103,7 @@ func TestHostFallbacks(t *testing.T) {
 	}
 	for rname, r := range resolvers {
 		f := files(t, "testdata/v2", r)
-		for _, name := range []string{Meminfo, Swaps, Cpuinfo, Online, Stat, Uptime, Diskstats, Loadavg} {
+		for _, name := range []string{Meminfo, Swaps, Cpuinfo, Online, Stat, Uptime, Diskstats, Loadavg, Vmstat} {
 			if rname == "garbage" && name == Swaps {
 				continue // garbage memory.max: covered by Meminfo; swaps reads the same figures
 			}
@@ -171,6 +171,10 @@ func TestContainerV2(t *testing.T) {
 	}
 	if got := render(pressurePrefix + "cpu"); !strings.HasPrefix(got, "some avg10=1.00") {
 		t.Errorf("pressure/cpu = %q, want the cgroup's cpu.pressure", got)
+	}
+	wantVmstat := "nr_anon_pages 5120\nnr_file_pages 2048\npgpgin 735013\npswpin 0\npgfault 4242\npgmajfault 7\n"
+	if got := render(Vmstat); got != wantVmstat {
+		t.Errorf("vmstat = %q, want %q (memory.stat anon, file, pgfault, pgmajfault; the rest the host's)", got, wantVmstat)
 	}
 	if got := render(Loadavg); got != host(t, Loadavg) {
 		t.Errorf("loadavg without a sampler = %q, want the host's", got)
