@@ -35,7 +35,11 @@ const (
 	Swaps     = "proc/swaps"
 	Uptime    = "proc/uptime"
 	Vmstat    = "proc/vmstat"
-	Online    = "sys/devices/system/cpu/online"
+	CPUDir    = "sys/devices/system/cpu"
+	Online    = CPUDir + "/online"
+	Possible  = CPUDir + "/possible"
+	Present   = CPUDir + "/present"
+	Offline   = CPUDir + "/offline"
 
 	pressurePrefix = "proc/pressure/"
 )
@@ -155,7 +159,7 @@ func (f *Files) group(c *caller.Container) *cgroup.Group {
 // List returns the files to serve on this host: the fixed set, plus the
 // pressure files the host kernel has (PSI is optional).
 func (f *Files) List() []string {
-	out := []string{Cpuinfo, Diskstats, Loadavg, Meminfo, Stat, Swaps, Uptime, Vmstat, Online}
+	out := []string{Cpuinfo, Diskstats, Loadavg, Meminfo, Stat, Swaps, Uptime, Vmstat, Online, Possible, Present, Offline}
 	for _, r := range pressureResources {
 		if _, err := os.Stat(filepath.Join(f.ProcDir, "pressure", r)); err == nil {
 			out = append(out, pressurePrefix+r)
@@ -167,8 +171,8 @@ func (f *Files) List() []string {
 // hostFile maps a served name to the host file it virtualizes, as a
 // directory and a name below it. Names are the clean constants above.
 func (f *Files) hostFile(name string) (dir, file string) {
-	if name == Online {
-		return f.SysDir, "devices/system/cpu/online"
+	if file, ok := strings.CutPrefix(name, "sys/"); ok {
+		return f.SysDir, file
 	}
 	return f.ProcDir, strings.TrimPrefix(name, "proc/")
 }
@@ -300,13 +304,25 @@ func (f *Files) render(dst []byte, name string, host []byte, c *caller.Container
 			return nil, err
 		}
 		return view.AppendCpuinfo(dst, host, cpus), nil
-	case Online:
+	case Online, Possible, Present:
+		// One list for the three: a container's CPUs are all there and
+		// online, and tools size their tables from possible (glibc's
+		// get_nprocs_conf, getconf _NPROCESSORS_CONF) or present (lscpu).
 		cpus, err := f.visibleCPUs(g)
 		if err != nil {
 			return nil, err
 		}
-		if out := view.Online(cpus, f.CFS); out != nil {
+		if out := view.Online(cpus); out != nil {
 			return append(dst, out...), nil
+		}
+		return append(dst, host...), nil
+	case Offline:
+		cpus, err := f.visibleCPUs(g)
+		if err != nil {
+			return nil, err
+		}
+		if len(cpus) > 0 {
+			return append(dst, '\n'), nil // none of its CPUs is offline
 		}
 		return append(dst, host...), nil
 	case Stat:
@@ -356,6 +372,35 @@ func (f *Files) render(dst []byte, name string, host []byte, c *caller.Container
 		return append(dst, p...), nil
 	}
 	return nil, fmt.Errorf("no view for %s", name)
+}
+
+// HostDir implements fusefs.Passthrough: the served CPU directory also shows
+// the host's /sys/devices/system/cpu entries (cpuN/, cpufreq, ...).
+func (f *Files) HostDir(dir string) string {
+	if dir == CPUDir {
+		return filepath.Join(f.SysDir, "devices/system/cpu")
+	}
+	return ""
+}
+
+// Hidden implements fusefs.Passthrough: the cpuN directories of the CPUs a
+// reader's container does not see (view.CPUDirHidden), named by the same
+// decision as online and cpuinfo. A host reader, or one whose container's
+// CPUs cannot be read, sees every host entry, as it sees the host's files.
+func (f *Files) Hidden(dir string, pid int) func(name string) bool {
+	if dir != CPUDir {
+		return nil
+	}
+	c, err := f.Callers.Resolve(pid)
+	if err != nil || c == nil {
+		return nil
+	}
+	cpus, err := f.visibleCPUs(f.group(c))
+	if err != nil {
+		f.Log.Debug("container CPUs not read; listing the host's CPU directories", "pid", pid, "init", c.InitPid, "err", err)
+		return nil
+	}
+	return func(name string) bool { return view.CPUDirHidden(name, cpus) }
 }
 
 // visibleCPUs is the host CPUs the container sees: its cpuset, trimmed to

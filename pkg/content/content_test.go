@@ -86,7 +86,7 @@ func kB(t *testing.T, meminfo, key string) uint64 {
 func TestList(t *testing.T) {
 	f := files(t, "testdata/v2", &fakeResolver{})
 	got := strings.Join(f.List(), " ")
-	want := "proc/cpuinfo proc/diskstats proc/loadavg proc/meminfo proc/stat proc/swaps proc/uptime proc/vmstat sys/devices/system/cpu/online proc/pressure/cpu"
+	want := "proc/cpuinfo proc/diskstats proc/loadavg proc/meminfo proc/stat proc/swaps proc/uptime proc/vmstat sys/devices/system/cpu/online sys/devices/system/cpu/possible sys/devices/system/cpu/present sys/devices/system/cpu/offline proc/pressure/cpu"
 	if got != want {
 		t.Errorf("List() = %s\nwant     %s", got, want)
 	}
@@ -103,7 +103,7 @@ func TestHostFallbacks(t *testing.T) {
 	}
 	for rname, r := range resolvers {
 		f := files(t, "testdata/v2", r)
-		for _, name := range []string{Meminfo, Swaps, Cpuinfo, Online, Stat, Uptime, Diskstats, Loadavg, Vmstat} {
+		for _, name := range []string{Meminfo, Swaps, Cpuinfo, Online, Possible, Present, Offline, Stat, Uptime, Diskstats, Loadavg, Vmstat} {
 			if rname == "garbage" && name == Swaps {
 				continue // garbage memory.max: covered by Meminfo; swaps reads the same figures
 			}
@@ -149,8 +149,25 @@ func TestContainerV2(t *testing.T) {
 	if got := strings.Count(render(Cpuinfo), "processor"); got != 1 {
 		t.Errorf("cpuinfo lists %d processors, want 1 (cpuset 1)", got)
 	}
-	if got := render(Online); got != "1\n" {
-		t.Errorf("online = %q, want \"1\\n\"", got)
+	for _, name := range []string{Online, Possible, Present} {
+		if got := render(name); got != "1\n" {
+			t.Errorf("%s = %q, want \"1\\n\" (cpuset 1, by its host id)", name, got)
+		}
+	}
+	if got := render(Offline); got != "\n" {
+		t.Errorf("offline = %q, want an empty list", got)
+	}
+	hidden := f.Hidden(CPUDir, 7)
+	if hidden == nil {
+		t.Fatal("no filter for the CPU directory")
+	}
+	for name, want := range map[string]bool{"cpu0": true, "cpu1": false, "cpu2": true, "cpufreq": false, "online": false} {
+		if got := hidden(name); got != want {
+			t.Errorf("%s hidden = %v, want %v", name, got, want)
+		}
+	}
+	if f.HostDir(CPUDir) != "testdata/host/sys/devices/system/cpu" || f.HostDir("proc") != "" {
+		t.Errorf("HostDir: %q, %q", f.HostDir(CPUDir), f.HostDir("proc"))
 	}
 	stat := render(Stat)
 	var cpuLines []string

@@ -1,0 +1,136 @@
+package integration
+
+import (
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// toolsScript runs, in a container with the host's /usr, the tools people
+// count CPUs and read memory counters with, one key=value a line.
+const toolsScript = `echo "lscpu=$(lscpu | grep '^CPU(s):' | tr -s ' ' | cut -d' ' -f2)"
+echo "lscpu_online=$(lscpu | grep '^On-line CPU(s) list:' | tr -s ' ' | cut -d' ' -f4)"
+echo "conf=$(getconf _NPROCESSORS_CONF)"
+echo "onln=$(getconf _NPROCESSORS_ONLN)"
+echo "nproc=$(nproc)"
+echo "python=$(python3 -c 'import os; print(os.cpu_count())')"
+echo "mpstat=$(mpstat | head -1 | grep -o '([0-9]* CPU)')"
+echo "sar=$(sar.sysstat 1 1 | head -1 | grep -o '([0-9]* CPU)')"
+echo "cpudirs=$(cd /sys/devices/system/cpu && echo cpu[0-9]*)"
+echo "possible=$(cat /sys/devices/system/cpu/possible)"
+echo "present=$(cat /sys/devices/system/cpu/present)"
+echo "offline=$(cat /sys/devices/system/cpu/offline)"
+echo "core_id=$(cat /sys/devices/system/cpu/cpu0/topology/core_id)"
+echo "vmstat_total=$(vmstat -s | grep 'K total memory' | tr -s ' ' | cut -d' ' -f2)"
+echo "pgfault0=$(grep '^pgfault ' /proc/vmstat | cut -d' ' -f2)"
+echo "anon=$(grep '^nr_anon_pages ' /proc/vmstat | cut -d' ' -f2)"
+python3 -c 'b = bytearray(b"x" * (8 << 20))'
+echo "pgfault1=$(grep '^pgfault ' /proc/vmstat | cut -d' ' -f2)"
+`
+
+// TestHookRuncCPUTools: in a runc container with cpuset 0 and 64 MiB, every
+// tool counts the container's one CPU, the CPU directory holds that CPU's
+// host directory alone, and /proc/vmstat's counters are the container's.
+func TestHookRuncCPUTools(t *testing.T) {
+	for _, tool := range []string{"/usr/bin/lscpu", "/usr/bin/getconf", "/usr/bin/mpstat", "/usr/bin/sar.sysstat", "/usr/bin/python3", "/usr/bin/vmstat"} {
+		if _, err := os.Stat(tool); err != nil {
+			t.Skipf("needs %s (scripts/install-deps.sh installs it): %v", tool, err)
+		}
+	}
+	root := startViews(t)
+	bundle := busyboxBundle(t, bundleOpts{script: toolsScript, limits: true, hostUsr: true})
+	injectHook(t, bundle, root)
+	// Read before the container starts: the host's counter only grows, so
+	// a container shown the host's file would read more than this.
+	hostFaults := vmstatField(t, readFile(t, "/proc/vmstat"), "pgfault")
+	out, stderr, err := runcRun(t, bundle)
+	if err != nil {
+		t.Fatalf("runc run: %v\n%s", err, stderr)
+	}
+	t.Logf("container:\n%s", out)
+	for key, want := range map[string]string{
+		"lscpu": "1", "lscpu_online": "0", "conf": "1", "onln": "1", "nproc": "1", "python": "1",
+		"mpstat": "(1 CPU)", "sar": "(1 CPU)",
+		"cpudirs": "cpu0", "possible": "0", "present": "0", "offline": "",
+		"vmstat_total": "65536",
+	} {
+		if got := field(out, key); got != want {
+			t.Errorf("%s = %q, want %q", key, got, want)
+		}
+	}
+	if got, want := field(out, "core_id"), readTrim(t, "/sys/devices/system/cpu/cpu0/topology/core_id"); got != want {
+		t.Errorf("cpu0/topology/core_id = %q, want the host's %q", got, want)
+	}
+
+	// The host's counter counts every fault since boot; the container's
+	// only its own, and grows by at least the 2048 pages python wrote.
+	before, after := atou(t, field(out, "pgfault0")), atou(t, field(out, "pgfault1"))
+	if before == 0 || before >= hostFaults {
+		t.Errorf("container pgfault %d, want its own count: above 0 and below the host's %d", before, hostFaults)
+	}
+	if after < before+2048 {
+		t.Errorf("container pgfault went %d -> %d over writing 8 MiB, want at least 2048 more", before, after)
+	}
+	if anon := atou(t, field(out, "anon")); anon*4096 > 64<<20 {
+		t.Errorf("nr_anon_pages = %d pages, more than the 64 MiB limit: the host's figure", anon)
+	}
+}
+
+// TestHookRuncCPUDirMasked: a runtime that masks or write-protects the CPU
+// directory keeps its say: the container starts, masked shows nothing, and
+// read-only still shows the view.
+func TestHookRuncCPUDirMasked(t *testing.T) {
+	root := startViews(t)
+	for _, tc := range []struct {
+		key, want string
+	}{
+		{"maskedPaths", ""},
+		{"readonlyPaths", "0"},
+	} {
+		t.Run(tc.key, func(t *testing.T) {
+			bundle := busyboxBundle(t, bundleOpts{script: `echo "online=$(cat /sys/devices/system/cpu/online 2>/dev/null)"
+echo "entries=$(ls /sys/devices/system/cpu | grep -c '^cpu[0-9]')"`, limits: true})
+			editConfig(t, bundle, func(c map[string]any) {
+				linux := c["linux"].(map[string]any)
+				paths, _ := linux[tc.key].([]any)
+				linux[tc.key] = append(paths, "/sys/devices/system/cpu")
+			})
+			injectHook(t, bundle, root)
+			out, stderr, err := runcRun(t, bundle)
+			if err != nil {
+				t.Fatalf("runc run: %v\n%s", err, stderr)
+			}
+			if got := field(out, "online"); got != tc.want {
+				t.Errorf("online = %q, want %q\n%s", got, tc.want, out)
+			}
+			wantEntries := "1"
+			if tc.key == "maskedPaths" {
+				wantEntries = "0"
+			}
+			if got := field(out, "entries"); got != wantEntries {
+				t.Errorf("cpuN entries = %q, want %s", got, wantEntries)
+			}
+		})
+	}
+}
+
+func vmstatField(t *testing.T, vmstat, name string) uint64 {
+	t.Helper()
+	for line := range strings.SplitSeq(vmstat, "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			return atou(t, v)
+		}
+	}
+	t.Fatalf("no %s line in vmstat", name)
+	return 0
+}
+
+func atou(t *testing.T, s string) uint64 {
+	t.Helper()
+	v, err := strconv.ParseUint(strings.TrimSpace(s), 10, 64)
+	if err != nil {
+		t.Fatalf("parse %q: %v", s, err)
+	}
+	return v
+}
