@@ -176,8 +176,8 @@ func TestContainerV2(t *testing.T) {
 			cpuLines = append(cpuLines, line)
 		}
 	}
-	if len(cpuLines) != 2 || !strings.HasPrefix(cpuLines[1], "cpu0 200 0 100 ") {
-		t.Errorf("stat cpu lines = %q, want cpu and cpu0 with user 200 system 100 ticks (cpu.stat 2s/1s)", cpuLines)
+	if len(cpuLines) != 2 || !strings.HasPrefix(cpuLines[1], "cpu1 200 0 100 ") {
+		t.Errorf("stat cpu lines = %q, want cpu and cpu1 (cpuset 1, by its host id) with user 200 system 100 ticks (cpu.stat 2s/1s)", cpuLines)
 	}
 	if got := render(Uptime); got != "10.50 7.50\n" {
 		t.Errorf("uptime = %q, want \"10.50 7.50\\n\" (10.5s since the init started, minus 3s of CPU)", got)

@@ -140,12 +140,12 @@ func FuzzCpuinfo(f *testing.F) {
 			}
 		}
 		for i, id := range ids {
-			if id != i {
-				t.Fatalf("processor ids %v not renumbered", ids)
+			if id != 1 && id != 3 || i > 0 && id <= ids[i-1] {
+				t.Fatalf("processor ids %v: want 1 and 3 at most once each, in order", ids)
 			}
 		}
-		// Renumbering only shrinks ids unless the host repeats one.
-		if len(out) > len(host)+len(ids)*len(strconv.Itoa(len(ids))) {
+		// Blocks are dropped, never added to.
+		if len(out) > len(host) {
 			t.Fatalf("output grew: %d > %d", len(out), len(host))
 		}
 	})
