@@ -79,7 +79,8 @@ func TestHookRuncCPUTools(t *testing.T) {
 
 // TestHookRuncCPUDirMasked: a runtime that masks or write-protects the CPU
 // directory keeps its say: the container starts, masked shows nothing, and
-// read-only still shows the view.
+// read-only still shows the view. runc masks after the hook ran; a tmpfs
+// already over the directory when the hook runs is skipped.
 func TestHookRuncCPUDirMasked(t *testing.T) {
 	root := startViews(t)
 	for _, tc := range []struct {
@@ -87,16 +88,23 @@ func TestHookRuncCPUDirMasked(t *testing.T) {
 	}{
 		{"maskedPaths", ""},
 		{"readonlyPaths", "0"},
+		{"tmpfs", ""},
 	} {
 		t.Run(tc.key, func(t *testing.T) {
 			bundle := busyboxBundle(t, bundleOpts{script: `echo "online=$(cat /sys/devices/system/cpu/online 2>/dev/null)"
 echo "entries=$(ls /sys/devices/system/cpu | grep -c '^cpu[0-9]')"`, limits: true})
 			editConfig(t, bundle, func(c map[string]any) {
+				if tc.key == "tmpfs" {
+					c["mounts"] = append(c["mounts"].([]any), map[string]any{
+						"destination": "/sys/devices/system/cpu", "type": "tmpfs", "source": "tmpfs", "options": []any{"ro"},
+					})
+					return
+				}
 				linux := c["linux"].(map[string]any)
 				paths, _ := linux[tc.key].([]any)
 				linux[tc.key] = append(paths, "/sys/devices/system/cpu")
 			})
-			injectHook(t, bundle, root)
+			logPath := injectHook(t, bundle, root)
 			out, stderr, err := runcRun(t, bundle)
 			if err != nil {
 				t.Fatalf("runc run: %v\n%s", err, stderr)
@@ -105,8 +113,11 @@ echo "entries=$(ls /sys/devices/system/cpu | grep -c '^cpu[0-9]')"`, limits: tru
 				t.Errorf("online = %q, want %q\n%s", got, tc.want, out)
 			}
 			wantEntries := "1"
-			if tc.key == "maskedPaths" {
+			if tc.want == "" {
 				wantEntries = "0"
+			}
+			if log := readHookLog(t, logPath); tc.key == "tmpfs" && !strings.Contains(log, "masked by the runtime") {
+				t.Errorf("hook log does not report the masked directory skipped:\n%s", log)
 			}
 			if got := field(out, "entries"); got != wantEntries {
 				t.Errorf("cpuN entries = %q, want %s", got, wantEntries)

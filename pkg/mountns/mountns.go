@@ -190,11 +190,11 @@ func bindOne(rootFd *os.File, parents map[string]*os.File, m hook.Mount) (string
 		// hook run, must not stack views.
 		return fmt.Sprintf("%s is already a FUSE file (served view?)", m.Target), nil
 	}
-	if m.Dir && (tfs.Type != unix.SYSFS_MAGIC) {
-		// The runtime masked the directory (a read-only tmpfs over it),
-		// or /sys is not the kernel's here: the container was meant not
-		// to see these entries, and a view would show them.
-		return fmt.Sprintf("%s is not on sysfs (f_type %#x): masked by the runtime, or no sysfs mounted", m.Target, uint32(tfs.Type)), nil
+	if m.Dir && tfs.Type == unix.TMPFS_MAGIC {
+		// Runtimes mask a directory with a read-only tmpfs: the
+		// container was meant not to see these entries, and a view
+		// would show them.
+		return fmt.Sprintf("%s is a tmpfs (masked by the runtime)", m.Target), nil
 	}
 
 	if done, err := attachClone(src, target, m); done || err != nil {
