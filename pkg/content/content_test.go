@@ -116,6 +116,11 @@ func TestHostFallbacks(t *testing.T) {
 			}
 		}
 	}
+	if resolvers["host"] != nil {
+		if hide := files(t, "testdata/v2", resolvers["host"]).Hidden(CPUDir, 7); hide != nil {
+			t.Errorf("a host reader gets a filter on the CPU directory: it must see every entry")
+		}
+	}
 	if resolvers["removed"].forgot == 0 {
 		t.Errorf("a container whose cgroup vanished was not forgotten, so it would never be looked up again")
 	}
@@ -189,7 +194,7 @@ func TestContainerV2(t *testing.T) {
 	if got := render(pressurePrefix + "cpu"); !strings.HasPrefix(got, "some avg10=1.00") {
 		t.Errorf("pressure/cpu = %q, want the cgroup's cpu.pressure", got)
 	}
-	wantVmstat := "nr_anon_pages 5120\nnr_file_pages 2048\npgpgin 735013\npswpin 0\npgfault 4242\npgmajfault 7\n"
+	wantVmstat := "nr_anon_pages 5120\nnr_file_pages 2048\npgpgin 735013\npswpin 5\npgfault 4242\npgmajfault 7\n"
 	if got := render(Vmstat); got != wantVmstat {
 		t.Errorf("vmstat = %q, want %q (memory.stat anon, file, pgfault, pgmajfault; the rest the host's)", got, wantVmstat)
 	}
@@ -305,5 +310,97 @@ func TestFallback(t *testing.T) {
 		if err != nil || string(b) != host(t, name) {
 			t.Errorf("Fallback(%s) = %q, %v; want the host's file", name, b, err)
 		}
+	}
+}
+
+// TestCPUDirAndVmstatTrees renders the CPU directory's files and vmstat for
+// the v1 and v2 fixture trees of pkg/cgroup (cpuset 0-2,5, a half-CPU
+// quota), on a host with CPUs 0-7 online: every file names the same CPUs,
+// by host id, and only those cpuN entries are shown.
+func TestCPUDirAndVmstatTrees(t *testing.T) {
+	sys := t.TempDir()
+	cpuDir := filepath.Join(sys, "devices/system/cpu")
+	for name, content := range map[string]string{"online": "0-7\n", "possible": "0-15\n", "present": "0-7\n", "offline": "8-15\n"} {
+		if err := os.MkdirAll(cpuDir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(cpuDir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v1Paths := map[string]string{"": "/machine/ctr1"}
+	for _, c := range []string{"memory", "cpu", "cpuacct", "cpuset"} {
+		v1Paths[c] = "/machine/ctr1"
+	}
+	for _, tc := range []struct {
+		name   string
+		h      *cgroup.Hierarchy
+		paths  map[string]string
+		cfs    bool
+		list   string
+		hidden []string
+		shown  []string
+		vmstat string
+	}{
+		{
+			name: "v1", h: &cgroup.Hierarchy{Root: "../cgroup/testdata/v1"}, paths: v1Paths,
+			list: "0-2,5\n", hidden: []string{"cpu3", "cpu4", "cpu6", "cpu7"}, shown: []string{"cpu0", "cpu2", "cpu5", "cpufreq"},
+			// total_rss 128 MiB, total_cache 100 MiB; v1 has no pswpin.
+			vmstat: "nr_anon_pages 32768\nnr_file_pages 25600\npgpgin 735013\npswpin 5\npgfault 1334530\npgmajfault 728\n",
+		},
+		{
+			name: "v1 CFS", h: &cgroup.Hierarchy{Root: "../cgroup/testdata/v1"}, paths: v1Paths, cfs: true,
+			list: "0\n", hidden: []string{"cpu1", "cpu2", "cpu5"}, shown: []string{"cpu0"},
+		},
+		{
+			name: "v2", h: &cgroup.Hierarchy{Root: "../cgroup/testdata/v2", V2: true}, paths: map[string]string{"": "/machine.slice/ctr1"},
+			list: "0-2,5\n", hidden: []string{"cpu3", "cpu4"}, shown: []string{"cpu1", "cpu5", "vulnerabilities"},
+			vmstat: "nr_anon_pages 25600\nnr_file_pages 38400\npgpgin 735013\npswpin 3\npgfault 38476\npgmajfault 12\n",
+		},
+		{
+			name: "v2 CFS", h: &cgroup.Hierarchy{Root: "../cgroup/testdata/v2", V2: true}, paths: map[string]string{"": "/machine.slice/ctr1"}, cfs: true,
+			list: "0\n", hidden: []string{"cpu1", "cpu5"}, shown: []string{"cpu0"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &caller.Container{NS: 1, InitPid: 4242, Cgroups: tc.paths}
+			f := &Files{
+				ProcDir: "testdata/host/proc", SysDir: sys, Cgroups: tc.h, CFS: tc.cfs,
+				Callers: &fakeResolver{c: c}, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+				Now: func() time.Duration { return time.Hour }, ClockTck: 100,
+			}
+			render := func(name string) string {
+				t.Helper()
+				b, err := f.Render(name, 7)
+				if err != nil {
+					t.Fatalf("%s: %v", name, err)
+				}
+				return string(b)
+			}
+			for _, name := range []string{Online, Possible, Present} {
+				if got := render(name); got != tc.list {
+					t.Errorf("%s = %q, want %q", name, got, tc.list)
+				}
+			}
+			if got := render(Offline); got != "\n" {
+				t.Errorf("offline = %q, want empty", got)
+			}
+			hidden := f.Hidden(CPUDir, 7)
+			for _, name := range tc.hidden {
+				if !hidden(name) {
+					t.Errorf("%s shown, want hidden", name)
+				}
+			}
+			for _, name := range tc.shown {
+				if hidden(name) {
+					t.Errorf("%s hidden, want shown", name)
+				}
+			}
+			if tc.vmstat != "" {
+				if got := render(Vmstat); got != tc.vmstat {
+					t.Errorf("vmstat = %q, want %q", got, tc.vmstat)
+				}
+			}
+		})
 	}
 }
