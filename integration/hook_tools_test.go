@@ -1,10 +1,15 @@
 package integration
 
 import (
+	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // toolsScript runs, in a container with the host's /usr, the tools people
@@ -144,4 +149,49 @@ func atou(t *testing.T, s string) uint64 {
 		t.Fatalf("parse %q: %v", s, err)
 	}
 	return v
+}
+
+// TestReliabilityCPUDirAcrossWorkerKill: a reader holding a pass-through
+// file and directory of the CPU directory open keeps reading them after the
+// worker that handed them out is killed: the new worker knows the node IDs
+// the kernel holds.
+func TestReliabilityCPUDirAcrossWorkerKill(t *testing.T) {
+	d := startDaemon(t, fusedBin, "")
+	topo := filepath.Join(d.mp, "sys/devices/system/cpu/cpu0/topology")
+	want := readTrim(t, "/sys/devices/system/cpu/cpu0/topology/core_id")
+	f, err := os.Open(filepath.Join(topo, "core_id"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	dir, err := os.Open(topo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dir.Close()
+
+	_, worker, _ := fusedState(t, d)
+	if err := syscall.Kill(worker, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitWorker(t, d, worker)
+
+	buf := make([]byte, 64)
+	n, err := f.ReadAt(buf, 0)
+	if err != nil && err != io.EOF {
+		t.Fatalf("read an open core_id after the worker was killed: %v", err)
+	}
+	if got := strings.TrimSpace(string(buf[:n])); got != want {
+		t.Errorf("open core_id after the kill = %q, want %q", got, want)
+	}
+	fd, err := unix.Openat(int(dir.Fd()), "core_id", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatalf("open core_id in a held directory after the worker was killed: %v", err)
+	}
+	again := os.NewFile(uintptr(fd), "core_id")
+	defer again.Close()
+	b, err := io.ReadAll(again)
+	if err != nil || strings.TrimSpace(string(b)) != want {
+		t.Errorf("core_id opened after the kill = %q, %v; want %q", b, err, want)
+	}
 }
