@@ -185,3 +185,16 @@ func FuzzDiskstats(f *testing.F) {
 		}
 	})
 }
+
+func FuzzVmstat(f *testing.F) {
+	addFixtures(f, "vmstat")
+	f.Add([]byte("pgfault 18446744073709551616\nnr_dirty\n \n\x00 1\n"))
+	st := CgroupMemStat{V2: true, Values: map[string]uint64{"pgfault": 7, "anon": 1 << 62, "kernel_stack": 1}}
+	f.Fuzz(func(t *testing.T, host []byte) {
+		out := AppendVmstat(nil, host, st, 4096)
+		// Each host line gives one line: no line is added or dropped.
+		if got, want := bytes.Count(out, []byte("\n")), bytes.Count(host, []byte("\n")); got < want || got > want+1 {
+			t.Fatalf("%d lines out of %d", got, want)
+		}
+	})
+}
