@@ -209,7 +209,7 @@ func TestFusedListing(t *testing.T) {
 	for _, e := range entries {
 		names = append(names, e.Name())
 	}
-	want := []string{"cpuinfo", "diskstats", "loadavg", "meminfo", "stat", "swaps", "uptime"}
+	want := []string{"cpuinfo", "diskstats", "loadavg", "meminfo", "stat", "swaps", "uptime", "vmstat"}
 	if _, err := os.Stat("/proc/pressure/cpu"); err == nil {
 		want = append(want, "pressure")
 	}

@@ -5,7 +5,10 @@
 #   runc, podman   the runtimes the integration tests and the demo drive
 #   busybox-static a whole container rootfs in one binary
 #   lxcfs          the reference implementation, for side-by-side checks
-#   util-linux     unshare and nsenter
+#   util-linux     unshare and nsenter; lscpu, run in test containers
+#   sysstat, procps, python3-minimal
+#                  sar, mpstat, vmstat and python3, run in test containers
+#                  to show each reports the container's CPUs and counters
 #   containerd     containerd 1.6 and ctr, for the runtime wrapper's tests
 #   docker.io      dockerd 20.10, same; it installs beside a docker client
 #                  not from a package (/usr/local/bin/docker), and the tests
@@ -19,6 +22,7 @@ need runc runc
 need busybox busybox-static
 need unshare util-linux
 need nsenter util-linux
+need lscpu util-linux
 if [ "${1:-}" != "--minimal" ]; then
 	need podman podman
 	need lxcfs lxcfs
@@ -30,6 +34,10 @@ if [ "${1:-}" != "--minimal" ]; then
 	needpkg gcc
 	needpkg libseccomp-dev
 	needpkg pkg-config
+	need sar sysstat
+	need mpstat sysstat
+	need vmstat procps
+	[ -x /usr/bin/python3 ] || want+=(python3-minimal)
 fi
 
 if [ ${#want[@]} -gt 0 ]; then

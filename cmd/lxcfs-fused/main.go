@@ -29,9 +29,11 @@ func newApp() *cli.App {
 		Usage:   "serve container-aware /proc and /sys files over FUSE",
 		Version: version.String(),
 		Description: `lxcfs-fused mounts a read-only FUSE file system at --mountpoint holding
-   proc/{cpuinfo,diskstats,loadavg,meminfo,stat,swaps,uptime},
+   proc/{cpuinfo,diskstats,loadavg,meminfo,stat,swaps,uptime,vmstat},
    proc/pressure/{cpu,io,memory} (where the host kernel has PSI) and
-   sys/devices/system/cpu/online, the same layout as LXCFS.
+   sys/devices/system/cpu/ (online, possible, present and offline rendered,
+   cpuN/ only for the reader's CPUs, the rest the host's), the same layout
+   as LXCFS.
 
    A file answers according to who reads it: a process in a container (its
    own pid namespace) sees figures from the cgroups of that namespace's init

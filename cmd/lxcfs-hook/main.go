@@ -82,8 +82,10 @@ func newApp() *cli.App {
 bundle's config.json, decides whether the container is served, checks that
 the views are being served at --lxcfs-root (a live FUSE mount, from
 lxcfs-fused or LXCFS), joins the container's mount namespace and binds every
-file under ROOT/proc and ROOT/sys/devices/system/cpu/online read-only over the
-same path in the container. Targets missing in the container are skipped.
+file under ROOT/proc and the directory ROOT/sys/devices/system/cpu (only its
+online file where the daemon serves no possible file there) read-only over
+the same path in the container. Targets missing in the container, and a CPU
+directory the runtime masked with a tmpfs, are skipped.
 
 Opt-in: a container is served when it has the annotation io.lxcfs.enabled=true
 (or PouchContainer's io.kubernetes.lxcfs.enabled=true), or, with --always,

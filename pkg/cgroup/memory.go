@@ -193,3 +193,24 @@ func memoryV1(c ctrlDir, lim memLimits, readStat func() (view.MemStat, error)) (
 	}
 	return m, nil
 }
+
+// MemStatValues reads the group's memory.stat afresh (never the copy kept
+// for WithStatMaxAge: its event counters are what /proc/vmstat shows, and a
+// reader computing rates wants them current), every key and value. On v1
+// only the hierarchical total_* keys are kept, without the prefix.
+func (g *Group) MemStatValues() (view.CgroupMemStat, error) {
+	c, err := g.need(ctrlMemory)
+	if err != nil {
+		return view.CgroupMemStat{}, fmt.Errorf("memory: %w", err)
+	}
+	st := view.CgroupMemStat{V2: g.v2}
+	err = c.read("memory.stat", func(s string) error {
+		vals, perr := parseMemStatValues(s, g.v2)
+		if perr != nil {
+			return fmt.Errorf("parse %s: %w", filepath.Join(c.dir, "memory.stat"), perr)
+		}
+		st.Values = vals
+		return nil
+	})
+	return st, err
+}

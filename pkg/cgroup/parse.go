@@ -418,3 +418,29 @@ func mergeBlkio(bytes, ios map[devNum]blkioCounts) []view.IOStat {
 	sortIOStats(out)
 	return out
 }
+
+// parseMemStatValues reads every "key value" line of memory.stat; on v1
+// only the hierarchical total_* keys, named without the prefix.
+func parseMemStatValues(s string, v2 bool) (map[string]uint64, error) {
+	vals := make(map[string]uint64, 64)
+	nonBlank := forEachLine(s, func(line string) {
+		key, v, err := fscommon.ParseKeyValue(line)
+		if err != nil {
+			return
+		}
+		if !v2 {
+			var ok bool
+			if key, ok = strings.CutPrefix(key, "total_"); !ok {
+				return
+			}
+		}
+		vals[key] = v
+	})
+	if !nonBlank {
+		return nil, errEmpty
+	}
+	if len(vals) == 0 {
+		return nil, errNoValidLine
+	}
+	return vals, nil
+}

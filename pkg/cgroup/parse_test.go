@@ -273,6 +273,10 @@ func FuzzParseMemStat(f *testing.F) {
 		f.Add(s, true)
 	}
 	f.Fuzz(func(t *testing.T, s string, v2 bool) {
+		// The raw reader behind /proc/vmstat takes the same files.
+		if vals, err := parseMemStatValues(s, v2); (err == nil) == (len(vals) == 0) {
+			t.Errorf("error %v with values %v", err, vals)
+		}
 		st, err := parseMemStat(s, v2)
 		if err != nil {
 			if st != (view.MemStat{}) {

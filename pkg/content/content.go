@@ -34,7 +34,12 @@ const (
 	Stat      = "proc/stat"
 	Swaps     = "proc/swaps"
 	Uptime    = "proc/uptime"
-	Online    = "sys/devices/system/cpu/online"
+	Vmstat    = "proc/vmstat"
+	CPUDir    = "sys/devices/system/cpu"
+	Online    = CPUDir + "/online"
+	Possible  = CPUDir + "/possible"
+	Present   = CPUDir + "/present"
+	Offline   = CPUDir + "/offline"
 
 	pressurePrefix = "proc/pressure/"
 )
@@ -154,7 +159,7 @@ func (f *Files) group(c *caller.Container) *cgroup.Group {
 // List returns the files to serve on this host: the fixed set, plus the
 // pressure files the host kernel has (PSI is optional).
 func (f *Files) List() []string {
-	out := []string{Cpuinfo, Diskstats, Loadavg, Meminfo, Stat, Swaps, Uptime, Online}
+	out := []string{Cpuinfo, Diskstats, Loadavg, Meminfo, Stat, Swaps, Uptime, Vmstat, Online, Possible, Present, Offline}
 	for _, r := range pressureResources {
 		if _, err := os.Stat(filepath.Join(f.ProcDir, "pressure", r)); err == nil {
 			out = append(out, pressurePrefix+r)
@@ -166,8 +171,8 @@ func (f *Files) List() []string {
 // hostFile maps a served name to the host file it virtualizes, as a
 // directory and a name below it. Names are the clean constants above.
 func (f *Files) hostFile(name string) (dir, file string) {
-	if name == Online {
-		return f.SysDir, "devices/system/cpu/online"
+	if file, ok := strings.CutPrefix(name, "sys/"); ok {
+		return f.SysDir, file
 	}
 	return f.ProcDir, strings.TrimPrefix(name, "proc/")
 }
@@ -176,7 +181,7 @@ func (f *Files) hostFile(name string) (dir, file string) {
 func (f *Files) readHost(name string, buf []byte) ([]byte, error) {
 	dir, file := f.hostFile(name)
 	switch name {
-	case Cpuinfo, Diskstats, Swaps:
+	case Cpuinfo, Diskstats, Swaps, Vmstat:
 		return f.hostMulti.ReadIn(dir, file, buf, f.HostMaxAge)
 	}
 	f.hostOnce.Do(func() { f.hostSingle.Single = true })
@@ -210,6 +215,9 @@ func (f *Files) Recycle(b []byte) {
 	b = b[:0]
 	outBufs.Put(&b)
 }
+
+// pageSize converts memory.stat's bytes to /proc/vmstat's pages.
+var pageSize = uint64(os.Getpagesize())
 
 // outBufs holds the buffers answers are rendered into (see Recycle).
 var outBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
@@ -296,13 +304,25 @@ func (f *Files) render(dst []byte, name string, host []byte, c *caller.Container
 			return nil, err
 		}
 		return view.AppendCpuinfo(dst, host, cpus), nil
-	case Online:
+	case Online, Possible, Present:
+		// One list for the three: a container's CPUs are all there and
+		// online, and tools size their tables from possible (glibc's
+		// get_nprocs_conf, getconf _NPROCESSORS_CONF) or present (lscpu).
 		cpus, err := f.visibleCPUs(g)
 		if err != nil {
 			return nil, err
 		}
-		if out := view.Online(cpus, f.CFS); out != nil {
+		if out := view.Online(cpus); out != nil {
 			return append(dst, out...), nil
+		}
+		return append(dst, host...), nil
+	case Offline:
+		cpus, err := f.visibleCPUs(g)
+		if err != nil {
+			return nil, err
+		}
+		if len(cpus) > 0 {
+			return append(dst, '\n'), nil // none of its CPUs is offline
 		}
 		return append(dst, host...), nil
 	case Stat:
@@ -331,6 +351,12 @@ func (f *Files) render(dst []byte, name string, host []byte, c *caller.Container
 			return append(dst, host...), nil
 		}
 		return append(dst, view.Loadavg(l)...), nil
+	case Vmstat:
+		st, err := g.MemStatValues()
+		if err != nil {
+			return nil, err
+		}
+		return view.AppendVmstat(dst, host, st, pageSize), nil
 	case Diskstats:
 		io, err := g.IO()
 		if err != nil {
@@ -346,6 +372,35 @@ func (f *Files) render(dst []byte, name string, host []byte, c *caller.Container
 		return append(dst, p...), nil
 	}
 	return nil, fmt.Errorf("no view for %s", name)
+}
+
+// HostDir implements fusefs.Passthrough: the served CPU directory also shows
+// the host's /sys/devices/system/cpu entries (cpuN/, cpufreq, ...).
+func (f *Files) HostDir(dir string) string {
+	if dir == CPUDir {
+		return filepath.Join(f.SysDir, "devices/system/cpu")
+	}
+	return ""
+}
+
+// Hidden implements fusefs.Passthrough: the cpuN directories of the CPUs a
+// reader's container does not see (view.CPUDirHidden), named by the same
+// decision as online and cpuinfo. A host reader, or one whose container's
+// CPUs cannot be read, sees every host entry, as it sees the host's files.
+func (f *Files) Hidden(dir string, pid int) func(name string) bool {
+	if dir != CPUDir {
+		return nil
+	}
+	c, err := f.Callers.Resolve(pid)
+	if err != nil || c == nil {
+		return nil
+	}
+	cpus, err := f.visibleCPUs(f.group(c))
+	if err != nil {
+		f.Log.Debug("container CPUs not read; listing the host's CPU directories", "pid", pid, "init", c.InitPid, "err", err)
+		return nil
+	}
+	return func(name string) bool { return view.CPUDirHidden(name, cpus) }
 }
 
 // visibleCPUs is the host CPUs the container sees: its cpuset, trimmed to

@@ -86,7 +86,7 @@ func kB(t *testing.T, meminfo, key string) uint64 {
 func TestList(t *testing.T) {
 	f := files(t, "testdata/v2", &fakeResolver{})
 	got := strings.Join(f.List(), " ")
-	want := "proc/cpuinfo proc/diskstats proc/loadavg proc/meminfo proc/stat proc/swaps proc/uptime sys/devices/system/cpu/online proc/pressure/cpu"
+	want := "proc/cpuinfo proc/diskstats proc/loadavg proc/meminfo proc/stat proc/swaps proc/uptime proc/vmstat sys/devices/system/cpu/online sys/devices/system/cpu/possible sys/devices/system/cpu/present sys/devices/system/cpu/offline proc/pressure/cpu"
 	if got != want {
 		t.Errorf("List() = %s\nwant     %s", got, want)
 	}
@@ -103,7 +103,7 @@ func TestHostFallbacks(t *testing.T) {
 	}
 	for rname, r := range resolvers {
 		f := files(t, "testdata/v2", r)
-		for _, name := range []string{Meminfo, Swaps, Cpuinfo, Online, Stat, Uptime, Diskstats, Loadavg} {
+		for _, name := range []string{Meminfo, Swaps, Cpuinfo, Online, Possible, Present, Offline, Stat, Uptime, Diskstats, Loadavg, Vmstat} {
 			if rname == "garbage" && name == Swaps {
 				continue // garbage memory.max: covered by Meminfo; swaps reads the same figures
 			}
@@ -114,6 +114,11 @@ func TestHostFallbacks(t *testing.T) {
 			if string(got) != host(t, name) {
 				t.Errorf("%s reader of %s: got a rewritten file, want the host's:\n%s", rname, name, got)
 			}
+		}
+	}
+	if resolvers["host"] != nil {
+		if hide := files(t, "testdata/v2", resolvers["host"]).Hidden(CPUDir, 7); hide != nil {
+			t.Errorf("a host reader gets a filter on the CPU directory: it must see every entry")
 		}
 	}
 	if resolvers["removed"].forgot == 0 {
@@ -149,8 +154,25 @@ func TestContainerV2(t *testing.T) {
 	if got := strings.Count(render(Cpuinfo), "processor"); got != 1 {
 		t.Errorf("cpuinfo lists %d processors, want 1 (cpuset 1)", got)
 	}
-	if got := render(Online); got != "1\n" {
-		t.Errorf("online = %q, want \"1\\n\"", got)
+	for _, name := range []string{Online, Possible, Present} {
+		if got := render(name); got != "1\n" {
+			t.Errorf("%s = %q, want \"1\\n\" (cpuset 1, by its host id)", name, got)
+		}
+	}
+	if got := render(Offline); got != "\n" {
+		t.Errorf("offline = %q, want an empty list", got)
+	}
+	hidden := f.Hidden(CPUDir, 7)
+	if hidden == nil {
+		t.Fatal("no filter for the CPU directory")
+	}
+	for name, want := range map[string]bool{"cpu0": true, "cpu1": false, "cpu2": true, "cpufreq": false, "online": false} {
+		if got := hidden(name); got != want {
+			t.Errorf("%s hidden = %v, want %v", name, got, want)
+		}
+	}
+	if f.HostDir(CPUDir) != "testdata/host/sys/devices/system/cpu" || f.HostDir("proc") != "" {
+		t.Errorf("HostDir: %q, %q", f.HostDir(CPUDir), f.HostDir("proc"))
 	}
 	stat := render(Stat)
 	var cpuLines []string
@@ -159,8 +181,8 @@ func TestContainerV2(t *testing.T) {
 			cpuLines = append(cpuLines, line)
 		}
 	}
-	if len(cpuLines) != 2 || !strings.HasPrefix(cpuLines[1], "cpu0 200 0 100 ") {
-		t.Errorf("stat cpu lines = %q, want cpu and cpu0 with user 200 system 100 ticks (cpu.stat 2s/1s)", cpuLines)
+	if len(cpuLines) != 2 || !strings.HasPrefix(cpuLines[1], "cpu1 200 0 100 ") {
+		t.Errorf("stat cpu lines = %q, want cpu and cpu1 (cpuset 1, by its host id) with user 200 system 100 ticks (cpu.stat 2s/1s)", cpuLines)
 	}
 	if got := render(Uptime); got != "10.50 7.50\n" {
 		t.Errorf("uptime = %q, want \"10.50 7.50\\n\" (10.5s since the init started, minus 3s of CPU)", got)
@@ -171,6 +193,10 @@ func TestContainerV2(t *testing.T) {
 	}
 	if got := render(pressurePrefix + "cpu"); !strings.HasPrefix(got, "some avg10=1.00") {
 		t.Errorf("pressure/cpu = %q, want the cgroup's cpu.pressure", got)
+	}
+	wantVmstat := "nr_anon_pages 5120\nnr_file_pages 2048\npgpgin 735013\npswpin 5\npgfault 4242\npgmajfault 7\n"
+	if got := render(Vmstat); got != wantVmstat {
+		t.Errorf("vmstat = %q, want %q (memory.stat anon, file, pgfault, pgmajfault; the rest the host's)", got, wantVmstat)
 	}
 	if got := render(Loadavg); got != host(t, Loadavg) {
 		t.Errorf("loadavg without a sampler = %q, want the host's", got)
@@ -284,5 +310,97 @@ func TestFallback(t *testing.T) {
 		if err != nil || string(b) != host(t, name) {
 			t.Errorf("Fallback(%s) = %q, %v; want the host's file", name, b, err)
 		}
+	}
+}
+
+// TestCPUDirAndVmstatTrees renders the CPU directory's files and vmstat for
+// the v1 and v2 fixture trees of pkg/cgroup (cpuset 0-2,5, a half-CPU
+// quota), on a host with CPUs 0-7 online: every file names the same CPUs,
+// by host id, and only those cpuN entries are shown.
+func TestCPUDirAndVmstatTrees(t *testing.T) {
+	sys := t.TempDir()
+	cpuDir := filepath.Join(sys, "devices/system/cpu")
+	for name, content := range map[string]string{"online": "0-7\n", "possible": "0-15\n", "present": "0-7\n", "offline": "8-15\n"} {
+		if err := os.MkdirAll(cpuDir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(cpuDir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v1Paths := map[string]string{"": "/machine/ctr1"}
+	for _, c := range []string{"memory", "cpu", "cpuacct", "cpuset"} {
+		v1Paths[c] = "/machine/ctr1"
+	}
+	for _, tc := range []struct {
+		name   string
+		h      *cgroup.Hierarchy
+		paths  map[string]string
+		cfs    bool
+		list   string
+		hidden []string
+		shown  []string
+		vmstat string
+	}{
+		{
+			name: "v1", h: &cgroup.Hierarchy{Root: "../cgroup/testdata/v1"}, paths: v1Paths,
+			list: "0-2,5\n", hidden: []string{"cpu3", "cpu4", "cpu6", "cpu7"}, shown: []string{"cpu0", "cpu2", "cpu5", "cpufreq"},
+			// total_rss 128 MiB, total_cache 100 MiB; v1 has no pswpin.
+			vmstat: "nr_anon_pages 32768\nnr_file_pages 25600\npgpgin 735013\npswpin 5\npgfault 1334530\npgmajfault 728\n",
+		},
+		{
+			name: "v1 CFS", h: &cgroup.Hierarchy{Root: "../cgroup/testdata/v1"}, paths: v1Paths, cfs: true,
+			list: "0\n", hidden: []string{"cpu1", "cpu2", "cpu5"}, shown: []string{"cpu0"},
+		},
+		{
+			name: "v2", h: &cgroup.Hierarchy{Root: "../cgroup/testdata/v2", V2: true}, paths: map[string]string{"": "/machine.slice/ctr1"},
+			list: "0-2,5\n", hidden: []string{"cpu3", "cpu4"}, shown: []string{"cpu1", "cpu5", "vulnerabilities"},
+			vmstat: "nr_anon_pages 25600\nnr_file_pages 38400\npgpgin 735013\npswpin 3\npgfault 38476\npgmajfault 12\n",
+		},
+		{
+			name: "v2 CFS", h: &cgroup.Hierarchy{Root: "../cgroup/testdata/v2", V2: true}, paths: map[string]string{"": "/machine.slice/ctr1"}, cfs: true,
+			list: "0\n", hidden: []string{"cpu1", "cpu5"}, shown: []string{"cpu0"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &caller.Container{NS: 1, InitPid: 4242, Cgroups: tc.paths}
+			f := &Files{
+				ProcDir: "testdata/host/proc", SysDir: sys, Cgroups: tc.h, CFS: tc.cfs,
+				Callers: &fakeResolver{c: c}, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+				Now: func() time.Duration { return time.Hour }, ClockTck: 100,
+			}
+			render := func(name string) string {
+				t.Helper()
+				b, err := f.Render(name, 7)
+				if err != nil {
+					t.Fatalf("%s: %v", name, err)
+				}
+				return string(b)
+			}
+			for _, name := range []string{Online, Possible, Present} {
+				if got := render(name); got != tc.list {
+					t.Errorf("%s = %q, want %q", name, got, tc.list)
+				}
+			}
+			if got := render(Offline); got != "\n" {
+				t.Errorf("offline = %q, want empty", got)
+			}
+			hidden := f.Hidden(CPUDir, 7)
+			for _, name := range tc.hidden {
+				if !hidden(name) {
+					t.Errorf("%s shown, want hidden", name)
+				}
+			}
+			for _, name := range tc.shown {
+				if hidden(name) {
+					t.Errorf("%s hidden, want shown", name)
+				}
+			}
+			if tc.vmstat != "" {
+				if got := render(Vmstat); got != tc.vmstat {
+					t.Errorf("vmstat = %q, want %q", got, tc.vmstat)
+				}
+			}
+		})
 	}
 }

@@ -57,6 +57,13 @@ type node struct {
 	children map[string]uint64
 	dirents  []byte      // the directory's listing, encoded once
 	st       *stats.File // the file's counters; nil counts nothing
+
+	// Pass-through (see Passthrough): hostRoot is the host directory a
+	// served directory shows, hostRel the entry's path below it ("." for
+	// the served directory itself). pt marks entries of the host's, which
+	// have no place in nodes.
+	hostRoot, hostRel string
+	pt, link          bool
 }
 
 // FS is the file tree. Build it with New, serve it with Serve.
@@ -72,6 +79,8 @@ type FS struct {
 	r       Renderer
 	fb      Fallbacker // r, when it has a fallback
 	rc      Recycler   // r, when it takes answers back
+	pt      Passthrough
+	ptState ptState
 	log     *slog.Logger
 	started time.Time
 }
@@ -85,6 +94,8 @@ func New(files []string, r Renderer, log *slog.Logger) (*FS, error) {
 	f := &FS{r: r, log: log, started: time.Now()}
 	f.fb, _ = r.(Fallbacker)
 	f.rc, _ = r.(Recycler)
+	f.pt, _ = r.(Passthrough)
+	f.ptState.nodes = map[uint64]*node{}
 	f.nodes = []*node{nil, {inode: 1, dir: true, children: map[string]uint64{}}}
 	for _, name := range sorted {
 		if name == "" || path.IsAbs(name) || path.Clean(name) != name || strings.HasPrefix(name, "..") {
@@ -114,6 +125,7 @@ func New(files []string, r Renderer, log *slog.Logger) (*FS, error) {
 			n.dirents = f.listing(n)
 		}
 	}
+	f.setupPassthrough()
 	return f, nil
 }
 

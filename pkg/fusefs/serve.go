@@ -31,9 +31,10 @@ type handle struct {
 	n   *node
 	pid int
 
-	mu    sync.Mutex
-	data  []byte
-	fresh bool // data was rendered at open and no read has used it yet
+	mu      sync.Mutex
+	data    []byte
+	fresh   bool // data was rendered at open and no read has used it yet
+	listing bool // data is a directory listing, not the Renderer's
 }
 
 // server is one connection's state: the open handles.
@@ -117,12 +118,16 @@ func (s *server) handle(req fuse.Request) (abandoned bool) {
 	hdr := req.Hdr()
 	switch r := req.(type) {
 	case *fuse.LookupRequest:
-		d := s.fs.node(hdr.Node)
+		d := s.fs.lookupNode(hdr.Node)
 		if d == nil || !d.dir {
 			r.RespondError(errno(syscall.ENOENT))
 			return
 		}
 		ino, ok := d.children[r.Name]
+		if !ok && d.hostRoot != "" {
+			s.lookupPT(d, r)
+			return
+		}
 		if !ok {
 			r.RespondError(errno(syscall.ENOENT))
 			return
@@ -131,9 +136,13 @@ func (s *server) handle(req fuse.Request) (abandoned bool) {
 		r.Respond(&fuse.LookupResponse{Node: fuse.NodeID(ino), EntryValid: entryValid, Attr: s.fs.attr(n)})
 
 	case *fuse.GetattrRequest:
-		n := s.fs.node(hdr.Node)
+		n := s.fs.lookupNode(hdr.Node)
 		if n == nil {
 			r.RespondError(errno(syscall.ENOENT))
+			return
+		}
+		if n.pt && (n.dir || n.link) {
+			s.ptGetattr(n, r)
 			return
 		}
 		if n.dir {
@@ -144,6 +153,9 @@ func (s *server) handle(req fuse.Request) (abandoned bool) {
 
 	case *fuse.OpenRequest:
 		return s.open(r)
+
+	case *fuse.ReadlinkRequest:
+		s.readlink(r)
 
 	case *fuse.ReadRequest:
 		if r.Dir {
@@ -159,7 +171,9 @@ func (s *server) handle(req fuse.Request) (abandoned bool) {
 			data := h.data
 			h.data = nil
 			h.mu.Unlock()
-			s.recycle(data)
+			if !h.listing {
+				s.recycle(data)
+			}
 		}
 		r.Respond()
 
@@ -268,11 +282,38 @@ func (s *server) withContent(req fuse.Request, name string, pid int, answer func
 	return false
 }
 
+// content is withContent for a served file, and the host's file for a
+// pass-through one.
+func (s *server) content(req fuse.Request, n *node, pid int, answer func([]byte, error)) (abandoned bool) {
+	if n.pt {
+		answer(hostRead(n))
+		return false
+	}
+	return s.withContent(req, n.name, pid, answer)
+}
+
 func (s *server) open(r *fuse.OpenRequest) (abandoned bool) {
-	n := s.fs.node(r.Hdr().Node)
+	n := s.fs.lookupNode(r.Hdr().Node)
 	switch {
 	case n == nil:
 		r.RespondError(errno(syscall.ENOENT))
+		return
+	case n.dir && n.hostRoot != "":
+		if !r.Dir {
+			r.RespondError(errno(syscall.EISDIR))
+			return
+		}
+		// Listed at open for the opener, as its files are rendered for
+		// it, and not cached: the next container's listing differs.
+		list, err := s.listPT(n, int(r.Pid))
+		if err != nil {
+			s.fs.log.Warn("listing a pass-through directory failed", "dir", n.name, "err", err)
+			r.RespondError(errnoOf(err))
+			return
+		}
+		id := fuse.HandleID(s.nextFH.Add(1))
+		s.handles.Store(id, &handle{n: n, pid: int(r.Pid), data: list, listing: true})
+		r.Respond(&fuse.OpenResponse{Handle: id})
 		return
 	case n.dir:
 		if !r.Dir {
@@ -287,7 +328,11 @@ func (s *server) open(r *fuse.OpenRequest) (abandoned bool) {
 	}
 	start := time.Now()
 	h := &handle{n: n, pid: int(r.Pid)}
-	return s.withContent(r, n.name, h.pid, func(data []byte, err error) {
+	return s.content(r, n, h.pid, func(data []byte, err error) {
+		if err != nil && n.pt {
+			r.RespondError(errnoOf(err))
+			return
+		}
 		if err != nil {
 			s.fs.log.Warn("render failed", "file", n.name, "pid", h.pid, "err", err)
 			n.st.RenderError()
@@ -336,7 +381,7 @@ func (s *server) getattr(n *node, r *fuse.GetattrRequest) (abandoned bool) {
 			return false
 		}
 	}
-	return s.withContent(r, n.name, int(r.Pid), func(data []byte, err error) {
+	return s.content(r, n, int(r.Pid), func(data []byte, err error) {
 		if err == nil {
 			a.Size = uint64(len(data))
 		}
@@ -362,7 +407,7 @@ func (s *server) read(r *fuse.ReadRequest) (abandoned bool) {
 	start := time.Now()
 	v, ok := s.handles.Load(r.Handle)
 	if !ok {
-		n := s.fs.node(r.Hdr().Node)
+		n := s.fs.lookupNode(r.Hdr().Node)
 		if n == nil || n.dir {
 			r.RespondError(errno(syscall.EBADF))
 			return false
@@ -381,7 +426,11 @@ func (s *server) read(r *fuse.ReadRequest) (abandoned bool) {
 	// Not held while rendering: a render that never returns must not lock
 	// the handle for the timer answering in its place.
 	h.mu.Unlock()
-	return s.withContent(r, h.n.name, h.pid, func(data []byte, err error) {
+	return s.content(r, h.n, h.pid, func(data []byte, err error) {
+		if err != nil && h.n.pt {
+			r.RespondError(errnoOf(err))
+			return
+		}
 		if err != nil {
 			s.fs.log.Warn("render failed", "file", h.n.name, "pid", h.pid, "err", err)
 			h.n.st.RenderError()
@@ -408,14 +457,25 @@ func slice(data []byte, off int64, size int) []byte {
 }
 
 func (s *server) readDir(r *fuse.ReadRequest) {
-	d := s.fs.node(r.Hdr().Node)
+	if v, ok := s.handles.Load(r.Handle); ok && v.(*handle).listing {
+		// Set at open and never changed, so read without the lock.
+		r.RespondData(slice(v.(*handle).data, r.Offset, r.Size))
+		return
+	}
+	d := s.fs.lookupNode(r.Hdr().Node)
 	if d == nil || !d.dir {
 		r.RespondError(errno(syscall.ENOTDIR))
 		return
 	}
-	var out []byte
-	if r.Offset < int64(len(d.dirents)) {
-		out = d.dirents[r.Offset:min(r.Offset+int64(r.Size), int64(len(d.dirents)))]
+	dirents := d.dirents
+	if d.hostRoot != "" {
+		// A handle from before a takeover: list afresh for the reader.
+		list, err := s.listPT(d, int(r.Pid))
+		if err != nil {
+			r.RespondError(errnoOf(err))
+			return
+		}
+		dirents = list
 	}
-	r.RespondData(out)
+	r.RespondData(slice(dirents, r.Offset, r.Size))
 }

@@ -108,7 +108,7 @@ func FuzzLoadConfig(f *testing.F) {
 // its source is the same path under the views root: nothing outside the
 // views is ever bound, and nothing but what they replace is covered.
 func FuzzPlan(f *testing.F) {
-	for _, e := range []string{"proc/meminfo", CPUOnline, "proc/../etc/passwd", "/proc/stat", "proc//cpuinfo", "etc/shadow", "proc/pressure/cpu", "..", "proc"} {
+	for _, e := range []string{"proc/meminfo", CPUOnline, CPUDir, "sys/devices/system", "proc/../etc/passwd", "/proc/stat", "proc//cpuinfo", "etc/shadow", "proc/pressure/cpu", "..", "proc"} {
 		f.Add(e, "proc/uptime")
 	}
 	f.Fuzz(func(t *testing.T, a, b string) {
@@ -117,8 +117,16 @@ func FuzzPlan(f *testing.F) {
 			if m.Target != path.Clean(m.Target) || !strings.HasPrefix(m.Target, "/") {
 				t.Fatalf("target %q is not a clean absolute path", m.Target)
 			}
-			if !strings.HasPrefix(m.Target, "/proc/") && !strings.HasPrefix(m.Target, "/sys/devices/system/cpu/") {
+			if !strings.HasPrefix(m.Target, "/proc/") && !strings.HasPrefix(m.Target, "/sys/devices/system/cpu/") && m.Target != "/"+CPUDir {
 				t.Fatalf("target %q is outside what the views replace", m.Target)
+			}
+			if m.Dir != (m.Target == "/"+CPUDir) {
+				t.Fatalf("target %q planned with Dir %v: only the CPU directory is one", m.Target, m.Dir)
+			}
+			for _, o := range Plan(root, a, b) {
+				if m.Dir && o.Target == "/"+CPUOnline {
+					t.Fatalf("online planned beside the CPU directory holding it")
+				}
 			}
 			if m.Source != filepath.Join(root, m.Target) {
 				t.Fatalf("source %q is not the target %q under the views root", m.Source, m.Target)

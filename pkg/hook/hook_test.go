@@ -195,15 +195,24 @@ func TestPlan(t *testing.T) {
 		"", "proc",
 	)
 	want := []Mount{
-		{"/var/lib/lxcfs/proc/cpuinfo", "/proc/cpuinfo"},
-		{"/var/lib/lxcfs/proc/meminfo", "/proc/meminfo"},
-		{"/var/lib/lxcfs/proc/pressure/cpu", "/proc/pressure/cpu"},
-		{"/var/lib/lxcfs/proc/stat", "/proc/stat"},
-		{"/var/lib/lxcfs/proc/uptime", "/proc/uptime"},
-		{"/var/lib/lxcfs/sys/devices/system/cpu/online", "/sys/devices/system/cpu/online"},
+		{"/var/lib/lxcfs/proc/cpuinfo", "/proc/cpuinfo", false},
+		{"/var/lib/lxcfs/proc/meminfo", "/proc/meminfo", false},
+		{"/var/lib/lxcfs/proc/pressure/cpu", "/proc/pressure/cpu", false},
+		{"/var/lib/lxcfs/proc/stat", "/proc/stat", false},
+		{"/var/lib/lxcfs/proc/uptime", "/proc/uptime", false},
+		{"/var/lib/lxcfs/sys/devices/system/cpu/online", "/sys/devices/system/cpu/online", false},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Plan =\n%v\nwant\n%v", got, want)
+	}
+	// The CPU directory is bound whole, the online file inside it not again.
+	got = Plan("/r", CPUOnline, "proc/meminfo", CPUDir, "sys/devices/system/cpu/cpu0")
+	want = []Mount{
+		{"/r/proc/meminfo", "/proc/meminfo", false},
+		{"/r/sys/devices/system/cpu", "/sys/devices/system/cpu", true},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Plan with the CPU directory =\n%v\nwant\n%v", got, want)
 	}
 	if got := Plan("/r"); len(got) != 0 {
 		t.Errorf("Plan of nothing = %v", got)
@@ -232,9 +241,22 @@ func TestList(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"proc/cpuinfo", "proc/meminfo", "proc/pressure/cpu", "proc/pressure/io", CPUOnline}
+	want := []string{"proc/cpuinfo", "proc/meminfo", "proc/pressure/cpu", "proc/pressure/io", CPUDir}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("List = %v, want %v", got, want)
+	}
+	// A daemon serving online alone (LXCFS, an older lxcfs-fused): the
+	// directory would hide the container's cpuN entries, so online only.
+	if err := os.Remove(filepath.Join(root, "sys/devices/system/cpu/possible")); err != nil {
+		t.Fatal(err)
+	}
+	got, err = List(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want[len(want)-1] = CPUOnline
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("List without possible = %v, want %v", got, want)
 	}
 	// Nothing served at all is an empty list, not an error.
 	if got, err := List(t.TempDir()); err != nil || len(got) != 0 {

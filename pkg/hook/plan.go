@@ -10,8 +10,19 @@ import (
 	"strings"
 )
 
-// CPUOnline is the one sysfs file served, relative to the views root.
+// CPUOnline is the sysfs file bound alone where the daemon serves no CPU
+// directory to bind (LXCFS, older lxcfs-fused), relative to the views root.
 const CPUOnline = "sys/devices/system/cpu/online"
+
+// CPUDir is the sysfs directory bound whole where the daemon passes it
+// through, relative to the views root: its online, possible, present and
+// offline files and its cpuN directories follow the container's CPUs.
+const CPUDir = "sys/devices/system/cpu"
+
+// cpuDirMarker is a file only a daemon passing CPUDir through serves: a
+// daemon serving online alone has nothing else in the directory, and
+// binding that would hide the container's cpuN directories.
+const cpuDirMarker = CPUDir + "/possible"
 
 // DefaultRoot is where lxcfs-fused (and LXCFS) serve by default.
 const DefaultRoot = "/var/lib/lxcfs"
@@ -23,6 +34,8 @@ type Mount struct {
 	// Target is the path inside the container, absolute from its root
 	// (e.g. /proc/meminfo); it is resolved inside the rootfs at mount time.
 	Target string
+	// Dir is set for a directory view (CPUDir); the others are files.
+	Dir bool
 }
 
 // maxDepth bounds the walk of ROOT/proc: the views are at most two levels
@@ -30,7 +43,8 @@ type Mount struct {
 const maxDepth = 3
 
 // List returns the served files under root, as slash-separated paths relative
-// to it: every regular file under ROOT/proc and ROOT/sys/devices/system/cpu/online.
+// to it: every regular file under ROOT/proc, and ROOT/sys/devices/system/cpu
+// where the daemon passes that directory through (else its online file).
 // It only lists; Plan decides what each maps to.
 func List(root string) ([]string, error) {
 	var entries []string
@@ -57,6 +71,12 @@ func List(root string) ([]string, error) {
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("list served files under %s: %w", procDir, err)
 	}
+	marker := filepath.Join(root, filepath.FromSlash(cpuDirMarker))
+	if mode, err := statCached(marker); err == nil && mode.IsRegular() {
+		return append(entries, CPUDir), nil
+	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("stat %s: %w", marker, err)
+	}
 	online := filepath.Join(root, filepath.FromSlash(CPUOnline))
 	if mode, err := statCached(online); err == nil && mode.IsRegular() {
 		entries = append(entries, CPUOnline)
@@ -68,19 +88,25 @@ func List(root string) ([]string, error) {
 
 // Plan maps served entries (paths relative to the views root, as List
 // returns them) to mounts over the same paths in the container. Entries
-// outside proc/ and other than the CPU online file are dropped, as are paths
+// outside proc/ and other than the CPU directory or online file are
+// dropped (online too when the directory is bound: it is inside), as are paths
 // that are not clean or climb out with "..": only what the views are meant
 // to replace is ever covered. The result is sorted by target and has no
 // duplicates.
 func Plan(root string, entries ...string) []Mount {
 	seen := make(map[string]bool)
+	for _, e := range entries {
+		if strings.TrimPrefix(e, "/") == CPUDir {
+			seen[CPUOnline] = true
+		}
+	}
 	var mounts []Mount
 	for _, e := range entries {
 		e = strings.TrimPrefix(e, "/")
 		if e == "" || path.Clean(e) != e || strings.HasPrefix(e, "../") || e == ".." {
 			continue
 		}
-		if !strings.HasPrefix(e, "proc/") && e != CPUOnline {
+		if !strings.HasPrefix(e, "proc/") && e != CPUOnline && e != CPUDir {
 			continue
 		}
 		if seen[e] {
@@ -90,6 +116,7 @@ func Plan(root string, entries ...string) []Mount {
 		mounts = append(mounts, Mount{
 			Source: filepath.Join(root, filepath.FromSlash(e)),
 			Target: "/" + e,
+			Dir:    e == CPUDir,
 		})
 	}
 	sort.Slice(mounts, func(i, j int) bool { return mounts[i].Target < mounts[j].Target })

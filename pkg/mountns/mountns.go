@@ -150,8 +150,12 @@ func bindOne(rootFd *os.File, parents map[string]*os.File, m hook.Mount) (string
 	if err != nil {
 		return "", fmt.Errorf("stat source %s: %w", m.Source, err)
 	}
-	if sst.Mode&unix.S_IFMT != unix.S_IFREG {
-		return "", fmt.Errorf("source %s is not a regular file", m.Source)
+	wantType := uint32(unix.S_IFREG)
+	if m.Dir {
+		wantType = unix.S_IFDIR
+	}
+	if sst.Mode&unix.S_IFMT != wantType {
+		return "", fmt.Errorf("source %s is not a %s", m.Source, typeName(wantType))
 	}
 
 	dir, base := path.Split(path.Clean("/" + m.Target))
@@ -178,13 +182,19 @@ func bindOne(rootFd *os.File, parents map[string]*os.File, m hook.Mount) (string
 	defer target.Close()
 
 	if tst.Mode&unix.S_IFMT != sst.Mode&unix.S_IFMT {
-		return "", fmt.Errorf("%w: target %s is not a regular file like its source %s (mode %#o)", ErrRefused, m.Target, m.Source, tst.Mode&unix.S_IFMT)
+		return "", fmt.Errorf("%w: target %s is not a %s like its source %s (mode %#o)", ErrRefused, m.Target, typeName(wantType), m.Source, tst.Mode&unix.S_IFMT)
 	}
 	var tfs unix.Statfs_t
 	if err := unix.Fstatfs(int(target.Fd()), &tfs); err == nil && uint32(tfs.Type) == hook.FUSESuperMagic {
 		// prestart and createRuntime both listing the hook, or a second
 		// hook run, must not stack views.
 		return fmt.Sprintf("%s is already a FUSE file (served view?)", m.Target), nil
+	}
+	if m.Dir && tfs.Type == unix.TMPFS_MAGIC {
+		// Runtimes mask a directory with a read-only tmpfs: the
+		// container was meant not to see these entries, and a view
+		// would show them.
+		return fmt.Sprintf("%s is a tmpfs (masked by the runtime)", m.Target), nil
 	}
 
 	if done, err := attachClone(src, target, m); done || err != nil {
@@ -220,6 +230,13 @@ func bindOne(rootFd *os.File, parents map[string]*os.File, m hook.Mount) (string
 		return "", fmt.Errorf("make %s read-only: %w", m.Target, err)
 	}
 	return "", nil
+}
+
+func typeName(t uint32) string {
+	if t == unix.S_IFDIR {
+		return "directory"
+	}
+	return "regular file"
 }
 
 // viewAttrs are a view mount's attributes: data, never a device, program or

@@ -3,11 +3,11 @@ package view
 import (
 	"bytes"
 	"slices"
-	"strconv"
 )
 
 // AppendCpuinfo appends to dst /proc/cpuinfo showing only the blocks of the
-// host CPU ids in cpus, renumbered "processor : 0..N-1" in the host's order.
+// host CPU ids in cpus, with their host ids: the ids sched_getaffinity,
+// /proc/stat and /sys/devices/system/cpu give the same CPUs (see Online).
 //
 // A block starts at a "processor : N" line and runs to the next blank line
 // (included) or the next such line. Lines outside any block pass through: the
@@ -22,13 +22,12 @@ func AppendCpuinfo(dst, host []byte, cpus []int) []byte {
 	cpus = sortedUniqueView(cpus)
 	out := slices.Grow(dst, len(host))
 	inBlock, keep := false, false
-	next := 0
 	var stack [64]int
 	kept, maxKept := stack[:0], -1
 	for rest := host; len(rest) > 0; {
 		var line []byte
 		line, rest = nextLine(rest)
-		if id, valStart, valEnd, ok := processorLine(line); ok {
+		if id, _, _, ok := processorLine(line); ok {
 			inBlock = true
 			_, keep = slices.BinarySearch(cpus, id)
 			// A corrupt file repeating an id must not show extra CPUs;
@@ -39,10 +38,7 @@ func AppendCpuinfo(dst, host []byte, cpus []int) []byte {
 			if keep {
 				kept = append(kept, id)
 				maxKept = max(maxKept, id)
-				out = append(out, line[:valStart]...)
-				out = strconv.AppendInt(out, int64(next), 10)
-				out = append(out, line[valEnd:]...)
-				next++
+				out = append(out, line...)
 			}
 			continue
 		}

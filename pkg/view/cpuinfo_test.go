@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -47,8 +48,8 @@ func TestCpuinfoX86(t *testing.T) {
 	for _, tc := range tests {
 		out := AppendCpuinfo(nil, host, tc.cpus)
 		var wantIDs []string
-		for i := range tc.wantHost {
-			wantIDs = append(wantIDs, string(rune('0'+i)))
+		for _, id := range tc.wantHost {
+			wantIDs = append(wantIDs, string(rune('0'+id)))
 		}
 		if got := processorIDs(out); !slices.Equal(got, wantIDs) {
 			t.Errorf("cpus %v: processor ids %v, want %v", tc.cpus, got, wantIDs)
@@ -82,8 +83,8 @@ func TestCpuinfoRealHost(t *testing.T) {
 	host := fixture(t, "cpuinfo")
 	n := len(processorIDs(host))
 	out := AppendCpuinfo(nil, host, []int{n - 1})
-	if got := processorIDs(out); !slices.Equal(got, []string{"0"}) {
-		t.Fatalf("processor ids %v, want [0]", got)
+	if got := processorIDs(out); !slices.Equal(got, []string{strconv.Itoa(n - 1)}) {
+		t.Fatalf("processor ids %v, want [%d]", got, n-1)
 	}
 	hb, ob := blocks(host), blocks(out)
 	if len(ob) != 1 || ob[0] != hb[n-1] {
@@ -94,8 +95,8 @@ func TestCpuinfoRealHost(t *testing.T) {
 func TestCpuinfoARM(t *testing.T) {
 	host := fixture(t, "cpuinfo-arm")
 	out := string(AppendCpuinfo(nil, host, []int{1, 3}))
-	if got := processorIDs([]byte(out)); !slices.Equal(got, []string{"0", "1"}) {
-		t.Fatalf("processor ids %v, want [0 1]", got)
+	if got := processorIDs([]byte(out)); !slices.Equal(got, []string{"1", "3"}) {
+		t.Fatalf("processor ids %v, want the host's [1 3]", got)
 	}
 	if strings.Count(out, "model name") != 2 {
 		t.Errorf("want 2 blocks, got:\n%s", out)
@@ -109,7 +110,7 @@ func TestCpuinfoARM(t *testing.T) {
 func TestCpuinfoOldARM64(t *testing.T) {
 	host := fixture(t, "cpuinfo-arm64-old")
 	out := string(AppendCpuinfo(nil, host, []int{0, 2}))
-	want := "Processor\t: AArch64 Processor rev 4 (aarch64)\nprocessor\t: 0\nprocessor\t: 1\n" +
+	want := "Processor\t: AArch64 Processor rev 4 (aarch64)\nprocessor\t: 0\nprocessor\t: 2\n" +
 		"Features\t: fp asimd evtstrm aes pmull sha1 sha2 crc32\n"
 	if !strings.HasPrefix(out, want) {
 		t.Fatalf("got\n%s\nwant prefix\n%s", out, want)
@@ -119,14 +120,14 @@ func TestCpuinfoOldARM64(t *testing.T) {
 	}
 	// Keeping the last CPU keeps the blank line closing the list.
 	out = string(AppendCpuinfo(nil, host, []int{3}))
-	if !strings.Contains(out, "processor\t: 0\n\nFeatures") {
+	if !strings.Contains(out, "processor\t: 3\n\nFeatures") {
 		t.Errorf("got\n%s", out)
 	}
 }
 
 func TestCpuinfoGarbage(t *testing.T) {
 	// A repeated id is shown once.
-	if got := string(AppendCpuinfo(nil, []byte("processor\t: 1\na\n\nprocessor\t: 1\nb\n\n"), []int{1})); got != "processor\t: 0\na\n\n" {
+	if got := string(AppendCpuinfo(nil, []byte("processor\t: 1\na\n\nprocessor\t: 1\nb\n\n"), []int{1})); got != "processor\t: 1\na\n\n" {
 		t.Errorf("repeated id: got %q", got)
 	}
 	for _, host := range []string{"", "\n\n", "processor\t: x\n", "processor : 99999999999999999999999\n", "no blocks here\n"} {

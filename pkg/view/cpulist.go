@@ -172,28 +172,39 @@ func VisibleCPUs(cpuset []int, quotaCPUs float64, hostCPUs []int, cfs bool) []in
 	return set
 }
 
-// Online renders /sys/devices/system/cpu/online for the visible CPUs: the
-// host ids as a list, or in the CFS view "0-(N-1)", matching the renumbering
-// AppendCpuinfo and AppendStat do. An empty list returns nil so that the
-// caller serves the host file instead of claiming the machine has no CPU.
-func Online(cpus []int, cfs bool) []byte {
+// Online renders /sys/devices/system/cpu/online (and possible, present)
+// for the visible CPUs: their host ids as a list ("2-3"), the ids
+// sched_getaffinity reports in the container, so a program pinning itself
+// to the CPUs it reads here (taskset -c "$(cat online)") can. That holds in
+// the CFS view too: the quota trims the list, it does not renumber it. An
+// empty list returns nil so that the caller serves the host file instead
+// of claiming the machine has no CPU.
+func Online(cpus []int) []byte {
 	if len(cpus) == 0 {
 		return nil
-	}
-	if cfs {
-		out := make([]byte, 0, 16)
-		out = append(out, '0')
-		if n := len(sortedUniqueView(cpus)); n > 1 {
-			out = append(out, '-')
-			out = strconv.AppendInt(out, int64(n-1), 10)
-		}
-		return append(out, '\n')
 	}
 	out := appendCPUList(make([]byte, 0, 32), cpus)
 	if len(out) == 0 { // only negative ids
 		return nil
 	}
 	return append(out, '\n')
+}
+
+// CPUDirHidden reports whether the entry name of /sys/devices/system/cpu
+// is hidden from a container that sees cpus: a cpuN directory of a CPU it
+// does not see. Every other entry (cpufreq, cpuidle, vulnerabilities, ...)
+// is the host's and shown. Nil cpus (no answer) hide nothing.
+func CPUDirHidden(name string, cpus []int) bool {
+	rest, ok := strings.CutPrefix(name, "cpu")
+	if !ok || len(cpus) == 0 || rest == "" {
+		return false
+	}
+	id, ok := parseUint([]byte(rest))
+	if !ok || (len(rest) > 1 && rest[0] == '0') {
+		return false // cpufreq, cpuidle, or a name the kernel never gives a CPU
+	}
+	_, visible := slices.BinarySearch(sortedUniqueView(cpus), int(min(id, MaxCPUs)))
+	return !visible
 }
 
 // sortedUniqueView returns cpus itself when already sorted and unique (the

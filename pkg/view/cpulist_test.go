@@ -146,24 +146,40 @@ func TestVisibleCPUs(t *testing.T) {
 func TestOnline(t *testing.T) {
 	tests := []struct {
 		cpus []int
-		cfs  bool
 		want string
 	}{
-		{[]int{0, 1, 2, 5}, false, "0-2,5\n"},
-		{[]int{0, 1, 2, 5}, true, "0-3\n"},
-		{[]int{7}, true, "0\n"},
-		{[]int{7}, false, "7\n"},
-		{[]int{3, 4}, true, "0-1\n"},
+		{[]int{0, 1, 2, 5}, "0-2,5\n"},
+		{[]int{7}, "7\n"},
+		{[]int{4, 3}, "3-4\n"},
 	}
 	for _, tc := range tests {
-		if got := string(Online(tc.cpus, tc.cfs)); got != tc.want {
-			t.Errorf("Online(%v, %v) = %q, want %q", tc.cpus, tc.cfs, got, tc.want)
+		if got := string(Online(tc.cpus)); got != tc.want {
+			t.Errorf("Online(%v) = %q, want %q", tc.cpus, got, tc.want)
 		}
 	}
-	if got := Online(nil, false); got != nil {
+	if got := Online(nil); got != nil {
 		t.Errorf("Online(nil) = %q, want nil", got)
 	}
-	if got := Online([]int{}, true); got != nil {
-		t.Errorf("Online(empty, cfs) = %q, want nil", got)
+	if got := Online([]int{}); got != nil {
+		t.Errorf("Online(empty) = %q, want nil", got)
+	}
+}
+
+func TestCPUDirHidden(t *testing.T) {
+	cpus := []int{1, 3}
+	for _, tc := range []struct {
+		name string
+		want bool
+	}{
+		{"cpu0", true}, {"cpu1", false}, {"cpu2", true}, {"cpu3", false}, {"cpu70000", true},
+		{"cpu", false}, {"cpufreq", false}, {"cpuidle", false}, {"cpu01", false}, {"cpu1a", false},
+		{"online", false}, {"vulnerabilities", false}, {"kernel_max", false},
+	} {
+		if got := CPUDirHidden(tc.name, cpus); got != tc.want {
+			t.Errorf("CPUDirHidden(%q, %v) = %v, want %v", tc.name, cpus, got, tc.want)
+		}
+	}
+	if CPUDirHidden("cpu5", nil) {
+		t.Errorf("no visible CPUs known: cpu5 hidden, want the host's entries")
 	}
 }

@@ -45,7 +45,7 @@ type cpuLine struct {
 }
 
 // AppendStat appends to dst /proc/stat with one cpuN line per visible host
-// CPU (ids in cpus), renumbered cpu0..cpuN-1 in the host's order, and the
+// CPU (ids in cpus), with its host id as cpuinfo and sysfs show it, and the
 // aggregate "cpu" line as the sum of the lines shown. Each line keeps the host's number of
 // fields (4 to 10). Other lines (intr, ctxt, btime, processes, procs_*,
 // softirq) pass through unchanged.
@@ -130,7 +130,7 @@ func AppendStat(dst, host []byte, cpus []int, u CPUUsage) []byte {
 		}
 		for i := range shown {
 			out = append(out, "cpu"...)
-			out = strconv.AppendInt(out, int64(i), 10)
+			out = strconv.AppendInt(out, int64(shown[i].id), 10)
 			out = appendStatVals(out, shown[i].vals[:shown[i].nf])
 		}
 	}

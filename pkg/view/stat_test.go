@@ -19,18 +19,18 @@ func TestStatV1PerCPU(t *testing.T) {
 	}}
 	out := AppendStat(nil, host, []int{1, 3}, u)
 	cpu, order, other := parseStatOut(t, out)
-	if !slices.Equal(order, []string{"cpu", "cpu0", "cpu1"}) {
-		t.Fatalf("cpu lines %v", order)
+	if !slices.Equal(order, []string{"cpu", "cpu1", "cpu3"}) {
+		t.Fatalf("cpu lines %v, want the host's ids", order)
 	}
-	if want := []uint64{1234, 0, 678, 100325 - 1234 - 678, 0, 0, 0, 0, 0, 0}; !slices.Equal(cpu["cpu0"], want) {
-		t.Errorf("cpu0 = %v, want %v", cpu["cpu0"], want)
-	}
-	if want := []uint64{200, 0, 99, 100325 - 200 - 99, 0, 0, 0, 0, 0, 0}; !slices.Equal(cpu["cpu1"], want) {
+	if want := []uint64{1234, 0, 678, 100325 - 1234 - 678, 0, 0, 0, 0, 0, 0}; !slices.Equal(cpu["cpu1"], want) {
 		t.Errorf("cpu1 = %v, want %v", cpu["cpu1"], want)
 	}
+	if want := []uint64{200, 0, 99, 100325 - 200 - 99, 0, 0, 0, 0, 0, 0}; !slices.Equal(cpu["cpu3"], want) {
+		t.Errorf("cpu3 = %v, want %v", cpu["cpu3"], want)
+	}
 	for f := range 10 {
-		if cpu["cpu"][f] != cpu["cpu0"][f]+cpu["cpu1"][f] {
-			t.Errorf("aggregate field %d = %d, want sum %d", f, cpu["cpu"][f], cpu["cpu0"][f]+cpu["cpu1"][f])
+		if cpu["cpu"][f] != cpu["cpu1"][f]+cpu["cpu3"][f] {
+			t.Errorf("aggregate field %d = %d, want sum %d", f, cpu["cpu"][f], cpu["cpu1"][f]+cpu["cpu3"][f])
 		}
 	}
 	if !slices.Equal(other, nonCPULines(host)) {
@@ -43,8 +43,8 @@ func TestStatV1PerCPU(t *testing.T) {
 	// Usage above a CPU's elapsed time floors idle at 0.
 	out = AppendStat(nil, host, []int{2}, u)
 	cpu, _, _ = parseStatOut(t, out)
-	if want := []uint64{360000, 0, 0, 0, 0, 0, 0, 0, 0, 0}; !slices.Equal(cpu["cpu0"], want) {
-		t.Errorf("overused cpu0 = %v, want %v", cpu["cpu0"], want)
+	if want := []uint64{360000, 0, 0, 0, 0, 0, 0, 0, 0, 0}; !slices.Equal(cpu["cpu2"], want) {
+		t.Errorf("overused cpu2 = %v, want %v", cpu["cpu2"], want)
 	}
 	// A CPU missing from PerCPU reads as idle.
 	out = AppendStat(nil, host, []int{0}, CPUUsage{PerCPU: map[int]CPUTime{}})
@@ -59,12 +59,12 @@ func TestStatV2Spread(t *testing.T) {
 	u := CPUUsage{Total: CPUTime{User: 100 * time.Millisecond, System: 50 * time.Millisecond}} // 10 and 5 ticks
 	out := AppendStat(nil, host, []int{0, 1, 3}, u)
 	cpu, order, _ := parseStatOut(t, out)
-	if !slices.Equal(order, []string{"cpu", "cpu0", "cpu1", "cpu2"}) {
+	if !slices.Equal(order, []string{"cpu", "cpu0", "cpu1", "cpu3"}) {
 		t.Fatalf("cpu lines %v", order)
 	}
 	wantUser := []uint64{4, 3, 3}
 	wantSys := []uint64{2, 2, 1}
-	for i, name := range []string{"cpu0", "cpu1", "cpu2"} {
+	for i, name := range []string{"cpu0", "cpu1", "cpu3"} {
 		l := cpu[name]
 		if l[0] != wantUser[i] || l[2] != wantSys[i] {
 			t.Errorf("%s user/system = %d/%d, want %d/%d", name, l[0], l[2], wantUser[i], wantSys[i])
@@ -116,16 +116,16 @@ func TestStatRealHost(t *testing.T) {
 	host := fixture(t, "stat")
 	out := AppendStat(nil, host, []int{1}, CPUUsage{})
 	cpu, order, other := parseStatOut(t, out)
-	if !slices.Equal(order, []string{"cpu", "cpu0"}) {
+	if !slices.Equal(order, []string{"cpu", "cpu1"}) {
 		t.Fatalf("cpu lines %v", order)
 	}
 	hostCPU, _, _ := parseStatOut(t, host)
 	want := sum(hostCPU["cpu1"][:8])
-	if got := cpu["cpu0"][3]; got != want {
+	if got := cpu["cpu1"][3]; got != want {
 		t.Errorf("idle = %d, want host cpu1 elapsed %d", got, want)
 	}
-	if !slices.Equal(cpu["cpu"], cpu["cpu0"]) {
-		t.Errorf("aggregate %v != only line %v", cpu["cpu"], cpu["cpu0"])
+	if !slices.Equal(cpu["cpu"], cpu["cpu1"]) {
+		t.Errorf("aggregate %v != only line %v", cpu["cpu"], cpu["cpu1"])
 	}
 	if !slices.Equal(other, nonCPULines(host)) {
 		t.Error("non-cpu lines changed")

@@ -1,0 +1,414 @@
+package fusefs
+
+import (
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"sync"
+	"syscall"
+	"time"
+
+	"bazil.org/fuse"
+	"golang.org/x/sys/unix"
+)
+
+// Passthrough is a Renderer some of whose directories also show a host
+// directory's entries, passed through as the host has them
+// (/sys/devices/system/cpu: cpuN/, cpufreq, vulnerabilities, ...), beside
+// the rendered files the directory holds.
+type Passthrough interface {
+	// HostDir names the host directory whose entries the served
+	// directory dir (such as "sys/devices/system/cpu") shows, or "".
+	HostDir(dir string) string
+	// Hidden returns which of dir's host entries pid must not see, or
+	// nil for none. It is asked for the directory's own entries only:
+	// what lies below a shown entry is the host's.
+	Hidden(dir string, pid int) func(name string) bool
+}
+
+// Pass-through entries get node IDs of their own, out of the fixed tree's
+// range: the top bit set and a hash of the served path, so a daemon that
+// takes over the connection gives every path the ID the kernel holds.
+const (
+	ptBit       = uint64(1) << 63
+	maxPTRead   = 1 << 20 // a sysfs attribute is a page; binary ones are bounded here
+	maxPTNodes  = 1 << 18 // bounds the node table a hostile host tree could grow
+	rescanEvery = time.Second
+)
+
+// ptState is the pass-through part of an FS.
+type ptState struct {
+	mu       sync.RWMutex
+	nodes    map[uint64]*node
+	rescanMu sync.Mutex
+	rescanAt time.Time
+}
+
+func ptID(name string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(name))
+	return ptBit | h.Sum64()&^ptBit
+}
+
+// setupPassthrough marks the fixed directories that show a host directory.
+func (f *FS) setupPassthrough() {
+	if f.pt == nil {
+		return
+	}
+	for _, n := range f.nodes[1:] {
+		if n.dir {
+			if root := f.pt.HostDir(n.name); root != "" {
+				n.hostRoot, n.hostRel = root, "."
+			}
+		}
+	}
+}
+
+// register returns the pass-through node for the entry name of dir, adding
+// it to the table; nil when its ID is another path's (a hash collision,
+// which then stays hidden rather than showing the other file) or the table
+// is full.
+func (f *FS) register(dir *node, name string, mode uint32) *node {
+	served := path.Join(dir.name, name)
+	id := ptID(served)
+	f.ptState.mu.RLock()
+	n, ok := f.ptState.nodes[id]
+	f.ptState.mu.RUnlock()
+	if ok {
+		if n.name != served {
+			return nil
+		}
+		return n
+	}
+	n = &node{
+		inode:    id,
+		name:     served,
+		dir:      mode&unix.S_IFMT == unix.S_IFDIR,
+		link:     mode&unix.S_IFMT == unix.S_IFLNK,
+		pt:       true,
+		hostRoot: dir.hostRoot,
+		hostRel:  path.Join(dir.hostRel, name),
+	}
+	f.ptState.mu.Lock()
+	defer f.ptState.mu.Unlock()
+	if old, ok := f.ptState.nodes[id]; ok {
+		if old.name != served {
+			return nil
+		}
+		return old
+	}
+	if len(f.ptState.nodes) >= maxPTNodes {
+		return nil
+	}
+	f.ptState.nodes[id] = n
+	return n
+}
+
+// lookupNode returns the node with the given ID, fixed or pass-through. A
+// pass-through ID this process has not seen (a daemon that took over the
+// connection) is found by walking the host directories again.
+func (f *FS) lookupNode(id fuse.NodeID) *node {
+	if uint64(id)&ptBit == 0 {
+		return f.node(id)
+	}
+	f.ptState.mu.RLock()
+	n := f.ptState.nodes[uint64(id)]
+	f.ptState.mu.RUnlock()
+	if n != nil {
+		return n
+	}
+	f.rescan()
+	f.ptState.mu.RLock()
+	defer f.ptState.mu.RUnlock()
+	return f.ptState.nodes[uint64(id)]
+}
+
+// rescan registers every entry below the pass-through directories, at most
+// once per rescanEvery.
+func (f *FS) rescan() {
+	f.ptState.rescanMu.Lock()
+	defer f.ptState.rescanMu.Unlock()
+	if time.Since(f.ptState.rescanAt) < rescanEvery {
+		return
+	}
+	f.ptState.rescanAt = time.Now()
+	for _, top := range f.nodes[1:] {
+		if top.hostRoot == "" {
+			continue
+		}
+		dirs := map[string]*node{".": top}
+		// WalkDir neither follows symlinks nor leaves the root.
+		_ = filepath.WalkDir(top.hostRoot, func(p string, d fs.DirEntry, err error) error {
+			if err != nil || p == top.hostRoot {
+				return nil
+			}
+			rel, err := filepath.Rel(top.hostRoot, p)
+			if err != nil {
+				return nil
+			}
+			parent := dirs[filepath.Dir(rel)]
+			if parent == nil {
+				return filepath.SkipDir
+			}
+			if _, fixed := parent.children[d.Name()]; fixed {
+				return nil
+			}
+			n := f.register(parent, d.Name(), typeBits(d.Type()))
+			if n != nil && n.dir {
+				dirs[rel] = n
+			}
+			return nil
+		})
+	}
+}
+
+func typeBits(m fs.FileMode) uint32 {
+	switch {
+	case m.IsDir():
+		return unix.S_IFDIR
+	case m&fs.ModeSymlink != 0:
+		return unix.S_IFLNK
+	}
+	return unix.S_IFREG
+}
+
+// hostParent opens the host directory holding n, resolved below its root
+// with no symlink followed, so nothing planted in the host tree leads a
+// read elsewhere.
+func hostParent(n *node) (fd int, base string, err error) {
+	fd, err = hostOpen(n.hostRoot, path.Dir(n.hostRel), unix.O_PATH|unix.O_DIRECTORY)
+	return fd, path.Base(n.hostRel), err
+}
+
+func hostOpen(root, rel string, flags int) (int, error) {
+	rootFd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("open %s: %w", root, err)
+	}
+	defer unix.Close(rootFd)
+	how := &unix.OpenHow{
+		Flags:   uint64(flags | unix.O_CLOEXEC | unix.O_NOFOLLOW),
+		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS | unix.RESOLVE_NO_XDEV,
+	}
+	for {
+		fd, err := unix.Openat2(rootFd, rel, how)
+		if errors.Is(err, unix.EINTR) || errors.Is(err, unix.EAGAIN) {
+			continue
+		}
+		if err != nil {
+			return -1, fmt.Errorf("open %s below %s: %w", rel, root, err)
+		}
+		return fd, nil
+	}
+}
+
+// hostStat stats the host entry of n without following it.
+func hostStat(n *node) (unix.Stat_t, error) {
+	var st unix.Stat_t
+	if n.hostRel == "." {
+		err := unix.Stat(n.hostRoot, &st)
+		return st, err
+	}
+	fd, base, err := hostParent(n)
+	if err != nil {
+		return st, err
+	}
+	defer unix.Close(fd)
+	err = unix.Fstatat(fd, base, &st, unix.AT_SYMLINK_NOFOLLOW)
+	return st, err
+}
+
+// hostRead reads the host file of n whole, up to maxPTRead.
+func hostRead(n *node) ([]byte, error) {
+	fd, err := hostOpen(n.hostRoot, n.hostRel, unix.O_RDONLY)
+	if err != nil {
+		return nil, err
+	}
+	f := os.NewFile(uintptr(fd), n.hostRel)
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxPTRead))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", filepath.Join(n.hostRoot, n.hostRel), err)
+	}
+	return b, nil
+}
+
+// hostReadlink reads the host symlink n. Its text is passed on unchanged:
+// the kernel resolves it in the reader's own mount namespace, where the
+// directory is bound at the host's path, so a relative sysfs link
+// (../../../../bus/cpu) leads into the container's own /sys, never ours.
+func hostReadlink(n *node) (string, error) {
+	fd, base, err := hostParent(n)
+	if err != nil {
+		return "", err
+	}
+	defer unix.Close(fd)
+	buf := make([]byte, unix.PathMax)
+	k, err := unix.Readlinkat(fd, base, buf)
+	if err != nil {
+		return "", err
+	}
+	return string(buf[:k]), nil
+}
+
+// ptAttr describes a pass-through node from its host entry, read-only.
+// Files report size 0 like the rendered ones (see getattr); the size comes
+// at open.
+func (f *FS) ptAttr(n *node, st *unix.Stat_t) fuse.Attr {
+	a := fuse.Attr{
+		Inode:     n.inode,
+		Nlink:     uint32(st.Nlink),
+		Mode:      os.FileMode(st.Mode&0o555) | modeType(st.Mode),
+		Atime:     f.started,
+		Mtime:     time.Unix(st.Mtim.Unix()),
+		Ctime:     time.Unix(st.Ctim.Unix()),
+		BlockSize: 4096,
+	}
+	if n.dir || n.link {
+		a.Valid = entryValid
+	}
+	if n.link {
+		a.Size = uint64(st.Size)
+	}
+	return a
+}
+
+func modeType(m uint32) os.FileMode {
+	switch m & unix.S_IFMT {
+	case unix.S_IFDIR:
+		return os.ModeDir
+	case unix.S_IFLNK:
+		return os.ModeSymlink
+	}
+	return 0
+}
+
+// lookupPT answers a lookup of name in d from the host directory. Entries
+// of a fixed directory may be hidden from the reader, so the kernel is told
+// to ask again on every walk (entry valid 0) rather than keep the answer
+// one container got for the next.
+func (s *server) lookupPT(d *node, r *fuse.LookupRequest) {
+	if !d.pt {
+		if hide := s.fs.pt.Hidden(d.name, int(r.Pid)); hide != nil && hide(r.Name) {
+			r.RespondError(errno(syscall.ENOENT))
+			return
+		}
+	}
+	if r.Name == "." || r.Name == ".." || r.Name == "" {
+		r.RespondError(errno(syscall.ENOENT))
+		return
+	}
+	probe := &node{hostRoot: d.hostRoot, hostRel: path.Join(d.hostRel, r.Name)}
+	st, err := hostStat(probe)
+	if err != nil {
+		r.RespondError(errno(syscall.ENOENT))
+		return
+	}
+	n := s.fs.register(d, r.Name, st.Mode)
+	if n == nil {
+		r.RespondError(errno(syscall.ENOENT))
+		return
+	}
+	valid := entryValid
+	if !d.pt {
+		valid = 0
+	}
+	r.Respond(&fuse.LookupResponse{Node: fuse.NodeID(n.inode), EntryValid: valid, Attr: s.fs.ptAttr(n, &st)})
+}
+
+// ptGetattr answers getattr of a pass-through directory or symlink.
+func (s *server) ptGetattr(n *node, r *fuse.GetattrRequest) {
+	st, err := hostStat(n)
+	if err != nil {
+		r.RespondError(errno(syscall.ENOENT))
+		return
+	}
+	r.Respond(&fuse.GetattrResponse{Attr: s.fs.ptAttr(n, &st)})
+}
+
+func (s *server) readlink(r *fuse.ReadlinkRequest) {
+	n := s.fs.lookupNode(r.Hdr().Node)
+	if n == nil || !n.link {
+		r.RespondError(errno(syscall.EINVAL))
+		return
+	}
+	target, err := hostReadlink(n)
+	if err != nil {
+		r.RespondError(errno(syscall.ENOENT))
+		return
+	}
+	r.Respond(target)
+}
+
+// listPT encodes d's listing for pid: its fixed entries, then the host
+// directory's entries not hidden from pid, in name order.
+func (s *server) listPT(d *node, pid int) ([]byte, error) {
+	fd, err := hostOpen(d.hostRoot, d.hostRel, unix.O_RDONLY|unix.O_DIRECTORY)
+	if err != nil {
+		return nil, err
+	}
+	dir := os.NewFile(uintptr(fd), d.hostRel)
+	entries, err := dir.ReadDir(-1)
+	dir.Close()
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", filepath.Join(d.hostRoot, d.hostRel), err)
+	}
+	var hide func(string) bool
+	if !d.pt {
+		hide = s.fs.pt.Hidden(d.name, pid)
+	}
+	type ent struct {
+		name string
+		ino  uint64
+		typ  fuse.DirentType
+	}
+	var list []ent
+	for name, ino := range d.children {
+		typ := fuse.DT_File
+		if s.fs.nodes[ino].dir {
+			typ = fuse.DT_Dir
+		}
+		list = append(list, ent{name, ino, typ})
+	}
+	for _, e := range entries {
+		if _, fixed := d.children[e.Name()]; fixed || (hide != nil && hide(e.Name())) {
+			continue
+		}
+		n := s.fs.register(d, e.Name(), typeBits(e.Type()))
+		if n == nil {
+			continue
+		}
+		typ := fuse.DT_File
+		switch {
+		case n.dir:
+			typ = fuse.DT_Dir
+		case n.link:
+			typ = fuse.DT_Link
+		}
+		list = append(list, ent{e.Name(), n.inode, typ})
+	}
+	sort.Slice(list, func(i, j int) bool { return list[i].name < list[j].name })
+	buf := fuse.AppendDirent(nil, fuse.Dirent{Inode: d.inode, Name: ".", Type: fuse.DT_Dir})
+	buf = fuse.AppendDirent(buf, fuse.Dirent{Inode: d.inode, Name: "..", Type: fuse.DT_Dir})
+	for _, e := range list {
+		buf = fuse.AppendDirent(buf, fuse.Dirent{Inode: e.ino, Name: e.name, Type: e.typ})
+	}
+	return buf, nil
+}
+
+// errnoOf is the errno a failed host read answers with: the host's own
+// (EACCES for a write-only attribute, EIO for one the driver refuses), EIO
+// for anything else.
+func errnoOf(err error) fuse.Errno {
+	var e syscall.Errno
+	if errors.As(err, &e) {
+		return fuse.Errno(e)
+	}
+	return errno(syscall.EIO)
+}

@@ -1,0 +1,164 @@
+package fusefs
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+
+	"bazil.org/fuse"
+)
+
+// ptRenderer serves the CPU directory's online file and passes the rest of
+// a host directory through, hiding the cpuN names in hide.
+type ptRenderer struct {
+	host string
+	hide atomic.Value // []string
+}
+
+func (p *ptRenderer) Render(name string, pid int) ([]byte, error) { return []byte("0\n"), nil }
+func (p *ptRenderer) HostDir(dir string) string {
+	if dir == "sys/devices/system/cpu" {
+		return p.host
+	}
+	return ""
+}
+func (p *ptRenderer) Hidden(dir string, pid int) func(string) bool {
+	hide, _ := p.hide.Load().([]string)
+	return func(name string) bool { return slices.Contains(hide, name) }
+}
+
+// hostCPUDir builds a small /sys/devices/system/cpu: two CPUs with a
+// topology file and a relative symlink each, a shared directory, a
+// write-only file, and a symlink planted to lead out of the tree.
+func hostCPUDir(t *testing.T) string {
+	t.Helper()
+	host := t.TempDir()
+	for _, cpu := range []string{"cpu0", "cpu1"} {
+		must(t, os.MkdirAll(filepath.Join(host, cpu, "topology"), 0o755))
+		must(t, os.WriteFile(filepath.Join(host, cpu, "topology", "core_id"), []byte(cpu[3:]+"\n"), 0o444))
+		must(t, os.Symlink("../../../../bus/cpu", filepath.Join(host, cpu, "subsystem")))
+	}
+	must(t, os.MkdirAll(filepath.Join(host, "cpufreq"), 0o755))
+	must(t, os.WriteFile(filepath.Join(host, "kernel_max"), []byte("8191\n"), 0o444))
+	must(t, os.WriteFile(filepath.Join(host, "online"), []byte("0-1\n"), 0o444))
+	must(t, os.WriteFile(filepath.Join(host, "probe"), nil, 0o200))
+	secret := t.TempDir()
+	must(t, os.WriteFile(filepath.Join(secret, "key"), []byte("secret\n"), 0o444))
+	must(t, os.Symlink(secret, filepath.Join(host, "escape")))
+	return host
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestPassthroughCPUDir(t *testing.T) {
+	host := hostCPUDir(t)
+	r := &ptRenderer{host: host}
+	r.hide.Store([]string{"cpu1"})
+	mp := mountTest(t, r, "proc/meminfo", "sys/devices/system/cpu/online")
+	dir := filepath.Join(mp, "sys/devices/system/cpu")
+
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	if got, want := strings.Join(names, " "), "cpu0 cpufreq escape kernel_max online probe"; got != want {
+		t.Errorf("listing = %s, want %s (cpu1 hidden, online served, the rest the host's)", got, want)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "online")); err != nil || string(b) != "0\n" {
+		t.Errorf("online = %q, %v: want the rendered file, not the host's", b, err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "cpu0/topology/core_id")); err != nil || string(b) != "0\n" {
+		t.Errorf("cpu0/topology/core_id = %q, %v: want the host's", b, err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "kernel_max")); err != nil || string(b) != "8191\n" {
+		t.Errorf("kernel_max = %q, %v: want the host's", b, err)
+	}
+	if l, err := os.Readlink(filepath.Join(dir, "cpu0/subsystem")); err != nil || l != "../../../../bus/cpu" {
+		t.Errorf("cpu0/subsystem -> %q, %v: want the host's link text", l, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "cpu1")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("stat hidden cpu1: %v, want ENOENT", err)
+	}
+	if _, err := os.ReadFile(filepath.Join(dir, "cpu1/topology/core_id")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("read below hidden cpu1: %v, want ENOENT", err)
+	}
+	if _, err := os.ReadFile(filepath.Join(dir, "nothere")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("read of a name the host lacks: %v, want ENOENT", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "cpu0/topology/core_id"), []byte("1"), 0); err == nil {
+		t.Errorf("a pass-through file took a write")
+	}
+
+	// Visibility follows the reader's view at every lookup: no answer
+	// given to one reader is cached for the next.
+	r.hide.Store([]string{"cpu0"})
+	if _, err := os.Stat(filepath.Join(dir, "cpu1")); err != nil {
+		t.Errorf("cpu1 once shown: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "cpu0")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("cpu0 once hidden: stat %v, want ENOENT", err)
+	}
+}
+
+// The daemon never reads through a symlink of the host tree: what the
+// kernel resolves in the reader's namespace is the reader's business, but
+// the daemon's own reads stay below the host directory.
+func TestPassthroughNoSymlinkEscape(t *testing.T) {
+	host := hostCPUDir(t)
+	n := &node{pt: true, hostRoot: host, hostRel: "escape/key"}
+	if b, err := hostRead(n); err == nil {
+		t.Fatalf("read through a host symlink: %q", b)
+	}
+	if _, err := hostStat(n); err == nil {
+		t.Errorf("stat through a host symlink succeeded")
+	}
+	n.hostRel = "../" + filepath.Base(host) + "/kernel_max"
+	if _, err := hostRead(n); err == nil {
+		t.Errorf("read with .. out of the root succeeded")
+	}
+	n.hostRel = "probe"
+	_, err := hostRead(n)
+	if os.Geteuid() != 0 && !errors.Is(err, syscall.EACCES) {
+		t.Errorf("write-only file: %v, want EACCES", err)
+	}
+}
+
+// Pass-through node IDs are the same in every process, and one this
+// process never handed out (a daemon that took over the connection) is
+// found again from the host tree.
+func TestPassthroughIDsAfterTakeover(t *testing.T) {
+	host := hostCPUDir(t)
+	r := &ptRenderer{host: host}
+	files := []string{"proc/meminfo", "sys/devices/system/cpu/online"}
+	a, err := New(files, r, nil)
+	must(t, err)
+	b, err := New(files, r, nil)
+	must(t, err)
+	id := ptID("sys/devices/system/cpu/cpu0/topology/core_id")
+	if a.lookupNode(0) != nil {
+		t.Fatal("node 0 exists")
+	}
+	n := b.lookupNode(fuseNodeID(id))
+	if n == nil || n.hostRel != "cpu0/topology/core_id" || n.inode != id {
+		t.Fatalf("takeover: node %#x = %+v, want cpu0/topology/core_id", id, n)
+	}
+	if b.lookupNode(fuseNodeID(ptID("sys/devices/system/cpu/escape/key"))) != nil {
+		t.Errorf("a path through a host symlink got a node")
+	}
+}
+
+func fuseNodeID(id uint64) fuse.NodeID { return fuse.NodeID(id) }
