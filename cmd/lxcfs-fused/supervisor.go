@@ -53,11 +53,16 @@ func superviseCmd(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("find this program's path (needed to start workers): %w", err)
 	}
-	conn, how, err := acquire(mp, log)
+	stored := sdnotify.Take("lxcfs-") // once: it clears what systemd passed
+	conn, how, err := acquire(mp, stored, log)
 	if err != nil {
 		return err
 	}
 	log.Info("serving", "mountpoint", mp, "connection", how)
+	si, err := acquireSysinfo(c, stored, log)
+	if err != nil {
+		return err
+	}
 	sup := &supervise.Supervisor{
 		Conn:       conn,
 		Mountpoint: mp,
@@ -74,6 +79,8 @@ func superviseCmd(c *cli.Context) error {
 		State: func(worker, gen int) {
 			writeState(stateDir, state{Pid: os.Getpid(), Worker: worker, Generation: gen, Mountpoint: mp}, log)
 		},
+		Sysinfo: si,
+		ProcDir: "/proc",
 	}
 	err = sup.Run()
 	os.Remove(statePath(stateDir))
@@ -88,7 +95,7 @@ const howFDStore = "taken back from the systemd fd store"
 
 // acquire takes over the connection a previous binary passed on (upgrade),
 // or the one kept in systemd's fd store (restart), or mounts a new one.
-func acquire(mp string, log *slog.Logger) (*fuse.Conn, string, error) {
+func acquire(mp string, stored map[string]*os.File, log *slog.Logger) (*fuse.Conn, string, error) {
 	conn, err := supervise.AdoptFromEnv()
 	if err != nil {
 		return nil, "", err
@@ -96,7 +103,10 @@ func acquire(mp string, log *slog.Logger) (*fuse.Conn, string, error) {
 	if conn != nil {
 		return conn, "kept across upgrade", nil
 	}
-	for name, f := range sdnotify.Take(fdStorePrefix) {
+	for name, f := range stored {
+		if !strings.HasPrefix(name, fdStorePrefix) {
+			continue
+		}
 		proto, flags, err := parseStoreName(name)
 		if err != nil {
 			log.Warn("ignoring fd from the service manager", "name", name, "err", err)

@@ -83,6 +83,10 @@ func workerCmd(c *cli.Context) error {
 		files.Load = s
 		go s.Run(ctx)
 	}
+	si, err := serveSysinfo(c, files, log)
+	if err != nil {
+		return err
+	}
 	names := files.List()
 	var r fusefs.Renderer = files
 	if marker := os.Getenv(stallEnv); marker != "" {
@@ -114,7 +118,9 @@ func workerCmd(c *cli.Context) error {
 				continue
 			}
 			// Requests read but not answered are resent by the supervisor
-			// once this process is gone.
+			// once this process is gone; sysinfo calls cannot be, so they
+			// are answered first.
+			drainSysinfo(si, c.Duration("sysinfo-timeout"))
 			pprof.StopCPUProfile()
 			os.Exit(0)
 		}

@@ -20,6 +20,8 @@ import (
 
 	"bazil.org/fuse"
 	"golang.org/x/sys/unix"
+
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/sysinfo"
 )
 
 // Environment variables passing a connection to a worker or to the
@@ -121,6 +123,11 @@ type Supervisor struct {
 	// State, when set, is told the pids after every change, for the
 	// upgrade command and operators.
 	State func(workerPid, generation int)
+	// Sysinfo, when set, is the sysinfo listener whose descriptors are
+	// held and handed over with the connection.
+	Sysinfo *Sysinfo
+	// ProcDir is the host's /proc, where registrations are checked.
+	ProcDir string
 
 	worker     *exec.Cmd
 	started    time.Time
@@ -128,6 +135,9 @@ type Supervisor struct {
 	generation int
 	resendWarn bool
 }
+
+// sysinfoSweep is how often containers whose tasks all exited are dropped.
+const sysinfoSweep = 10 * time.Second
 
 // restartPause is how long a worker that keeps dying is left down between
 // attempts, so a crash loop does not spin a CPU.
@@ -158,12 +168,28 @@ func (s *Supervisor) Run() error {
 	if s.OnServing != nil {
 		go s.OnServing()
 	}
+	var regs chan sysinfo.Registration
+	var sweep <-chan time.Time
+	if s.Sysinfo != nil {
+		regs = s.Sysinfo.regs
+		go s.Sysinfo.accept(s.ProcDir)
+		t := time.NewTicker(sysinfoSweep)
+		defer t.Stop()
+		sweep = t.C
+	}
 	var quickDeaths int
 	for {
 		select {
+		case reg := <-regs:
+			s.Sysinfo.register(reg)
+		case <-sweep:
+			s.Sysinfo.sweep()
 		case err := <-s.workerDone:
 			if s.worker.ProcessState != nil && s.worker.ProcessState.ExitCode() == ExitUnmounted {
 				return ErrUnmounted
+			}
+			if s.Sysinfo != nil {
+				s.Sysinfo.workerDied()
 			}
 			lived := time.Since(s.started)
 			s.Log.Warn("serving worker died; starting another", "pid", s.worker.Process.Pid, "err", err, "lived", lived.Round(time.Millisecond))
@@ -201,6 +227,16 @@ func (s *Supervisor) start() error {
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	cmd.ExtraFiles = []*os.File{s.Conn.File()}
 	cmd.Env = append(os.Environ(), EnvConn+"="+EncodeConn(3, s.Conn.Protocol(), s.Conn.Features()))
+	if s.Sysinfo != nil {
+		files, env, err := s.Sysinfo.workerFiles(3 + len(cmd.ExtraFiles))
+		if err != nil {
+			s.Log.Warn("sysinfo: the worker starts without the containers' notification fds", "err", err)
+		} else {
+			defer files[0].Close() // the worker's end of its control socket
+			cmd.ExtraFiles = append(cmd.ExtraFiles, files...)
+			cmd.Env = append(cmd.Env, EnvSysinfo+"="+env)
+		}
+	}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start serving worker %s: %w", s.Exe, err)
 	}
@@ -251,6 +287,9 @@ func (s *Supervisor) retire(pid int) {
 		<-done
 	}
 	s.Log.Info("previous serving worker retired", "pid", pid)
+	if s.Sysinfo != nil {
+		s.Sysinfo.retired()
+	}
 	s.resend()
 }
 
@@ -268,6 +307,15 @@ func (s *Supervisor) upgrade() {
 		EnvOldWorker+"="+strconv.Itoa(s.worker.Process.Pid),
 		EnvGeneration+"="+strconv.Itoa(s.generation+1),
 	)
+	if s.Sysinfo != nil {
+		v, err := s.Sysinfo.upgradeEnv()
+		if err != nil {
+			s.Log.Error("upgrade: cannot keep the sysinfo descriptors open across exec; the running binary keeps serving", "err", err)
+			unix.CloseOnExec(fd)
+			return
+		}
+		env = append(env, EnvSysinfo+"="+v)
+	}
 	s.Log.Info("upgrading: executing the binary again with the FUSE connection kept", "exe", s.Exe, "generation", s.generation+1)
 	err := syscall.Exec(s.Exe, os.Args, env)
 	unix.CloseOnExec(fd)
@@ -278,6 +326,9 @@ func (s *Supervisor) upgrade() {
 // stops the worker.
 func (s *Supervisor) stop(sig os.Signal) error {
 	s.Log.Info("stopping", "signal", sig.String(), "mountpoint", s.Mountpoint)
+	if s.Sysinfo != nil {
+		s.Sysinfo.Close()
+	}
 	uerr := unmount(s.Mountpoint)
 	s.worker.Process.Signal(syscall.SIGTERM)
 	select {
