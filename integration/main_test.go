@@ -15,6 +15,8 @@ import (
 var (
 	fusedBin string
 	hookBin  string
+	// sysinfoProg calls sysinfo(2) in containers (testdata/sysinfoprog).
+	sysinfoProg string
 )
 
 func TestMain(m *testing.M) {
@@ -36,7 +38,8 @@ func run(m *testing.M) int {
 	// execute, so it must be absolute.
 	fusedBin = filepath.Join(dir, "lxcfs-fused")
 	hookBin = filepath.Join(dir, "lxcfs-hook")
-	for bin, pkg := range map[string]string{fusedBin: "../cmd/lxcfs-fused", hookBin: "../cmd/lxcfs-hook"} {
+	sysinfoProg = filepath.Join(dir, "sysinfoprog")
+	for bin, pkg := range map[string]string{fusedBin: "../cmd/lxcfs-fused", hookBin: "../cmd/lxcfs-hook", sysinfoProg: "./testdata/sysinfoprog"} {
 		// Built as make build builds them (BUILD_TAGS and BUILD_ENV in the
 		// Makefile).
 		cmd := exec.Command("go", "build", "-tags", "urfave_cli_no_docs", "-o", bin, pkg)
