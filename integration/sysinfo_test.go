@@ -184,3 +184,13 @@ func TestSysinfoHostileNeighbour(t *testing.T) {
 		t.Errorf("no registration logged")
 	}
 }
+
+// hostSysinfoKB is the host's total memory as sysinfo(2) gives it, in kB.
+func hostSysinfoKB(t *testing.T) uint64 {
+	t.Helper()
+	var si unix.Sysinfo_t
+	if err := unix.Sysinfo(&si); err != nil {
+		t.Fatal(err)
+	}
+	return uint64(si.Totalram) * uint64(si.Unit) >> 10
+}
