@@ -34,6 +34,9 @@ func loadConfig(c *cli.Context) (*content.Files, error) {
 			return nil, fmt.Errorf("--%s %v: want 0 (read for every render) up to 1s", flag, age)
 		}
 	}
+	if t := c.Duration("sysinfo-timeout"); t <= 0 || t > 10*time.Second {
+		return nil, fmt.Errorf("--sysinfo-timeout %v: want more than 0 up to 10s (a sysinfo call waits that long at most)", t)
+	}
 	hier, err := cgroup.Detect(c.String("cgroup-root"))
 	if err != nil {
 		return nil, fmt.Errorf("--cgroup-root %s: %w (want the directory the cgroup hierarchies are mounted on)", c.String("cgroup-root"), err)
