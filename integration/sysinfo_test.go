@@ -194,3 +194,148 @@ func hostSysinfoKB(t *testing.T) uint64 {
 	}
 	return uint64(si.Totalram) * uint64(si.Unit) >> 10
 }
+
+// TestSysinfoSystemdFDStore plays systemd for sysinfo: it keeps every fd
+// the daemon stores with FDSTORE=1 (the FUSE connection, the container's
+// notification fd, the worker's slots), kills the supervisor (its worker
+// follows) while a container calls sysinfo in a loop, and hands them all
+// to a new daemon as systemd does after a restart. The loop waits across
+// the gap and goes on: no ENOSYS, no call left hanging.
+func TestSysinfoSystemdFDStore(t *testing.T) {
+	requireRoot(t)
+	sock := filepath.Join(t.TempDir(), "notify")
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Bind(fd, &unix.SockaddrUnix{Name: sock}); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("NOTIFY_SOCKET", sock)
+	d1 := startDaemon(t, fusedBin, "")
+	// runc would proxy NOTIFY_SOCKET to the container and wait for its
+	// READY=1.
+	os.Unsetenv("NOTIFY_SOCKET")
+	c := runBundleDetached(t, d1.mp, d1.stateDir, sysinfoOpts("/bin/sysinfoprog loop /tmp"), "--sysinfo")
+	waitSysinfoCalls(t, c, "start")
+
+	// The store as systemd keeps it: by name, a later FDSTOREREMOVE drops one.
+	store := map[string]*os.File{}
+	defer func() {
+		for _, f := range store {
+			f.Close()
+		}
+	}()
+	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Usec: 200000})
+	for {
+		buf, oob := make([]byte, 512), make([]byte, 128)
+		n, oobn, _, _, err := unix.Recvmsg(fd, buf, oob, 0)
+		if err != nil {
+			break // nothing more queued
+		}
+		var name string
+		remove := false
+		for _, l := range strings.Split(string(buf[:n]), "\n") {
+			if v, ok := strings.CutPrefix(l, "FDNAME="); ok {
+				name = v
+			}
+			remove = remove || l == "FDSTOREREMOVE=1"
+		}
+		if remove {
+			if f := store[name]; f != nil {
+				f.Close()
+				delete(store, name)
+			}
+			continue
+		}
+		msgs, _ := unix.ParseSocketControlMessage(oob[:oobn])
+		for _, m := range msgs {
+			if fds, err := unix.ParseUnixRights(&m); err == nil && len(fds) == 1 {
+				store[name] = os.NewFile(uintptr(fds[0]), name)
+			}
+		}
+	}
+	var names []string
+	var files []*os.File
+	for name, f := range store {
+		names = append(names, name)
+		files = append(files, f)
+	}
+	t.Logf("fd store: %v", names)
+	for _, prefix := range []string{"lxcfs-fuse-", "lxcfs-sysinfo-0-", "lxcfs-sysinfo-slots"} {
+		found := false
+		for _, n := range names {
+			found = found || strings.HasPrefix(n, prefix)
+		}
+		if !found {
+			t.Fatalf("nothing named %s* in the fd store: %v", prefix, names)
+		}
+	}
+
+	d1.stoppedByTest = true
+	d1.cmd.Process.Kill()
+	<-d1.exited
+
+	logPath := filepath.Join(t.TempDir(), "fused2.log")
+	logFile, _ := os.Create(logPath)
+	defer logFile.Close()
+	cmd := exec.Command("sh", "-c", `LISTEN_PID=$$ exec "$0" "$@"`, fusedBin,
+		"--mountpoint", d1.mp, "--state-dir", d1.stateDir)
+	cmd.Env = append(os.Environ(), "LISTEN_FDS="+strconv.Itoa(len(files)), "LISTEN_FDNAMES="+strings.Join(names, ":"))
+	cmd.ExtraFiles = files
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Signal(unix.SIGTERM)
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("second daemon log:\n%s", readFile(t, logPath))
+		}
+	}()
+	waitSysinfoCalls(t, c, "after the restart with the fd store")
+	out := c.stopLoop(t, "unit=")
+	if got := field(out, "totalram"); got != strconv.Itoa(ctrRAM) {
+		t.Errorf("last totalram = %s, want the container's %d", got, ctrRAM)
+	}
+	t.Logf("calls %s, of which with other figures: %s", field(out, "calls"), field(out, "not_container"))
+}
+
+// TestSysinfoWorkerKilledMidAnswer: the worker takes a container's
+// sysinfo call and is killed before answering it (made to stall for the
+// test, with a timeout longer than the test's wait). The kernel would keep
+// that call waiting for an answer nobody will send; the supervisor finds
+// it in the dead worker's slots and lets it run (the host's figures). It
+// fails when the recovery is removed.
+func TestSysinfoWorkerKilledMidAnswer(t *testing.T) {
+	marker := filepath.Join(t.TempDir(), "stall")
+	if err := os.WriteFile(marker, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("LXCFS_FUSED_TEST_STALL_SYSINFO", marker)
+	d := startDaemon(t, fusedBin, "", "--sysinfo-timeout", "10s")
+	// busybox free, not the Go program: the Go runtime's own signals can
+	// interrupt a waiting call, which the kernel then sends again.
+	c := runBundleDetached(t, d.mp, d.stateDir, sysinfoOpts("free; echo free=done; sleep 600"), "--sysinfo")
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, err := os.Stat(marker); os.IsNotExist(err) {
+			break // the worker took the call
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the worker did not take the container's call within 20s\n%s", c.output(t))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	_, w, _ := fusedState(t, d)
+	unix.Kill(w, unix.SIGKILL)
+	waitOutput(t, c, func(out string) bool { return strings.Contains(out, "free=done") })
+	if out := c.output(t); !strings.Contains(out, "Mem:") {
+		t.Errorf("busybox free failed: %s", out)
+	}
+	if !strings.Contains(readFile(t, d.logPath), "calls the dead worker had taken continued") {
+		t.Errorf("the supervisor did not report the recovered call")
+	}
+}

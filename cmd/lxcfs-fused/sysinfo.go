@@ -16,6 +16,7 @@ import (
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/sdnotify"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/supervise"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/sysinfo"
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/view"
 )
 
 // sysinfoSocket is where runtimes register containers' seccomp listeners;
@@ -44,7 +45,12 @@ func acquireSysinfo(c *cli.Context, stored map[string]*os.File, log *slog.Logger
 	if err != nil {
 		return nil, err
 	}
+	var slots *os.File
 	for name, f := range stored {
+		if name == slotsStoreName {
+			slots = f
+			continue
+		}
 		rest, ok := strings.CutPrefix(name, sysinfoStorePrefix+"-")
 		if !ok {
 			continue
@@ -61,8 +67,14 @@ func acquireSysinfo(c *cli.Context, stored map[string]*os.File, log *slog.Logger
 		}
 		s.AddHeld(supervise.Held{File: f, Slot: int(n[0]), InitPid: int(n[1]), StartTicks: n[2]})
 	}
+	if slots != nil {
+		s.AdoptSlots(slots)
+	}
 	return withFDStore(s, nil)
 }
+
+// slotsStoreName names the running worker's slots in systemd's fd store.
+const slotsStoreName = sysinfoStorePrefix + "-slots"
 
 func storeName(h supervise.Held) string {
 	return fmt.Sprintf("%s-%d-%d-%d", sysinfoStorePrefix, h.Slot, h.InitPid, h.StartTicks)
@@ -85,6 +97,12 @@ func withFDStore(s *supervise.Sysinfo, err error) (*supervise.Sysinfo, error) {
 			s.Log.Warn("sysinfo: systemd fd store", "err", err)
 		}
 	}
+	s.OnSlots = func(f *os.File) {
+		sdnotify.Remove(slotsStoreName) // the previous worker's
+		if _, err := sdnotify.Store(slotsStoreName, f); err != nil {
+			s.Log.Warn("sysinfo: systemd fd store", "err", err)
+		}
+	}
 	return s, nil
 }
 
@@ -97,6 +115,14 @@ func serveSysinfo(c *cli.Context, files *content.Files, log *slog.Logger) (*sysi
 		return nil, err
 	}
 	srv := &sysinfo.Server{Figures: files.Sysinfo, Timeout: c.Duration("sysinfo-timeout"), Log: log}
+	if marker := os.Getenv(stallSysinfoEnv); marker != "" {
+		srv.Figures = func(pid int, ticks uint64, host view.Sysinfo) (view.Sysinfo, error) {
+			if os.Remove(marker) == nil {
+				select {}
+			}
+			return files.Sysinfo(pid, ticks, host)
+		}
+	}
 	if e.Slots != nil {
 		if srv.Slots, err = sysinfo.OpenSlots(e.Slots); err != nil {
 			log.Warn("sysinfo: no slots; a call in progress when this worker dies waits until its caller is signalled", "err", err)
@@ -110,6 +136,11 @@ func serveSysinfo(c *cli.Context, files *content.Files, log *slog.Logger) (*sysi
 	}
 	return srv, nil
 }
+
+// stallSysinfoEnv names a marker file for the recovery test: while it
+// exists, the next sysinfo answer removes it and never completes, as a
+// worker killed mid-answer would leave it. Only tests set it.
+const stallSysinfoEnv = "LXCFS_FUSED_TEST_STALL_SYSINFO"
 
 // receiveContainers serves each container the supervisor registers.
 func receiveContainers(ctl *os.File, srv *sysinfo.Server, log *slog.Logger) {

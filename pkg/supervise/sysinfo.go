@@ -141,6 +141,10 @@ type Sysinfo struct {
 	// OnChange, when set, is told of each container added or dropped (the
 	// systemd fd store keeps them).
 	OnChange func(h Held, added bool)
+	// OnSlots, when set, is given each new worker's slots (the systemd fd
+	// store keeps them, so a restarted supervisor can continue the call a
+	// worker that died with it had taken).
+	OnSlots func(f *os.File)
 }
 
 // ListenSysinfo creates the root-only registration socket at path,
@@ -199,6 +203,20 @@ func AdoptSysinfo(path string, e *SysinfoEnv, log *slog.Logger) (*Sysinfo, error
 
 // AddHeld keeps a container taken back from systemd's fd store.
 func (s *Sysinfo) AddHeld(h Held) { s.held[h.Slot] = h }
+
+// AdoptSlots takes the slots of a worker whose supervisor died (systemd's
+// fd store kept them) and continues the calls it had taken, once the held
+// containers are added.
+func (s *Sysinfo) AdoptSlots(f *os.File) {
+	old, err := sysinfo.OpenSlots(f)
+	if err != nil {
+		s.Log.Warn("sysinfo: cannot map the previous worker's slots", "err", err)
+		f.Close()
+		return
+	}
+	s.oldSlots = old
+	s.retired()
+}
 
 // accept reads registrations until the listener is closed.
 func (s *Sysinfo) accept(procDir string) {
@@ -295,6 +313,9 @@ func (s *Sysinfo) workerFiles(first int) ([]*os.File, string, error) {
 		s.slots.Close()
 	}
 	s.ctl, s.slots = os.NewFile(uintptr(pair[0]), "sysinfo-ctl"), slots
+	if s.OnSlots != nil {
+		s.OnSlots(slots.File())
+	}
 	theirs := os.NewFile(uintptr(pair[1]), "sysinfo-ctl-worker")
 	files := []*os.File{theirs, slots.File()}
 	items := []string{fdItem("ctl", first), fdItem("slots", first+1)}
