@@ -164,6 +164,20 @@ func TestEngineDocker(t *testing.T) {
 		})
 	}
 
+	// docker exec loads the filter again in the new process: runc registers
+	// it as another listener of the same container.
+	t.Run("busybox free in docker exec, wrapper with sysinfo", func(t *testing.T) {
+		name := fmt.Sprintf("lxcfs-docker-sysinfo-%d", os.Getpid())
+		if _, err := docker(t, "run", "-d", "--name", name, "--network", "none", "--runtime", "lxcfs-sysinfo", "-m", "64m", image, "sleep", "600"); err != nil {
+			t.Fatal(err)
+		}
+		defer docker(t, "rm", "-f", name)
+		out, err := docker(t, "exec", name, "/bin/sh", "-c", "free | grep Mem: | tr -s ' ' | cut -d' ' -f2")
+		if got := strings.TrimSpace(out); err != nil || got != "65536" {
+			t.Errorf("busybox free total in docker exec = %q kB, %v; want 65536", got, err)
+		}
+	})
+
 	t.Run("exec, pause, stop and rm through the wrapper", func(t *testing.T) {
 		name := fmt.Sprintf("lxcfs-docker-%d", os.Getpid())
 		if _, err := docker(t, "run", "-d", "--name", name, "--network", "none", "--runtime", "lxcfs", "-m", "64m", image, "sleep", "600"); err != nil {

@@ -36,6 +36,12 @@ func newApp() *cli.App {
    or any reader that cannot be resolved, sees the host's file unchanged.
    lxcfs-hook bind-mounts these files over a container's own at start.
 
+   With --sysinfo (the default) it also answers sysinfo(2) for containers
+   whose seccomp profile sends it to STATE-DIR/sysinfo.sock (lxcfs-hook
+   inject --sysinfo, or the wrapper's sysinfo setting), with the figures of
+   their meminfo, swaps, uptime and loadavg. Their notification fds are held
+   by the supervisor and handed over like the FUSE connection.
+
    The process started is a supervisor: it holds the FUSE connection and runs
    the serving worker as a child. A worker that dies is replaced at once and
    readers only see a pause. SIGHUP (or "lxcfs-fused upgrade") re-executes the
