@@ -64,16 +64,19 @@ func (s *Server) Serve(l Listener) {
 	// past the timeout, the next calls are continued at once rather than
 	// piling up goroutines behind it.
 	var busy atomic.Bool
+	// The fd as the callback gets it: File.Fd would make the file blocking.
+	var fd int
 	for !s.stopping.Load() {
 		var n notif
 		var hup bool
 		var rerr error
-		err := rc.Read(func(fd uintptr) bool {
+		err := rc.Read(func(rawFd uintptr) bool {
+			fd = int(rawFd)
 			if s.stopping.Load() {
 				hup = true
 				return true
 			}
-			p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+			p := []unix.PollFd{{Fd: int32(rawFd), Events: unix.POLLIN}}
 			k, err := unix.Poll(p, 0)
 			if err != nil || k == 0 {
 				return false // wait for the kernel to queue a call
@@ -83,7 +86,7 @@ func (s *Server) Serve(l Listener) {
 				return true
 			}
 			s.inFlight.Add(1)
-			rerr = recvNotif(int(fd), &n)
+			rerr = recvNotif(fd, &n)
 			if rerr != nil {
 				s.inFlight.Add(-1)
 			}
@@ -99,7 +102,6 @@ func (s *Server) Serve(l Listener) {
 			s.Log.Warn("sysinfo: receiving a notification failed; this container's calls now wait for the next worker", "init", l.InitPid, "err", rerr)
 			return
 		}
-		fd := int(l.File.Fd())
 		s.Slots.set(l.Slot, n.ID)
 		s.answer(fd, &n, l, &busy)
 		s.Slots.clear(l.Slot, n.ID)
