@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 
@@ -129,8 +130,11 @@ func SysinfoFromEnv(pollable bool) (*SysinfoEnv, error) {
 // containers' sysinfo calls with ENOSYS), and handed to each new worker and
 // across an upgrade like the FUSE connection.
 type Sysinfo struct {
-	Path     string // the registration socket, for logs
-	Log      *slog.Logger
+	Path string // the registration socket, for logs
+	Log  *slog.Logger
+	// mu guards the rest: the supervisor's loop registers and sweeps while
+	// retiring an upgraded binary's worker runs on its own goroutine.
+	mu       sync.Mutex
 	listener *net.UnixListener
 	held     map[int]Held // by slot
 	slots    *sysinfo.Slots
@@ -202,7 +206,11 @@ func AdoptSysinfo(path string, e *SysinfoEnv, log *slog.Logger) (*Sysinfo, error
 }
 
 // AddHeld keeps a container taken back from systemd's fd store.
-func (s *Sysinfo) AddHeld(h Held) { s.held[h.Slot] = h }
+func (s *Sysinfo) AddHeld(h Held) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.held[h.Slot] = h
+}
 
 // AdoptSlots takes the slots of a worker whose supervisor died (systemd's
 // fd store kept them) and continues the calls it had taken, once the held
@@ -214,7 +222,9 @@ func (s *Sysinfo) AdoptSlots(f *os.File) {
 		f.Close()
 		return
 	}
+	s.mu.Lock()
 	s.oldSlots = old
+	s.mu.Unlock()
 	s.retired()
 }
 
@@ -243,6 +253,8 @@ func (s *Sysinfo) accept(procDir string) {
 
 // register keeps a new container and hands it to the running worker.
 func (s *Sysinfo) register(reg sysinfo.Registration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	slot := -1
 	for i := 0; i < sysinfo.MaxSlots; i++ {
 		if _, used := s.held[i]; !used {
@@ -280,6 +292,8 @@ func (s *Sysinfo) send(h Held) {
 // sweep drops the containers whose tasks have all exited: the kernel
 // reports POLLHUP on a notification fd whose filter nobody uses.
 func (s *Sysinfo) sweep() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	for slot, h := range s.held {
 		p := []unix.PollFd{{Fd: int32(h.File.Fd()), Events: unix.POLLIN}}
 		if n, err := unix.Poll(p, 0); err == nil && n > 0 && p[0].Revents&(unix.POLLHUP|unix.POLLERR|unix.POLLNVAL) != 0 {
@@ -296,6 +310,8 @@ func (s *Sysinfo) sweep() {
 // first, and EnvSysinfo's value for them. It opens the worker's control
 // socket and slots.
 func (s *Sysinfo) workerFiles(first int) ([]*os.File, string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, "", fmt.Errorf("sysinfo control socket: %w", err)
@@ -329,6 +345,8 @@ func (s *Sysinfo) workerFiles(first int) ([]*os.File, string, error) {
 // workerDied continues what the dead worker was answering (see
 // sysinfo.Slots) and stops handing it containers.
 func (s *Sysinfo) workerDied() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.slots != nil {
 		if n := s.slots.Recover(s.fds()); n > 0 {
 			s.Log.Info("sysinfo: calls the dead worker had taken continued with the host's figures", "calls", n)
@@ -342,6 +360,8 @@ func (s *Sysinfo) workerDied() {
 
 // retired is told the previous binary's worker is gone.
 func (s *Sysinfo) retired() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.oldSlots != nil {
 		if n := s.oldSlots.Recover(s.fds()); n > 0 {
 			s.Log.Info("sysinfo: calls the previous worker had taken continued with the host's figures", "calls", n)
@@ -362,6 +382,8 @@ func (s *Sysinfo) fds() map[int]int {
 // upgradeEnv keeps the socket, the containers and the current worker's
 // slots open across exec and describes them for the new binary.
 func (s *Sysinfo) upgradeEnv() (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	keep := func(f *os.File) error {
 		_, err := unix.FcntlInt(f.Fd(), unix.F_SETFD, 0)
 		return err
@@ -397,6 +419,8 @@ func (s *Sysinfo) Close() {
 
 // Held lists the containers held, for the systemd fd store at start.
 func (s *Sysinfo) Held() []Held {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	out := make([]Held, 0, len(s.held))
 	for _, h := range s.held {
 		out = append(out, h)
