@@ -130,3 +130,28 @@ func TestInjectSysinfoKeepsMode(t *testing.T) {
 		t.Errorf("not an object: err %v, want one naming the file", err)
 	}
 }
+
+// FuzzSysinfoNotify: whatever config.json holds, the edit never panics; a
+// changed config parses, sends sysinfo to the listener by exactly one rule,
+// and a second pass leaves it alone.
+func FuzzSysinfoNotify(f *testing.F) {
+	fixtures, _ := filepath.Glob("testdata/seccomp/*.json")
+	for _, p := range fixtures {
+		if b, err := os.ReadFile(p); err == nil {
+			f.Add(b)
+		}
+	}
+	f.Fuzz(func(t *testing.T, config []byte) {
+		out, changed, _, err := SysinfoNotify(config, testListener)
+		if err != nil || !changed {
+			return
+		}
+		if !json.Valid(out) {
+			t.Fatalf("invalid output:\n%s", out)
+		}
+		checkOneNotifyRule(t, out)
+		if _, again, reason, err := SysinfoNotify(out, testListener); err != nil || again {
+			t.Fatalf("second pass: changed %v (%s), %v", again, reason, err)
+		}
+	})
+}
