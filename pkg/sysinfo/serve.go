@@ -64,6 +64,7 @@ func (s *Server) Serve(l Listener) {
 	// past the timeout, the next calls are continued at once rather than
 	// piling up goroutines behind it.
 	var busy atomic.Bool
+	warned := false
 	// The fd as the callback gets it: File.Fd would make the file blocking.
 	var fd int
 	for !s.stopping.Load() {
@@ -99,8 +100,14 @@ func (s *Server) Serve(l Listener) {
 			if errors.Is(rerr, unix.ENOENT) || errors.Is(rerr, unix.EINTR) {
 				continue // the caller was killed between the wake-up and the receive
 			}
-			s.Log.Warn("sysinfo: receiving a notification failed; this container's calls now wait for the next worker", "init", l.InitPid, "err", rerr)
-			return
+			// Not an error the kernel documents for a valid fd: keep trying,
+			// slowly, rather than leave the container's calls waiting.
+			if !warned {
+				warned = true
+				s.Log.Warn("sysinfo: receiving a notification failed; retrying", "init", l.InitPid, "err", rerr)
+			}
+			time.Sleep(100 * time.Millisecond)
+			continue
 		}
 		s.Slots.set(l.Slot, n.ID)
 		s.answer(fd, &n, l, &busy)
