@@ -78,6 +78,7 @@ type bundleOpts struct {
 	hostUsr     bool // bind the host's /usr read-only: glibc getconf, procps free
 	annotations map[string]string
 	files       map[string]string // host file -> path in the rootfs, copied in
+	memory      int               // memory limit with limits, bytes; 0: 64 MiB
 }
 
 // busyboxBundle makes an OCI bundle under t.TempDir() whose rootfs holds the
@@ -115,8 +116,12 @@ func busyboxBundle(t *testing.T, o bundleOpts) string {
 		c["root"] = map[string]any{"path": "rootfs", "readonly": o.readOnly}
 		linux := c["linux"].(map[string]any)
 		if o.limits {
+			memory := 64 << 20
+			if o.memory > 0 {
+				memory = o.memory
+			}
 			linux["resources"] = map[string]any{
-				"memory": map[string]any{"limit": 64 << 20},
+				"memory": map[string]any{"limit": memory},
 				"cpu":    map[string]any{"cpus": "0", "quota": 50000, "period": 100000},
 			}
 		}

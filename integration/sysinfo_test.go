@@ -149,18 +149,23 @@ func TestSysinfoAcrossWorkerKillAndUpgrade(t *testing.T) {
 	t.Logf("calls %s, of which with other figures: %s", field(out, "calls"), field(out, "not_container"))
 }
 
-// TestSysinfoHostileNeighbour: one container calls sysinfo from 32 threads
-// without pause while another makes 2,000 calls. Each container's calls
-// are taken one at a time by a goroutine of its own, so the hostile one
-// queues behind itself; the other's calls wait only for the CPU and, for
-// their figures, at most --sysinfo-timeout (500ms) before they run with
-// the host's. The bound asserted is generous, to catch a hang, not to
-// measure speed: no call of the neighbour takes 5s, and its figures are
-// its own.
+// TestSysinfoHostileNeighbour: one container (96 MiB) calls sysinfo from
+// 32 threads without pause while another (64 MiB) makes 2,000 calls. Each
+// container's calls are taken one at a time by a goroutine of its own, so
+// the hostile one queues behind itself; the other's calls wait only for
+// the CPU and, for their figures, at most --sysinfo-timeout (500ms) before
+// they run with the host's. The bound asserted is generous, to catch a
+// hang, not to measure speed: no call of the neighbour takes 5s. Each
+// container gets its own figures, never the other's.
 func TestSysinfoHostileNeighbour(t *testing.T) {
 	d := startDaemon(t, fusedBin, "")
-	hostile := runBundleDetached(t, d.mp, d.stateDir, sysinfoOpts("/bin/sysinfoprog hammer 32"), "--sysinfo")
+	o := sysinfoOpts("/bin/sysinfoprog once; /bin/sysinfoprog hammer 32")
+	o.memory = 96 << 20
+	hostile := runBundleDetached(t, d.mp, d.stateDir, o, "--sysinfo")
 	waitOutput(t, hostile, func(out string) bool { return strings.Contains(out, "hammering") })
+	if got := field(hostile.output(t), "totalram"); got != strconv.Itoa(96<<20) {
+		t.Errorf("hostile container's totalram = %s, want its own 96 MiB", got)
+	}
 
 	bundle := busyboxBundle(t, sysinfoOpts("/bin/sysinfoprog probe 2000"))
 	injectHook(t, bundle, d.mp, "--state-dir", d.stateDir, "--sysinfo")
