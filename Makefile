@@ -13,7 +13,7 @@ GO       ?= go
 # Integration tests start real containers; bound the whole run.
 TEST_TIMEOUT ?= 12m
 
-BINS := bin/lxcfs-fused bin/lxcfs-hook
+BINS := bin/lxcfs-fused bin/lxcfs-hook bin/lxcfs-nri
 
 .PHONY: all build deps test unit vet fuzz demo bench bench-go install uninstall clean
 
@@ -28,10 +28,15 @@ all: build
 # the binaries dynamic).
 BUILD_TAGS ?= urfave_cli_no_docs
 BUILD_ENV  ?= CGO_ENABLED=0
+# What --version prints, the logs and `lxcfs-fused status` show. A plain
+# `go build` falls back to the commit the toolchain stamps (pkg/version).
+VERSION    ?= $(shell git describe --always --dirty 2>/dev/null || echo unknown)
+LDFLAGS    ?= -X github.com/lxcfs-oci/lxcfs-oci/pkg/version.Version=$(VERSION)
 
 build:
-	$(BUILD_ENV) $(GO) build -tags '$(BUILD_TAGS)' -o bin/lxcfs-fused ./cmd/lxcfs-fused
-	$(BUILD_ENV) $(GO) build -tags '$(BUILD_TAGS)' -o bin/lxcfs-hook ./cmd/lxcfs-hook
+	$(BUILD_ENV) $(GO) build -tags '$(BUILD_TAGS)' -ldflags '$(LDFLAGS)' -o bin/lxcfs-fused ./cmd/lxcfs-fused
+	$(BUILD_ENV) $(GO) build -tags '$(BUILD_TAGS)' -ldflags '$(LDFLAGS)' -o bin/lxcfs-hook ./cmd/lxcfs-hook
+	$(BUILD_ENV) $(GO) build -tags '$(BUILD_TAGS)' -ldflags '$(LDFLAGS)' -o bin/lxcfs-nri ./cmd/lxcfs-nri
 
 # Debian packages the tests and the demo need, installed when absent.
 deps:
@@ -50,7 +55,7 @@ test: deps vet
 
 # Each fuzz target for FUZZTIME (go test -fuzz takes one target at a time).
 FUZZTIME ?= 3s
-FUZZ_PKGS := ./pkg/view ./pkg/cgroup ./pkg/hook ./pkg/supervise
+FUZZ_PKGS := ./pkg/view ./pkg/cgroup ./pkg/hook ./pkg/supervise ./pkg/mountns
 fuzz:
 	@for pkg in $(FUZZ_PKGS); do \
 		for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
@@ -74,7 +79,7 @@ demo: build
 # BENCH_ARGS=--quick for about 2, or any lxcfs-bench flag (-h lists them).
 BENCH_ARGS ?=
 bench: build
-	$(GO) build -o bin/lxcfs-bench ./cmd/lxcfs-bench
+	$(GO) build -ldflags '$(LDFLAGS)' -o bin/lxcfs-bench ./cmd/lxcfs-bench
 	./bin/lxcfs-bench --fused bin/lxcfs-fused $(BENCH_ARGS)
 
 # Go micro-benchmarks (render, cgroup reads, caller resolution) with allocations.
@@ -84,12 +89,12 @@ bench-go:
 # Everything install writes, so uninstall removes exactly that. lxcfs-runc,
 # the runtime wrapper for Docker and containerd, is lxcfs-hook under another
 # name.
-INSTALLED := $(BINDIR)/lxcfs-fused $(BINDIR)/lxcfs-hook $(BINDIR)/lxcfs-runc \
+INSTALLED := $(BINDIR)/lxcfs-fused $(BINDIR)/lxcfs-hook $(BINDIR)/lxcfs-runc $(BINDIR)/lxcfs-nri \
 	$(HOOKSDIR)/lxcfs.json $(UNITDIR)/lxcfs-fused.service $(MANDIR)/man8/lxcfs-hook.8
 
 install: build
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(HOOKSDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(MANDIR)/man8
-	install -m 0755 bin/lxcfs-fused bin/lxcfs-hook $(DESTDIR)$(BINDIR)/
+	install -m 0755 bin/lxcfs-fused bin/lxcfs-hook bin/lxcfs-nri $(DESTDIR)$(BINDIR)/
 	ln -sf lxcfs-hook $(DESTDIR)$(BINDIR)/lxcfs-runc
 	sed 's|/usr/local/bin/lxcfs-hook|$(BINDIR)/lxcfs-hook|' hooks.d/lxcfs.json > $(DESTDIR)$(HOOKSDIR)/lxcfs.json
 	chmod 0644 $(DESTDIR)$(HOOKSDIR)/lxcfs.json

@@ -200,5 +200,5 @@ func TestEngineDocker(t *testing.T) {
 	// Stop dockerd now, in this test, so the mount check below sees
 	// everything it set up taken down.
 	d.stop(t)
-	noMountsLeft(t, before)
+	sameMounts(t, before)
 }

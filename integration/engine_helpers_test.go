@@ -68,11 +68,12 @@ type engineProc struct {
 	log    string
 }
 
-// startEngine starts a long-running engine process, logging to a file, and
-// stops it at cleanup: SIGTERM, then SIGKILL after grace.
+// startEngine starts a long-running engine process (name on $PATH, or a
+// path), logging to a file, and stops it at cleanup: SIGTERM, then SIGKILL
+// after grace.
 func startEngine(t *testing.T, name string, env []string, grace time.Duration, args ...string) *engineProc {
 	t.Helper()
-	logPath := filepath.Join(t.TempDir(), name+".log")
+	logPath := filepath.Join(t.TempDir(), filepath.Base(name)+".log")
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		t.Fatal(err)
@@ -192,25 +193,6 @@ func stderrOf(err error) string {
 		return string(ee.Stderr)
 	}
 	return ""
-}
-
-// noMountsLeft fails the test when a mount point appeared since before
-// outside the temporary directories of other tests, which may run at the
-// same time (go test runs packages in parallel) and mount their own.
-func noMountsLeft(t *testing.T, before []string) {
-	t.Helper()
-	had := map[string]bool{}
-	for _, m := range before {
-		had[m] = true
-	}
-	tmp := filepath.Clean(os.TempDir()) + "/"
-	ours := tmp + strings.NewReplacer("/", "_").Replace(strings.SplitN(t.Name(), "/", 2)[0])
-	for _, m := range mountPoints(t, "self") {
-		if had[m] || (strings.HasPrefix(m, tmp) && !strings.HasPrefix(m, ours)) {
-			continue
-		}
-		t.Errorf("mount left behind: %s", m)
-	}
 }
 
 // cleanCreated removes path at cleanup when it did not exist before the

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -133,7 +134,7 @@ func TestRuntimeWrapperRunc(t *testing.T) {
 		if _, stderr, err := wr("kill", id, "KILL"); err != nil {
 			t.Errorf("kill: %v\n%s", err, stderr)
 		}
-		deadline := time.Now().Add(10 * time.Second)
+		deadline := time.Now().Add(30 * time.Second)
 		for time.Now().Before(deadline) {
 			out, _, _ := wr("state", id)
 			if strings.Contains(out, `"stopped"`) {
@@ -153,25 +154,16 @@ func TestRuntimeWrapperRunc(t *testing.T) {
 		for _, args := range [][]string{{"--version"}, {"features"}, {"--root", state, "list", "--format", "json"}} {
 			want, _, werr := runCmd(t, 10*time.Second, nil, "runc", args...)
 			got, stderr, gerr := runCmd(t, 10*time.Second, w.env(), w.path, args...)
+			if args[0] == "--version" {
+				// runc's lines untouched, then one naming the wrapper's build.
+				want += "lxcfs-runc: lxcfs-oci " + testVersion + " in front of " + runcPath(t) + "\n"
+			}
 			if (werr == nil) != (gerr == nil) || got != want {
 				t.Errorf("%v through the wrapper: %q (%v, %s), runc: %q (%v)", args, got, gerr, stderr, want, werr)
 			}
 		}
-		// What the wrapper adds to every call: the measured cost of
-		// starting the Go binary and reading its config before exec.
-		const n = 20
-		timeIt := func(bin string, env []string) time.Duration {
-			start := time.Now()
-			for range n {
-				runCmd(t, 10*time.Second, env, bin, "--version")
-			}
-			return time.Since(start) / n
-		}
-		direct, wrapped := timeIt("runc", nil), timeIt(w.path, w.env())
-		t.Logf("runc --version: %v direct, %v through lxcfs-runc (+%v)", direct, wrapped, wrapped-direct)
-		if wrapped-direct > 50*time.Millisecond {
-			t.Errorf("the wrapper adds %v a call, want a few milliseconds", wrapped-direct)
-		}
+		// What the wrapper adds to a call is a benchmark figure
+		// (scripts/hook-latency.sh), not something a test can time.
 	})
 
 	t.Run("wrapper refuses to wrap itself", func(t *testing.T) {
@@ -188,10 +180,20 @@ func TestRuntimeWrapperRunc(t *testing.T) {
 			t.Errorf("log lacks %q:\n%s", want, log)
 		}
 	}
-	noMountsLeft(t, before)
+	sameMounts(t, before)
 }
 
 // countHooks counts the createRuntime hooks in a bundle's config.json.
+// runcPath is the runc the wrapper runs when none is configured.
+func runcPath(t *testing.T) string {
+	t.Helper()
+	p, err := exec.LookPath("runc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 func countHooks(t *testing.T, bundle string) int {
 	t.Helper()
 	var c struct {

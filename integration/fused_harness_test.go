@@ -33,8 +33,8 @@ func (d *daemon) stop(t *testing.T) {
 	d.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-d.exited:
-	case <-time.After(10 * time.Second):
-		t.Fatalf("lxcfs-fused still running 10s after SIGTERM")
+	case <-time.After(30 * time.Second):
+		t.Fatalf("lxcfs-fused still running 30s after SIGTERM")
 	}
 }
 
@@ -86,10 +86,10 @@ func startDaemon(t *testing.T, bin, mp string, args ...string) *daemon {
 			if d.exitErr != nil && !d.stoppedByTest {
 				t.Errorf("lxcfs-fused did not exit cleanly on SIGTERM: %v", d.exitErr)
 			}
-		case <-time.After(10 * time.Second):
+		case <-time.After(30 * time.Second):
 			d.cmd.Process.Kill()
 			<-d.exited
-			t.Errorf("lxcfs-fused still running 10s after SIGTERM")
+			t.Errorf("lxcfs-fused still running 30s after SIGTERM")
 		}
 		if isMounted(t, mp) {
 			if !d.stoppedByTest {
@@ -103,11 +103,11 @@ func startDaemon(t *testing.T, bin, mp string, args ...string) *daemon {
 	return d
 }
 
-// waitServing waits up to 10s for a daemon to answer on mp, failing the test
+// waitServing waits up to 30s for a daemon to answer on mp, failing the test
 // with the daemon's log if it exits first (exitErr is read after exited closes).
 func waitServing(t *testing.T, name, mp, logPath string, exited <-chan struct{}, exitErr *error) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		if isMounted(t, mp) {
 			if _, err := os.ReadFile(filepath.Join(mp, "proc/meminfo")); err == nil {
@@ -121,7 +121,7 @@ func waitServing(t *testing.T, name, mp, logPath string, exited <-chan struct{},
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	t.Fatalf("%s did not serve %s within 10s", name, mp)
+	t.Fatalf("%s did not serve %s within 30s", name, mp)
 }
 
 // isMounted says whether path is a mount point in this mount namespace.
@@ -180,7 +180,7 @@ func newV1Cgroup(t *testing.T, ctrls ...string) *v1Cgroup {
 	t.Cleanup(func() {
 		for _, c := range ctrls {
 			// A just-killed task may linger for a moment.
-			for range 50 {
+			for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
 				if err := os.Remove(cg.dir(c)); err == nil || errors.Is(err, os.ErrNotExist) {
 					break
 				}

@@ -30,7 +30,7 @@ func fakeContainer(t *testing.T) int {
 	})
 	pid := cmd.Process.Pid
 	own, _ := os.Readlink("/proc/self/ns/mnt")
-	for range 250 {
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
 		if ns, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/ns/mnt"); err == nil && ns != own {
 			// unshare has switched namespaces; wait for the exec of sleep.
 			if comm, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm"); strings.TrimSpace(string(comm)) == "sleep" {
@@ -39,7 +39,7 @@ func fakeContainer(t *testing.T) int {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	t.Fatal("unshare did not enter a new mount namespace within 5s")
+	t.Fatal("unshare did not enter a new mount namespace within 30s")
 	return 0
 }
 

@@ -25,12 +25,12 @@ func TestInstallUninstall(t *testing.T) {
 		want   []string
 	}{
 		{"/usr/local", []string{
-			"usr/local/bin/lxcfs-fused", "usr/local/bin/lxcfs-hook", "usr/local/bin/lxcfs-runc",
+			"usr/local/bin/lxcfs-fused", "usr/local/bin/lxcfs-hook", "usr/local/bin/lxcfs-nri", "usr/local/bin/lxcfs-runc",
 			"usr/local/lib/systemd/system/lxcfs-fused.service", "usr/local/share/man/man8/lxcfs-hook.8",
 			"usr/share/containers/oci/hooks.d/lxcfs.json",
 		}},
 		{"/usr", []string{
-			"usr/bin/lxcfs-fused", "usr/bin/lxcfs-hook", "usr/bin/lxcfs-runc",
+			"usr/bin/lxcfs-fused", "usr/bin/lxcfs-hook", "usr/bin/lxcfs-nri", "usr/bin/lxcfs-runc",
 			"usr/lib/systemd/system/lxcfs-fused.service", "usr/share/containers/oci/hooks.d/lxcfs.json",
 			"usr/share/man/man8/lxcfs-hook.8",
 		}},
@@ -180,7 +180,7 @@ func TestInstallUnitStopPost(t *testing.T) {
 				syscall.Unmount(mp, syscall.MNT_DETACH)
 			}
 		})
-		deadline := time.Now().Add(10 * time.Second)
+		deadline := time.Now().Add(30 * time.Second)
 		for time.Now().Before(deadline) {
 			if _, err := os.Stat(filepath.Join(mp, "proc/meminfo")); err == nil && isMounted(t, mp) {
 				return mp, cmd
@@ -193,12 +193,12 @@ func TestInstallUnitStopPost(t *testing.T) {
 
 	waitGroupStopped := func(t *testing.T, pgid int) {
 		t.Helper()
-		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 			if groupStopped(pgid) {
 				return
 			}
 		}
-		t.Fatalf("process group %d not stopped within 5s", pgid)
+		t.Fatalf("process group %d not stopped within 30s", pgid)
 	}
 
 	t.Run("live", func(t *testing.T) {
@@ -228,7 +228,7 @@ func TestInstallUnitStopPost(t *testing.T) {
 		// systemd runs ExecStopPost once the unit's processes are gone and
 		// the kernel has finished aborting the connection (in-flight
 		// requests fail with EIO for a moment before every one gets ENOTCONN).
-		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 			if _, err := os.Stat(mp); err != nil && strings.Contains(err.Error(), "not connected") {
 				break
 			}

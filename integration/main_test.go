@@ -15,9 +15,14 @@ import (
 var (
 	fusedBin string
 	hookBin  string
+	nriBin   string
 	// sysinfoProg calls sysinfo(2) in containers (testdata/sysinfoprog).
 	sysinfoProg string
 )
+
+// testVersion is the version the binaries are built with (as the Makefile
+// sets it), so tests can tell it in --version, logs and status.
+const testVersion = "v0.0.0-integration"
 
 func TestMain(m *testing.M) {
 	// The load test re-executes this binary as its container readers.
@@ -38,11 +43,13 @@ func run(m *testing.M) int {
 	// execute, so it must be absolute.
 	fusedBin = filepath.Join(dir, "lxcfs-fused")
 	hookBin = filepath.Join(dir, "lxcfs-hook")
+	nriBin = filepath.Join(dir, "lxcfs-nri")
 	sysinfoProg = filepath.Join(dir, "sysinfoprog")
-	for bin, pkg := range map[string]string{fusedBin: "../cmd/lxcfs-fused", hookBin: "../cmd/lxcfs-hook", sysinfoProg: "./testdata/sysinfoprog"} {
+	for bin, pkg := range map[string]string{fusedBin: "../cmd/lxcfs-fused", hookBin: "../cmd/lxcfs-hook", nriBin: "../cmd/lxcfs-nri", sysinfoProg: "./testdata/sysinfoprog"} {
 		// Built as make build builds them (BUILD_TAGS and BUILD_ENV in the
 		// Makefile).
-		cmd := exec.Command("go", "build", "-tags", "urfave_cli_no_docs", "-o", bin, pkg)
+		cmd := exec.Command("go", "build", "-tags", "urfave_cli_no_docs",
+			"-ldflags", "-X github.com/lxcfs-oci/lxcfs-oci/pkg/version.Version="+testVersion, "-o", bin, pkg)
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Run(); err != nil {

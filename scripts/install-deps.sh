@@ -25,18 +25,62 @@ if [ "${1:-}" != "--minimal" ]; then
 	need containerd containerd
 	need ctr containerd
 	need dockerd docker.io
+	# runc 1.2.6 is built below with cgo and seccomp.
+	needpkg() { dpkg -s "$1" >/dev/null 2>&1 || want+=("$1"); }
+	needpkg gcc
+	needpkg libseccomp-dev
+	needpkg pkg-config
 fi
 
-if [ ${#want[@]} -eq 0 ]; then
-	exit 0
+if [ ${#want[@]} -gt 0 ]; then
+	if [ "$(id -u)" != 0 ]; then
+		echo "install-deps: missing ${want[*]}; run as root or install them with apt-get" >&2
+		exit 1
+	fi
+	echo "install-deps: installing ${want[*]}" >&2
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq "${want[@]}" >/dev/null
 fi
-if [ "$(id -u)" != 0 ]; then
-	echo "install-deps: missing ${want[*]}; run as root or install them with apt-get" >&2
-	exit 1
-fi
-echo "install-deps: installing ${want[*]}" >&2
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq "${want[@]}" >/dev/null
 # The lxcfs package starts its own daemon at /var/lib/lxcfs where systemd
 # runs; the tests start their own instances on private directories.
+
+# containerd 2.4 (with its runc shim and ctr), crictl and runc 1.2.6 for the
+# NRI and CRI tests, built from Go modules into a fixed directory when
+# absent. Debian's containerd is 1.6, without NRI; runc 1.2.6 is the newest
+# whose module builds from a module download (later ones carry replace
+# lines). CRITEST_DIR is where integration/engine_cri_test.go looks.
+if [ "${1:-}" != "--minimal" ]; then
+	CRITEST_DIR=/usr/local/lib/lxcfs-oci-test
+	CONTAINERD_VERSION=v2.4.2
+	CRICTL_VERSION=v1.37.0
+	RUNC_VERSION=v1.2.6
+	bin="$CRITEST_DIR/bin"
+	mkdir -p "$bin"
+	stamp() { [ -x "$bin/$1" ] && [ "$(cat "$bin/.$1.version" 2>/dev/null)" = "$2" ]; }
+	built() { echo "$2" >"$bin/.$1.version"; }
+	for tool in containerd containerd-shim-runc-v2 ctr; do
+		if ! stamp "$tool" "$CONTAINERD_VERSION"; then
+			echo "install-deps: building $tool $CONTAINERD_VERSION" >&2
+			GOBIN="$bin" CGO_ENABLED=0 go install -tags "no_btrfs no_devmapper no_zfs" \
+				"github.com/containerd/containerd/v2/cmd/$tool@$CONTAINERD_VERSION"
+			built "$tool" "$CONTAINERD_VERSION"
+		fi
+	done
+	if ! stamp crictl "$CRICTL_VERSION"; then
+		echo "install-deps: building crictl $CRICTL_VERSION" >&2
+		GOBIN="$bin" CGO_ENABLED=0 go install "sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION"
+		built crictl "$CRICTL_VERSION"
+	fi
+	if ! stamp runc "$RUNC_VERSION"; then
+		echo "install-deps: building runc $RUNC_VERSION" >&2
+		src=$(GOFLAGS=-mod=mod go mod download -json "github.com/opencontainers/runc@$RUNC_VERSION" |
+			sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
+		work=$(mktemp -d)
+		cp -r "$src/." "$work"
+		chmod -R u+w "$work"
+		(cd "$work" && CGO_ENABLED=1 go build -mod=mod -buildvcs=false -tags seccomp -o "$bin/runc" .)
+		rm -rf "$work"
+		built runc "$RUNC_VERSION"
+	fi
+fi

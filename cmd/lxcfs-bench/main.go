@@ -14,11 +14,15 @@ package main
 import (
 	"fmt"
 	"os"
+
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/version"
 )
 
 func main() {
 	var err error
 	switch {
+	case len(os.Args) == 2 && (os.Args[1] == "--version" || os.Args[1] == "-version"):
+		fmt.Println("lxcfs-bench version", version.String())
 	case len(os.Args) > 1 && os.Args[1] == "reader":
 		err = readerMain(os.Args[2:])
 	case len(os.Args) > 1 && os.Args[1] == "static-server":

@@ -12,6 +12,8 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/fusefs"
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/metrics"
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/version"
 )
 
 func main() {
@@ -23,8 +25,9 @@ func main() {
 
 func newApp() *cli.App {
 	return &cli.App{
-		Name:  "lxcfs-fused",
-		Usage: "serve container-aware /proc and /sys files over FUSE",
+		Name:    "lxcfs-fused",
+		Usage:   "serve container-aware /proc and /sys files over FUSE",
+		Version: version.String(),
 		Description: `lxcfs-fused mounts a read-only FUSE file system at --mountpoint holding
    proc/{cpuinfo,diskstats,loadavg,meminfo,stat,swaps,uptime},
    proc/pressure/{cpu,io,memory} (where the host kernel has PSI) and
@@ -63,7 +66,8 @@ func newApp() *cli.App {
 			&cli.DurationFlag{Name: "host-max-age", Value: 10 * time.Millisecond, Usage: "how long one read of a host file (/proc/meminfo, /proc/stat, ...) serves the renders after it; the kernel's own counters move more coarsely (0: read it for every render; at most 1s). A container's usage and time counters are always read afresh"},
 			&cli.DurationFlag{Name: "memstat-max-age", Value: 10 * time.Millisecond, Usage: "how long one read of a container's memory.stat serves its renders after it; the kernel itself folds per-CPU changes into it only in batches (0: read it for every render; at most 1s). Memory usage is always read afresh"},
 			&cli.IntFlag{Name: "workers", Value: fusefs.DefaultWorkers(), Usage: "goroutines reading FUSE requests at once; bounds the requests in progress", DefaultText: "one per CPU this process may run on, at least 2"},
-			&cli.StringFlag{Name: "state-dir", Value: "/run/lxcfs-oci", Usage: "where the hook records served containers (to re-attach their views after a lost connection) and the daemon writes fused.json (its pids, for the upgrade command)"},
+			&cli.StringFlag{Name: "state-dir", Value: "/run/lxcfs-oci", Usage: "where the hook records served containers (to re-attach their views after a lost connection) and counts its outcomes (hook.counts), and the daemon writes fused.json (pids, version, kernel features: for the upgrade and status commands) and keeps its counters (fused.stats)"},
+			&cli.StringFlag{Name: "metrics-address", Usage: "serve Prometheus metrics at http://ADDRESS/metrics (HOST:PORT, e.g. :" + metrics.DefaultPort + "); a bare :PORT listens on 127.0.0.1 only, name a host (0.0.0.0, a node address) to listen beyond it; off when empty", DefaultText: "off"},
 			&cli.BoolFlag{Name: "sysinfo", Value: true, Usage: "answer sysinfo(2) for containers whose config sends it to STATE-DIR/sysinfo.sock (seccomp user notification; lxcfs-hook inject --sysinfo or the wrapper's sysinfo setting write that)"},
 			&cli.DurationFlag{Name: "sysinfo-timeout", Value: 500 * time.Millisecond, Usage: "longest a sysinfo call waits for the container's figures before it runs for real (the host's figures)"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
@@ -82,6 +86,23 @@ func newApp() *cli.App {
 					&cli.StringFlag{Name: "state-dir", Value: "/run/lxcfs-oci", Usage: "the running daemon's --state-dir (also accepted before the command)"},
 				},
 				Action: upgradeCmd,
+			},
+			{
+				Name:  "status",
+				Usage: "show what the running daemon serves: version, mountpoint, worker, kernel features, containers, counts and errors",
+				Description: `Reads STATE-DIR/fused.json and the counters the daemon keeps beside it
+   (fused.stats, hook.counts) and prints the daemon's version, mountpoint,
+   supervisor and worker pids, generation (upgrades), how it holds the FUSE
+   connection, the kernel features it uses (FUSE_NOTIFY_RESEND, FOPEN_NOFLUSH,
+   INIT flags), the containers it serves, worker restarts, remounts, errors
+   since the start (render errors, host fallbacks by reason, worker deaths,
+   failed remounts), opens and reads per file, and hook outcomes. Exits 1
+   when no daemon runs with that state directory.`,
+				Flags: []cli.Flag{
+					&cli.BoolFlag{Name: "json", Usage: "print JSON, for scripts"},
+					&cli.StringFlag{Name: "state-dir", Value: "/run/lxcfs-oci", Usage: "the running daemon's --state-dir (also accepted before the command)"},
+				},
+				Action: statusCmd,
 			},
 			{
 				Name:   "worker",

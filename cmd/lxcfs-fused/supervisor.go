@@ -17,21 +17,30 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/fusefs"
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/metrics"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/remount"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/sdnotify"
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/stats"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/supervise"
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/version"
 )
 
 // fdStorePrefix names our connection in systemd's fd store; the protocol
 // and INIT flags follow, since the handshake cannot be repeated.
 const fdStorePrefix = "lxcfs-fuse"
 
-// state is STATE-DIR/fused.json: who serves, for `upgrade` and operators.
+// state is STATE-DIR/fused.json: who serves, for `upgrade` and operators
+// (`status`).
 type state struct {
-	Pid        int    `json:"pid"`
-	Worker     int    `json:"worker"`
-	Generation int    `json:"generation"`
-	Mountpoint string `json:"mountpoint"`
+	Pid        int       `json:"pid"`
+	Worker     int       `json:"worker"`
+	Generation int       `json:"generation"`
+	Mountpoint string    `json:"mountpoint"`
+	Version    string    `json:"version"`
+	Started    time.Time `json:"started"`    // the fresh start that upgrades keep
+	Connection string    `json:"connection"` // how the connection was had
+	Kernel     features  `json:"kernel"`
+	Metrics    string    `json:"metrics_address,omitempty"`
 }
 
 func statePath(dir string) string { return filepath.Join(dir, "fused.json") }
@@ -44,8 +53,13 @@ func superviseCmd(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if _, err := loadConfig(c); err != nil {
+	files, err := loadConfig(c)
+	if err != nil {
 		return err // flag errors before anything is mounted
+	}
+	metricsAddr, err := metrics.ListenAddress(c.String("metrics-address"))
+	if err != nil {
+		return err
 	}
 	mp := c.String("mountpoint")
 	stateDir := c.String("state-dir")
@@ -53,15 +67,35 @@ func superviseCmd(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("find this program's path (needed to start workers): %w", err)
 	}
-	stored := sdnotify.Take("lxcfs-") // once: it clears what systemd passed
-	conn, how, err := acquire(mp, stored, log)
+	fromStore := sdnotify.Take("lxcfs-") // once: it clears what systemd passed
+	conn, how, stored, err := acquire(mp, fromStore, log)
 	if err != nil {
 		return err
 	}
-	log.Info("serving", "mountpoint", mp, "connection", how)
-	si, err := acquireSysinfo(c, stored, log)
+	log.Info("serving", "version", version.String(), "mountpoint", mp, "connection", how)
+	si, err := acquireSysinfo(c, fromStore, log)
 	if err != nil {
 		return err
+	}
+	counts := openStats(stateDir, files.List(), how == howUpgrade, log)
+	base := state{Pid: os.Getpid(), Mountpoint: mp, Version: version.String(), Started: counts.Created(),
+		Connection: how, Kernel: connFeatures(conn, stored || how == howFDStore)}
+	if base.Started.IsZero() {
+		base.Started = time.Now()
+	}
+	if metricsAddr != "" {
+		srv, err := metrics.Listen(metricsAddr, metrics.NewRegistry(metrics.Source{
+			Stats: counts, StateDir: stateDir, Mountpoint: mp, Version: version.String(),
+		}), log)
+		if err != nil {
+			// The mount is made (or, after an upgrade, kept): failing now
+			// would break every container's views for want of metrics.
+			log.Error("metrics not served; serving the views without them", "err", err)
+		} else {
+			defer srv.Close()
+			base.Metrics = srv.Addr()
+			log.Info("metrics served", "url", "http://"+srv.Addr()+"/metrics")
+		}
 	}
 	sup := &supervise.Supervisor{
 		Conn:       conn,
@@ -74,14 +108,19 @@ func superviseCmd(c *cli.Context) error {
 			if _, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
 				log.Warn("sd_notify READY failed", "err", err)
 			}
-			reattach(stateDir, mp, log)
+			reattach(stateDir, mp, counts, log)
 		},
 		State: func(worker, gen int) {
-			writeState(stateDir, state{Pid: os.Getpid(), Worker: worker, Generation: gen, Mountpoint: mp}, log)
+			s := base
+			s.Worker, s.Generation = worker, gen
+			writeState(stateDir, s, log)
 		},
+		Stats:   counts,
 		Sysinfo: si,
 		ProcDir: "/proc",
 	}
+	// The counters stay mapped until the process exits: a scrape may still
+	// be reading them.
 	err = sup.Run()
 	os.Remove(statePath(stateDir))
 	if err != nil {
@@ -91,19 +130,43 @@ func superviseCmd(c *cli.Context) error {
 	return nil
 }
 
-const howFDStore = "taken back from the systemd fd store"
+const (
+	howFDStore = "taken back from the systemd fd store"
+	howUpgrade = "kept across upgrade"
+)
+
+// openStats maps the counters file: the one the binary before an upgrade
+// counted into, else a fresh one. Without it the daemon serves uncounted.
+func openStats(stateDir string, names []string, upgrade bool, log *slog.Logger) *stats.Region {
+	path := stats.Path(stateDir)
+	if upgrade {
+		r, err := stats.Open(path, true, names)
+		if err == nil {
+			return r
+		}
+		log.Info("counting from zero: no counters from before the upgrade", "err", err)
+	}
+	r, err := stats.Create(path, names)
+	if err != nil {
+		log.Warn("cannot keep counters; status and metrics will show none", "err", err)
+		return nil
+	}
+	return r
+}
 
 // acquire takes over the connection a previous binary passed on (upgrade),
 // or the one kept in systemd's fd store (restart), or mounts a new one.
-func acquire(mp string, stored map[string]*os.File, log *slog.Logger) (*fuse.Conn, string, error) {
-	conn, err := supervise.AdoptFromEnv()
+// stored says the new mount was kept in the fd store. fromStore is what
+// systemd passed back (sdnotify.Take, read once for FUSE and sysinfo).
+func acquire(mp string, fromStore map[string]*os.File, log *slog.Logger) (conn *fuse.Conn, how string, stored bool, err error) {
+	conn, err = supervise.AdoptFromEnv()
 	if err != nil {
-		return nil, "", err
+		return nil, "", false, err
 	}
 	if conn != nil {
-		return conn, "kept across upgrade", nil
+		return conn, howUpgrade, false, nil
 	}
-	for name, f := range stored {
+	for name, f := range fromStore {
 		if !strings.HasPrefix(name, fdStorePrefix) {
 			continue
 		}
@@ -113,19 +176,20 @@ func acquire(mp string, stored map[string]*os.File, log *slog.Logger) (*fuse.Con
 			f.Close()
 			continue
 		}
-		return fuse.NewConn(f, proto, flags), howFDStore, nil
+		return fuse.NewConn(f, proto, flags), howFDStore, false, nil
 	}
 	conn, err = fusefs.Mount(mp, log)
 	if err != nil {
-		return nil, "", err
+		return nil, "", false, err
 	}
 	name := fmt.Sprintf("%s-%d-%d-%d", fdStorePrefix, conn.Protocol().Major, conn.Protocol().Minor, uint32(conn.Features()))
 	if ok, err := sdnotify.Store(name, conn.File()); err != nil {
 		log.Warn("cannot keep the FUSE connection in the systemd fd store; a restart will break containers' views until remounted", "err", err)
 	} else if ok {
 		log.Info("FUSE connection kept in the systemd fd store", "name", name)
+		stored = true
 	}
-	return conn, "mounted", nil
+	return conn, "mounted", stored, nil
 }
 
 func parseStoreName(name string) (fuse.Protocol, fuse.InitFlags, error) {
@@ -146,7 +210,7 @@ func parseStoreName(name string) (fuse.Protocol, fuse.InitFlags, error) {
 
 // reattach gives containers whose views died with a lost connection fresh
 // ones from this mount.
-func reattach(stateDir, mp string, log *slog.Logger) {
+func reattach(stateDir, mp string, counts *stats.Region, log *slog.Logger) {
 	outcomes, errs := remount.Run(stateDir, mp)
 	for _, err := range errs {
 		log.Warn("remount: bad record", "err", err)
@@ -157,8 +221,10 @@ func reattach(stateDir, mp string, log *slog.Logger) {
 			log.Info("remount: container gone; record dropped", "container", o.ID)
 		case o.Err != nil:
 			log.Warn("remount: cannot re-attach views", "container", o.ID, "reattached", len(o.Reattached), "err", o.Err)
+			counts.Add(stats.RemountFailed, 1)
 		case len(o.Reattached) > 0:
 			log.Info("remount: views re-attached", "container", o.ID, "targets", strings.Join(o.Reattached, ","))
+			counts.Add(stats.RemountReattached, 1)
 		default:
 			log.Debug("remount: views still live", "container", o.ID)
 		}
@@ -193,14 +259,7 @@ func readState(dir string) (state, error) {
 }
 
 func upgradeCmd(c *cli.Context) error {
-	// --state-dir may come before the command (a global flag) or after it.
-	dir := c.String("state-dir")
-	for _, x := range c.Lineage() {
-		if x.IsSet("state-dir") {
-			dir = x.String("state-dir")
-			break
-		}
-	}
+	dir := stateDirOf(c)
 	before, err := readState(dir)
 	if err != nil {
 		return err

@@ -21,7 +21,9 @@ import (
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/fusefs"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/loadavg"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/reread"
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/stats"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/supervise"
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/version"
 )
 
 // loadConfig checks the flags that shape the views and builds the renderer.
@@ -78,6 +80,12 @@ func workerCmd(c *cli.Context) error {
 	}
 	files.Callers = resolver
 	files.Log = log
+	// The supervisor made the counters file before starting this worker.
+	counts, err := stats.Open(stats.Path(c.String("state-dir")), true, nil)
+	if err != nil {
+		log.Warn("serving uncounted: status and metrics will not move", "err", err)
+	}
+	files.Stats = counts
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go resolver.PruneEvery(ctx, time.Minute)
@@ -100,6 +108,7 @@ func workerCmd(c *cli.Context) error {
 		return err
 	}
 	tree.Timeout = c.Duration("read-timeout")
+	tree.Stats = counts
 
 	if path := c.String("cpuprofile"); path != "" {
 		f, err := os.Create(path)
@@ -129,7 +138,7 @@ func workerCmd(c *cli.Context) error {
 		}
 	}()
 
-	log.Info("worker serving", "cgroup_root", files.Cgroups.Root, "cgroup_v2", files.Cgroups.V2,
+	log.Info("worker serving", "version", version.String(), "cgroup_root", files.Cgroups.Root, "cgroup_v2", files.Cgroups.V2,
 		"cfs", files.CFS, "loadavg", files.Load != nil, "files", strings.Join(names, ","))
 	if err := tree.Serve(conn, c.Int("workers")); err != nil {
 		return err

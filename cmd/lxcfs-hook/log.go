@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/coreos/go-systemd/v22/journal"
+
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/version"
 )
 
 // newLogger logs to stderr (shown by runtimes when the hook fails) and to a
@@ -31,7 +33,9 @@ func newLogger(file, level string, stderr io.Writer) (*slog.Logger, func(), erro
 			closer = c
 		}
 	}
-	return slog.New(slog.NewMultiHandler(handlers...)).With("hook", "lxcfs-hook"), closer, nil
+	// The version on every line tells, after an upgrade, which build each
+	// container start ran.
+	return slog.New(slog.NewMultiHandler(handlers...)).With("hook", "lxcfs-hook", "version", version.String()), closer, nil
 }
 
 func openSink(file string) (io.Writer, func(), error) {

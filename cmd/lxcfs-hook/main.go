@@ -16,6 +16,8 @@ import (
 
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/hook"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/mountns"
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/stats"
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/version"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/wrapper"
 )
 
@@ -73,8 +75,9 @@ func hookFlags() []cli.Flag {
 
 func newApp() *cli.App {
 	return &cli.App{
-		Name:  "lxcfs-hook",
-		Usage: "OCI hook that bind-mounts container-aware /proc and /sys views into containers",
+		Name:    "lxcfs-hook",
+		Usage:   "OCI hook that bind-mounts container-aware /proc and /sys views into containers",
+		Version: version.String(),
 		Description: `As a createRuntime hook, lxcfs-hook reads the OCI state on stdin and the
 bundle's config.json, decides whether the container is served, checks that
 the views are being served at --lxcfs-root (a live FUSE mount, from
@@ -154,11 +157,21 @@ func createRuntime(c *cli.Context) error {
 	root := setFlag(c, "lxcfs-root").String("lxcfs-root")
 	failClosed := setFlag(c, "fail-closed").Bool("fail-closed")
 	always := setFlag(c, "always").Bool("always")
+	stateDir := setFlag(c, "state-dir").String("state-dir")
+	// Every run counts its outcome for the daemon's metrics; set before
+	// each return below.
+	outcome := stats.HookError
 	log, closeLog, err := newLogger(setFlag(c, "log-file").String("log-file"), setFlag(c, "log-level").String("log-level"), os.Stderr)
 	if err != nil {
+		stats.CountHook(stateDir, outcome)
 		return cli.Exit(fmt.Sprintf("lxcfs-hook: %v", err), 2)
 	}
 	defer closeLog()
+	defer func() {
+		if err := stats.CountHook(stateDir, outcome); err != nil {
+			log.Debug("outcome not counted", "err", err)
+		}
+	}()
 
 	fail := func(msg string, args ...any) error {
 		log.Error(msg, args...)
@@ -188,11 +201,14 @@ func createRuntime(c *cli.Context) error {
 	}
 	d := hook.Decide(annotations, mode, failClosed)
 	if !d.Serve {
+		outcome = stats.Skipped
 		log.Info("container not served", "reason", d.Reason)
 		return nil
 	}
 	if err := hook.Serving(root); err != nil {
+		outcome = stats.NotServing
 		if d.Required {
+			outcome = stats.FailedClosed
 			return fail("views not served and required (--fail-closed or io.lxcfs.required=true): refusing to start the container", "root", root, "err", err)
 		}
 		log.Warn("views not served: the container starts with the host's /proc and /sys files", "root", root, "err", err)
@@ -200,7 +216,9 @@ func createRuntime(c *cli.Context) error {
 	}
 	entries, err := hook.List(root)
 	if err != nil {
+		outcome = stats.NotServing
 		if d.Required {
+			outcome = stats.FailedClosed
 			return fail("cannot list the served views", "root", root, "err", err)
 		}
 		log.Warn("cannot list the served views: the container starts with the host's files", "root", root, "err", err)
@@ -219,16 +237,20 @@ func createRuntime(c *cli.Context) error {
 		log.Info("skipped", "target", s.Target, "reason", s.Reason)
 	}
 	if err != nil {
+		outcome = stats.MountFailed
 		if errors.Is(err, mountns.ErrRefused) {
+			outcome = stats.Refused
 			return fail("refusing to mount", "rootfs", rootfs, "mounted", len(res.Mounted), "err", err)
 		}
 		if d.Required {
+			outcome = stats.FailedClosed
 			return fail("mounting the views failed", "rootfs", rootfs, "mounted", len(res.Mounted), "err", err)
 		}
 		log.Warn("mounting the views failed: the container starts with some host files", "rootfs", rootfs, "mounted", len(res.Mounted), "err", err)
 		return nil
 	}
 	recordServed(c, log, state.ID, state.Pid, root, res.Mounted)
+	outcome = stats.Served
 	log.Info("views mounted", "reason", d.Reason, "rootfs", rootfs, "mounted", targets(res.Mounted), "skipped", len(res.Skipped), "took", time.Since(start).Round(time.Microsecond))
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/hook"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/remount"
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/version"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/wrapper"
 )
 
@@ -124,6 +125,9 @@ func runWrapper(nameRuntime string, flags wrapper.Config, configFile string, arg
 		fmt.Fprintf(os.Stderr, "lxcfs-runc: %v\n", err)
 		return 1
 	}
+	if wrapper.AsksVersion(args) {
+		return printVersions(runtimePath, c.Runtime, args)
+	}
 	if inv := wrapper.Parse(args); inv.Creates() {
 		if err := prepareBundle(c, inv); err != nil {
 			// prepareBundle logged it; only a fail-closed setup stops here.
@@ -134,6 +138,26 @@ func runWrapper(nameRuntime string, flags wrapper.Config, configFile string, arg
 	err = syscall.Exec(runtimePath, argv, os.Environ())
 	fmt.Fprintf(os.Stderr, "lxcfs-runc: exec %s: %v\n", runtimePath, err)
 	return 1
+}
+
+// printVersions runs the real runtime's version query, its output untouched
+// (engines parse it: Docker's "docker info" shows runc's version and
+// commit), then says which build of the wrapper runs in front of it. The
+// added line holds no "version" word, since Docker's parser takes the last
+// line holding one as the runtime's.
+func printVersions(runtimePath, name string, args []string) int {
+	cmd := exec.Command(runtimePath, args...)
+	cmd.Args[0] = name
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	if err := cmd.Run(); err != nil {
+		if cmd.ProcessState != nil {
+			return cmd.ProcessState.ExitCode()
+		}
+		fmt.Fprintf(os.Stderr, "lxcfs-runc: run %s: %v\n", runtimePath, err)
+		return 1
+	}
+	fmt.Printf("lxcfs-runc: lxcfs-oci %s in front of %s\n", version.String(), runtimePath)
+	return 0
 }
 
 // findRuntime resolves the real runtime and refuses this binary, which
@@ -247,5 +271,5 @@ func wrapperLogger(file string, stderr io.Writer) (*slog.Logger, func()) {
 			closer = c
 		}
 	}
-	return slog.New(slog.NewMultiHandler(handlers...)).With("hook", "lxcfs-runc"), closer
+	return slog.New(slog.NewMultiHandler(handlers...)).With("hook", "lxcfs-runc", "version", version.String()), closer
 }

@@ -3,7 +3,9 @@ package kubernetes
 import (
 	"bytes"
 	"fmt"
+	"net"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -79,9 +81,11 @@ func TestManifests(t *testing.T) {
 		file         string
 		runtimeClass bool
 		installs     string // what the init container runs
+		nri          bool   // runs the NRI plugin beside the daemon
 	}{
-		{"lxcfs-crio.yaml", false, "configure crio"},
-		{"lxcfs-containerd.yaml", true, "configure containerd"},
+		{"lxcfs-crio.yaml", false, "configure crio", false},
+		{"lxcfs-containerd.yaml", true, "configure containerd", false},
+		{"lxcfs-nri.yaml", false, "", true},
 	} {
 		t.Run(tt.file, func(t *testing.T) {
 			var ds *appsv1.DaemonSet
@@ -97,7 +101,7 @@ func TestManifests(t *testing.T) {
 			if ds == nil {
 				t.Fatal("no DaemonSet")
 			}
-			checkDaemonSet(t, ds, tt.installs)
+			checkDaemonSet(t, ds, tt.installs, tt.nri)
 			if tt.runtimeClass {
 				if rc == nil || rc.Handler != configure.DefaultRuntimeName {
 					t.Errorf("RuntimeClass = %+v, want handler %q (the name configure containerd writes)", rc, configure.DefaultRuntimeName)
@@ -107,7 +111,7 @@ func TestManifests(t *testing.T) {
 	}
 }
 
-func checkDaemonSet(t *testing.T, ds *appsv1.DaemonSet, installs string) {
+func checkDaemonSet(t *testing.T, ds *appsv1.DaemonSet, installs string, nri bool) {
 	t.Helper()
 	spec := ds.Spec.Template.Spec
 	if !spec.HostPID {
@@ -123,8 +127,12 @@ func checkDaemonSet(t *testing.T, ds *appsv1.DaemonSet, installs string) {
 	for _, v := range spec.Volumes {
 		volumes[v.Name] = v
 	}
-	if len(spec.Containers) != 1 {
-		t.Fatalf("%d containers, want the daemon only", len(spec.Containers))
+	want := map[bool]int{false: 1, true: 2}[nri]
+	if len(spec.Containers) != want || spec.Containers[0].Name != "lxcfs-fused" {
+		t.Fatalf("%d containers, want %d, the daemon first", len(spec.Containers), want)
+	}
+	if nri {
+		checkNRIPlugin(t, spec.Containers[1], volumes)
 	}
 	c := spec.Containers[0]
 	if c.SecurityContext == nil || c.SecurityContext.Privileged == nil || !*c.SecurityContext.Privileged {
@@ -155,11 +163,15 @@ func checkDaemonSet(t *testing.T, ds *appsv1.DaemonSet, installs string) {
 	if !found {
 		t.Error("no /var/lib/lxcfs mount")
 	}
+	checkMetrics(t, ds, c)
 	if len(spec.InitContainers) != 1 {
 		t.Fatalf("%d init containers, want the installer", len(spec.InitContainers))
 	}
 	script := strings.Join(spec.InitContainers[0].Command, " ")
 	for _, want := range []string{"lxcfs-hook " + installs, "/host/opt/lxcfs/bin/lxcfs-hook"} {
+		if installs == "" && strings.HasPrefix(want, "lxcfs-hook ") {
+			continue
+		}
 		if !strings.Contains(script, want) {
 			t.Errorf("installer does not run %q:\n%s", want, script)
 		}
@@ -168,6 +180,71 @@ func checkDaemonSet(t *testing.T, ds *appsv1.DaemonSet, installs string) {
 		if _, ok := volumes[m.Name]; !ok {
 			t.Errorf("installer mounts undeclared volume %q", m.Name)
 		}
+	}
+}
+
+// checkNRIPlugin checks that the plugin reaches the runtime's NRI socket on
+// the node and adds the hook where the init container installs it.
+func checkNRIPlugin(t *testing.T, c corev1.Container, volumes map[string]corev1.Volume) {
+	t.Helper()
+	cmd := strings.Join(c.Command, " ")
+	for _, want := range []string{"lxcfs-nri", "--socket=/var/run/nri/nri.sock", "--hook-path=/opt/lxcfs/bin/lxcfs-hook", "--lxcfs-root=/var/lib/lxcfs"} {
+		if !strings.Contains(cmd, want) {
+			t.Errorf("plugin command %q lacks %s", cmd, want)
+		}
+	}
+	found := false
+	for _, m := range c.VolumeMounts {
+		v, ok := volumes[m.Name]
+		if !ok {
+			t.Errorf("plugin mounts undeclared volume %q", m.Name)
+			continue
+		}
+		if m.MountPath == "/var/run/nri" && v.HostPath != nil && v.HostPath.Path == "/var/run/nri" {
+			found = true
+		}
+	}
+	if !found {
+		t.Error("the plugin does not mount the node's /var/run/nri, where the runtime's NRI socket is")
+	}
+}
+
+// checkMetrics: the daemon serves metrics on the pod's own address (never a
+// bare port, which would mean loopback only, unreachable by Prometheus), on
+// the port the container declares and the scrape annotations name.
+func checkMetrics(t *testing.T, ds *appsv1.DaemonSet, c corev1.Container) {
+	t.Helper()
+	var addr string
+	for _, a := range c.Command {
+		if v, ok := strings.CutPrefix(a, "--metrics-address="); ok {
+			addr = v
+		}
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || host != "$(POD_IP)" {
+		t.Fatalf("daemon --metrics-address %q (%v), want $(POD_IP):PORT", addr, err)
+	}
+	podIP := false
+	for _, e := range c.Env {
+		if e.Name == "POD_IP" && e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "status.podIP" {
+			podIP = true
+		}
+	}
+	if !podIP {
+		t.Error("no POD_IP from status.podIP for --metrics-address")
+	}
+	declared := false
+	for _, p := range c.Ports {
+		if p.Name == "metrics" && strconv.Itoa(int(p.ContainerPort)) == port && p.HostPort == 0 {
+			declared = true
+		}
+	}
+	if !declared {
+		t.Errorf("no container port \"metrics\" %s (without a hostPort, which would open it on every node address): %+v", port, c.Ports)
+	}
+	a := ds.Spec.Template.Annotations
+	if a["prometheus.io/scrape"] != "true" || a["prometheus.io/port"] != port || a["prometheus.io/path"] != "/metrics" {
+		t.Errorf("scrape annotations %v, want scrape true, port %s, path /metrics", a, port)
 	}
 }
 

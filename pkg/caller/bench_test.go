@@ -68,13 +68,13 @@ func benchNamespace(b *testing.B) (init, child int) {
 	}
 	b.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	p := strconv.Itoa(cmd.Process.Pid)
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 		out, _ := os.ReadFile("/proc/" + p + "/task/" + p + "/children")
 		if f := strings.Fields(string(out)); len(f) > 0 {
 			child, _ = strconv.Atoi(f[0])
 			return cmd.Process.Pid, child
 		}
 	}
-	b.Fatal("the namespace's init started no child within 5s")
+	b.Fatal("the namespace's init started no child within 30s")
 	return 0, 0
 }

@@ -65,7 +65,7 @@ func startInNewPidNS(t *testing.T) (init *exec.Cmd, child int) {
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	children := "/proc/" + strconv.Itoa(cmd.Process.Pid) + "/task/" + strconv.Itoa(cmd.Process.Pid) + "/children"
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		b, _ := os.ReadFile(children)
 		if f := strings.Fields(string(b)); len(f) > 0 {
@@ -74,7 +74,7 @@ func startInNewPidNS(t *testing.T) (init *exec.Cmd, child int) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	t.Fatal("the namespace's init started no child within 5s")
+	t.Fatal("the namespace's init started no child within 30s")
 	return nil, 0
 }
 
@@ -116,8 +116,7 @@ func TestResolveLive(t *testing.T) {
 
 	// When the init dies the entry must go, never to be served again.
 	init.Process.Kill()
-	init.Wait()
-	time.Sleep(50 * time.Millisecond)
+	init.Wait() // reaped: its pidfd reports it gone from now on
 	if got := r.cached(c.NS, time.Now()); got != nil {
 		t.Fatalf("entry of a dead init still served: %+v", got)
 	}
@@ -140,7 +139,7 @@ func TestResolveExited(t *testing.T) {
 func waitChild(t *testing.T, parent int) int {
 	t.Helper()
 	p := strconv.Itoa(parent)
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		b, _ := os.ReadFile("/proc/" + p + "/task/" + p + "/children")
 		if f := strings.Fields(string(b)); len(f) > 0 {
@@ -149,7 +148,7 @@ func waitChild(t *testing.T, parent int) int {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	t.Fatalf("process %d started no child within 5s", parent)
+	t.Fatalf("process %d started no child within 30s", parent)
 	return 0
 }
 
@@ -186,13 +185,13 @@ func TestResolvePinsRereadingThreads(t *testing.T) {
 
 	syscall.Kill(child, syscall.SIGKILL)
 	init.Wait() // sh's wait returns and the namespace's init exits
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if _, err := os.Stat("/proc/" + strconv.Itoa(child)); err != nil {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("pid %d still exists 5s after SIGKILL", child)
+			t.Fatalf("pid %d still exists 30s after SIGKILL", child)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -257,7 +256,7 @@ func TestPruneReleasesExited(t *testing.T) {
 	}
 	select {
 	case <-closed:
-	case <-time.After(5 * time.Second):
+	case <-time.After(30 * time.Second):
 		t.Fatal("the dropped container's attached value was not closed")
 	}
 }

@@ -62,10 +62,21 @@ type Hierarchy struct {
 	// ProcRoot is where ForPid finds /proc/PID/cgroup (DefaultProcRoot when
 	// empty); tests point it at a fixture.
 	ProcRoot string
+	// Clock is what the limit and stat caches take the time from (time.Now
+	// when nil), so tests can move time instead of waiting for it.
+	Clock func() time.Time
 
 	// ancestors caches the limit files of the directories above groups,
 	// which many groups share (see WithLimitCache).
 	ancestors upCache
+}
+
+// Now is the hierarchy's clock: Clock, or time.Now.
+func (h *Hierarchy) Now() time.Time {
+	if h == nil || h.Clock == nil {
+		return time.Now()
+	}
+	return h.Clock()
 }
 
 // Detect works out the layout of the cgroup file systems under root
@@ -163,6 +174,7 @@ type ctrlDir struct {
 	files *reread.Set // the group's own files kept open; nil: plain reads
 	up    *upCache    // shared cache of the ancestors' limit files; nil: none
 	upTTL time.Duration
+	h     *Hierarchy // its clock times the ancestors' cache
 }
 
 func (c ctrlDir) ok() bool { return c.dir != "" }
@@ -195,7 +207,7 @@ type Group struct {
 func (g *Group) WithLimitCache(ttl time.Duration) *Group {
 	c := g.withCtrls(func(d *ctrlDir) {
 		if g.h != nil {
-			d.up, d.upTTL = &g.h.ancestors, ttl
+			d.up, d.upTTL, d.h = &g.h.ancestors, ttl, g.h
 		}
 	})
 	c.limits = &limitCache{ttl: ttl}
@@ -284,13 +296,12 @@ func cachedLimit[T any](g *Group, slot func(*limitCache) *cached[T], load func()
 	if lc == nil {
 		return load()
 	}
-	return reuse(&lc.mu, slot(lc), lc.ttl, load)
+	return reuse(&lc.mu, slot(lc), lc.ttl, g.h.Now(), load)
 }
 
-// reuse returns c's value while it is younger than ttl, else loads it and,
-// when that succeeds, stores it in c. mu guards c.
-func reuse[T any](mu *sync.Mutex, c *cached[T], ttl time.Duration, load func() (T, error)) (T, error) {
-	now := time.Now()
+// reuse returns c's value while it is younger than ttl at now, else loads
+// it and, when that succeeds, stores it in c. mu guards c.
+func reuse[T any](mu *sync.Mutex, c *cached[T], ttl time.Duration, now time.Time, load func() (T, error)) (T, error) {
 	mu.Lock()
 	if c.ok && now.Sub(c.at) < ttl {
 		v := c.v
@@ -479,7 +490,7 @@ func (l level) read(file string) (string, error) {
 		}
 		return out, err
 	case l.c.up != nil:
-		return l.c.up.read(l.dir, file, l.c.upTTL)
+		return l.c.up.read(l.dir, file, l.c.upTTL, l.c.h.Now())
 	}
 	return readFile(l.dir, file)
 }
@@ -516,9 +527,8 @@ type upEntry struct {
 // this often, so directories of long-gone pods do not accumulate.
 const upSweep = time.Minute
 
-func (u *upCache) read(dir, file string, ttl time.Duration) (string, error) {
+func (u *upCache) read(dir, file string, ttl time.Duration, now time.Time) (string, error) {
 	path := dir + "/" + file
-	now := time.Now()
 	u.mu.Lock()
 	if e, ok := u.m[path]; ok && now.Sub(e.at) < ttl {
 		u.mu.Unlock()

@@ -13,6 +13,7 @@ import (
 
 	"github.com/opencontainers/cgroups"
 
+	"github.com/lxcfs-oci/lxcfs-oci/internal/fakeclock"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/view"
 )
 
@@ -851,20 +852,39 @@ func TestLive(t *testing.T) {
 		t.Errorf("live Memory() = %+v, want Usage > 0 and Limit > 0", m)
 	}
 	t.Logf("live (v2=%v) memory dir %s: %+v", h.V2, g.Dir("memory"), m)
+	online, err := os.ReadFile("/sys/devices/system/cpu/online")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostCPUs, err := view.ParseCPUList(string(online))
+	if err != nil {
+		t.Fatal(err)
+	}
+	isHostCPU := make(map[int]bool)
+	for _, c := range hostCPUs {
+		isHostCPU[c] = true
+	}
 	if cpus, err := g.CPUSet(); err != nil {
 		t.Errorf("live CPUSet(): %v", err)
+	} else if len(cpus) == 0 {
+		t.Errorf("live CPUSet() is empty: this test process runs on some CPU")
 	} else {
-		t.Logf("live cpuset %v", cpus)
+		for _, c := range cpus {
+			if !isHostCPU[c] {
+				t.Errorf("live CPUSet() = %v has CPU %d, not online on the host (%v)", cpus, c, hostCPUs)
+			}
+		}
 	}
 	if q, err := g.QuotaCPUs(); err != nil {
 		t.Errorf("live QuotaCPUs(): %v", err)
-	} else {
-		t.Logf("live quota %v CPUs", q)
+	} else if q < 0 || math.IsNaN(q) || math.IsInf(q, 0) {
+		t.Errorf("live QuotaCPUs() = %v, want 0 (none) or a positive number of CPUs", q)
 	}
+	// This process has run Go code by now, so its cgroup has used CPU time.
 	if u, err := g.CPUUsage(); err != nil {
 		t.Errorf("live CPUUsage(): %v", err)
-	} else {
-		t.Logf("live cpu usage total %+v over %d cpus", u.Total, len(u.PerCPU))
+	} else if u.Total.Total() == 0 {
+		t.Errorf("live CPUUsage() = %+v: no CPU time used by the test's own cgroup", u)
 	}
 	if _, err := g.IO(); err != nil {
 		t.Errorf("live IO(): %v", err)
@@ -895,11 +915,18 @@ func BenchmarkMemory(b *testing.B) {
 
 // TestLimitCache: a group made WithLimitCache reuses its limits for the TTL
 // and then sees a changed limit, while usage is read on every call and a
-// removed cgroup still fails at once.
+// removed cgroup still fails at once. The clock is moved by hand, so every
+// assertion holds however slow the machine.
 func TestLimitCache(t *testing.T) {
 	root := copyTree(t, v1Root)
 	const ttl = 100 * time.Millisecond
-	g := v1Group(t, root, "/machine/ctr1").WithLimitCache(ttl)
+	clock := fakeclock.New()
+	h := &Hierarchy{Root: root, ProcRoot: procRoot, Clock: clock.Now}
+	paths := map[string]string{"": "/machine/ctr1"}
+	for _, c := range []string{"memory", "cpu", "cpuacct", "cpuset", "blkio", "pids", "name=systemd"} {
+		paths[c] = "/machine/ctr1"
+	}
+	g := h.ForPaths(paths).WithLimitCache(ttl)
 	before, err := g.Memory()
 	if err != nil {
 		t.Fatal(err)
@@ -907,7 +934,7 @@ func TestLimitCache(t *testing.T) {
 	dir := filepath.Join(root, "memory/machine/ctr1")
 	writeFile(t, filepath.Join(dir, "memory.limit_in_bytes"), "1048576\n")
 	writeFile(t, filepath.Join(dir, "memory.usage_in_bytes"), "4096\n")
-	changed := time.Now()
+	clock.Add(ttl - time.Nanosecond)
 	m, err := g.Memory()
 	if err != nil {
 		t.Fatal(err)
@@ -915,10 +942,10 @@ func TestLimitCache(t *testing.T) {
 	if m.Usage != 4096 {
 		t.Errorf("usage = %d right after it changed, want 4096: counters must not be cached", m.Usage)
 	}
-	if time.Since(changed) < ttl && m.Limit != before.Limit {
+	if m.Limit != before.Limit {
 		t.Errorf("limit = %d within the TTL, want the cached %d", m.Limit, before.Limit)
 	}
-	time.Sleep(ttl)
+	clock.Add(time.Nanosecond)
 	if m, err = g.Memory(); err != nil {
 		t.Fatal(err)
 	}
@@ -932,7 +959,10 @@ func TestLimitCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	writeFile(t, filepath.Join(root, "cpuset/machine/ctr1/cpuset.effective_cpus"), "3\n")
-	time.Sleep(ttl)
+	if got, err := g.CPUSet(); err != nil || !reflect.DeepEqual(got, cpus) {
+		t.Errorf("cpuset within the TTL: %v, %v; want the cached %v", got, err, cpus)
+	}
+	clock.Add(ttl)
 	if got, err := g.CPUSet(); err != nil || !reflect.DeepEqual(got, []int{3}) {
 		t.Errorf("cpuset one TTL after it changed from %v to 3: %v, %v", cpus, got, err)
 	}
@@ -1058,7 +1088,8 @@ func TestMemoryWithoutSwap(t *testing.T) {
 // cache sees it at once.
 func TestAncestorLimitsShared(t *testing.T) {
 	root := copyTree(t, v2Root)
-	h := &Hierarchy{Root: root, V2: true, ProcRoot: procRoot}
+	clock := fakeclock.New()
+	h := &Hierarchy{Root: root, V2: true, ProcRoot: procRoot, Clock: clock.Now}
 	const ttl = 200 * time.Millisecond
 	ctr1 := map[string]string{"": "/machine.slice/ctr1"}
 	limit := func(g *Group) uint64 {
@@ -1073,15 +1104,14 @@ func TestAncestorLimitsShared(t *testing.T) {
 		t.Fatalf("limit %d, want the parent's 1 GiB", got)
 	}
 	writeFile(t, filepath.Join(root, "machine.slice/memory.max"), "536870912\n")
-	changed := time.Now()
-	fresh := limit(h.ForPaths(ctr1).WithLimitCache(ttl))
-	if time.Since(changed) < ttl && fresh != 1<<30 {
+	clock.Add(ttl - time.Nanosecond)
+	if fresh := limit(h.ForPaths(ctr1).WithLimitCache(ttl)); fresh != 1<<30 {
 		t.Errorf("a new group read the parent's limit again within the TTL (%d): the ancestors' files are not shared", fresh)
 	}
 	if got := limit(h.ForPaths(ctr1)); got != 512<<20 {
 		t.Errorf("group without a limit cache: limit %d, want the parent's new 512 MiB", got)
 	}
-	time.Sleep(ttl)
+	clock.Add(time.Nanosecond)
 	if got := limit(h.ForPaths(ctr1).WithLimitCache(ttl)); got != 512<<20 {
 		t.Errorf("one TTL after the parent's limit changed: %d, want 512 MiB", got)
 	}

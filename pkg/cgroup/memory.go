@@ -50,7 +50,7 @@ func (g *Group) memStat(c ctrlDir) (view.MemStat, error) {
 	if sc == nil {
 		return readMemStat(c, g.v2)
 	}
-	return reuse(&sc.mu, &sc.mem, sc.maxAge, func() (view.MemStat, error) { return readMemStat(c, g.v2) })
+	return reuse(&sc.mu, &sc.mem, sc.maxAge, g.h.Now(), func() (view.MemStat, error) { return readMemStat(c, g.v2) })
 }
 
 func readMemStat(c ctrlDir, v2 bool) (view.MemStat, error) {

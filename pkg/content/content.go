@@ -19,6 +19,7 @@ import (
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/caller"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/cgroup"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/reread"
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/stats"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/view"
 	"golang.org/x/sys/unix"
 )
@@ -67,6 +68,7 @@ type Files struct {
 	Log      *slog.Logger
 	Now      func() time.Duration // CLOCK_BOOTTIME; tests override
 	ClockTck uint64               // USER_HZ of /proc/PID/stat start times
+	Stats    *stats.Region        // counts host fallbacks; nil counts nothing
 
 	// LimitTTL is how long a container's limits (memory and swap limits,
 	// cpuset, CFS quota) and the host's online CPU list are reused before
@@ -234,6 +236,7 @@ func (f *Files) renderFor(name string, pid int, host, dst []byte) []byte {
 		// Readers that exit before their read is served land here; it is
 		// routine, so not a warning.
 		f.Log.Debug("reader not resolved; serving the host file", "file", name, "pid", pid, "err", err)
+		f.Stats.Fallback(name, stats.Unresolved)
 		return append(dst, host...)
 	}
 	if c == nil {
@@ -250,6 +253,7 @@ func (f *Files) renderFor(name string, pid int, host, dst []byte) []byte {
 		}
 		f.Log.Log(context.Background(), level, "container view failed; serving the host file",
 			"file", name, "pid", pid, "init", c.InitPid, "err", err)
+		f.Stats.Fallback(name, stats.ViewError)
 		return append(dst, host...)
 	}
 	return out
@@ -368,7 +372,7 @@ func (f *Files) visibleCPUs(g *cgroup.Group) ([]int, error) {
 // they change only on CPU hotplug. The slice is shared; do not modify it.
 func (f *Files) hostCPUs() ([]int, error) {
 	ttl := f.limitTTL()
-	now := time.Now()
+	now := f.Cgroups.Now()
 	f.onlineMu.Lock()
 	if f.online != nil && ttl > 0 && now.Sub(f.onlineAt) < ttl {
 		cpus := f.online

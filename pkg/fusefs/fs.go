@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"bazil.org/fuse"
+
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/stats"
 )
 
 // Renderer produces the content of the file at name (a slash-separated path
@@ -53,7 +55,8 @@ type node struct {
 	name     string // path below the mount, "" for the root
 	dir      bool
 	children map[string]uint64
-	dirents  []byte // the directory's listing, encoded once
+	dirents  []byte      // the directory's listing, encoded once
+	st       *stats.File // the file's counters; nil counts nothing
 }
 
 // FS is the file tree. Build it with New, serve it with Serve.
@@ -61,6 +64,9 @@ type FS struct {
 	// Timeout bounds a render when the Renderer is a Fallbacker: past it
 	// the request is answered with the fallback. 0 waits forever.
 	Timeout time.Duration
+	// Stats, when set before Serve, counts requests, their latency, render
+	// errors and timeouts per file.
+	Stats *stats.Region
 
 	nodes   []*node // index = inode; 0 unused
 	r       Renderer

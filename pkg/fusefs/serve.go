@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"bazil.org/fuse"
+
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/stats"
 )
 
 // openNoFlush is FOPEN_NOFLUSH (Linux 5.14): the kernel skips the FLUSH round
@@ -64,6 +66,11 @@ func DefaultWorkers() int { return max(2, runtime.NumCPU()) }
 // reader carries on at once, as a libfuse thread would.
 func (f *FS) Serve(conn *fuse.Conn, workers int) error {
 	s := &server{fs: f, conn: conn}
+	for _, n := range f.nodes[1:] {
+		if !n.dir {
+			n.st = f.Stats.File(n.name)
+		}
+	}
 	workers = max(workers, 1)
 	if runtime.GOMAXPROCS(0) < workers+2 {
 		runtime.GOMAXPROCS(workers + 2)
@@ -244,6 +251,7 @@ func (s *server) withContent(req fuse.Request, name string, pid int, answer func
 		}
 		defer s.recoverEIO(req)
 		s.fs.log.Warn("render timed out; answered with the fallback", "file", name, "pid", pid, "timeout", s.fs.Timeout)
+		s.fs.Stats.Fallback(name, stats.Timeout)
 		answer(fb.Fallback(name))
 	})
 	data, err := s.fs.r.Render(name, pid)
@@ -277,11 +285,14 @@ func (s *server) open(r *fuse.OpenRequest) (abandoned bool) {
 		r.RespondError(errno(syscall.EACCES))
 		return
 	}
+	start := time.Now()
 	h := &handle{n: n, pid: int(r.Pid)}
 	return s.withContent(r, n.name, h.pid, func(data []byte, err error) {
 		if err != nil {
 			s.fs.log.Warn("render failed", "file", n.name, "pid", h.pid, "err", err)
+			n.st.RenderError()
 			r.RespondError(errno(syscall.EIO))
+			n.st.Observe(stats.OpOpen, time.Since(start))
 			return
 		}
 		h.data, h.fresh = data, true
@@ -291,6 +302,7 @@ func (s *server) open(r *fuse.OpenRequest) (abandoned bool) {
 		// Direct I/O keeps the page cache out of read(2): each reader's
 		// reads reach us, so no reader sees a page cached for another.
 		r.Respond(&fuse.OpenResponse{Handle: id, Flags: fuse.OpenDirectIO | openNoFlush})
+		n.st.Observe(stats.OpOpen, time.Since(start))
 	})
 }
 
@@ -347,6 +359,7 @@ func (s *server) recycle(data []byte) {
 // file. A handle this process never opened (the kernel kept it across a
 // daemon restart) is adopted for the reading pid.
 func (s *server) read(r *fuse.ReadRequest) (abandoned bool) {
+	start := time.Now()
 	v, ok := s.handles.Load(r.Handle)
 	if !ok {
 		n := s.fs.node(r.Hdr().Node)
@@ -362,6 +375,7 @@ func (s *server) read(r *fuse.ReadRequest) (abandoned bool) {
 		h.fresh = false
 		r.RespondData(slice(h.data, r.Offset, r.Size))
 		h.mu.Unlock()
+		h.n.st.Observe(stats.OpRead, time.Since(start))
 		return false
 	}
 	// Not held while rendering: a render that never returns must not lock
@@ -370,7 +384,9 @@ func (s *server) read(r *fuse.ReadRequest) (abandoned bool) {
 	return s.withContent(r, h.n.name, h.pid, func(data []byte, err error) {
 		if err != nil {
 			s.fs.log.Warn("render failed", "file", h.n.name, "pid", h.pid, "err", err)
+			h.n.st.RenderError()
 			r.RespondError(errno(syscall.EIO))
+			h.n.st.Observe(stats.OpRead, time.Since(start))
 			return
 		}
 		h.mu.Lock()
@@ -379,6 +395,7 @@ func (s *server) read(r *fuse.ReadRequest) (abandoned bool) {
 		r.RespondData(slice(data, r.Offset, r.Size))
 		h.mu.Unlock()
 		s.recycle(old)
+		h.n.st.Observe(stats.OpRead, time.Since(start))
 	})
 }
 

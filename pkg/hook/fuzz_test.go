@@ -2,8 +2,11 @@ package hook
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
+	"path"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -35,13 +38,19 @@ func FuzzParseState(f *testing.F) {
 	})
 }
 
-// FuzzLoadConfig: any config.json loads or fails cleanly; the rootfs path
-// derived from it stays inside the bundle when relative.
+// FuzzLoadConfig: any config.json loads or fails cleanly, and what the
+// hook then decides holds its promises: a config it accepts round-trips
+// through JSON unchanged (nothing is half-read), an annotation that opts out
+// is never overridden, a container cannot weaken --fail-closed, and only an
+// explicit opt-in is served when the hook is installed for every container.
 func FuzzLoadConfig(f *testing.F) {
 	seedFiles(f, "testdata/bundle-*/config.json")
 	seedFiles(f, "testdata/config-*.json")
 	f.Add([]byte(`{"root":{"path":"../../etc"}}`))
 	f.Add([]byte(`{"annotations":{"io.lxcfs.enabled":"true"},"root":{"path":"/"}}`))
+	f.Add([]byte(`{"annotations":{"io.lxcfs.enabled":"false","io.kubernetes.lxcfs.enabled":"true","io.lxcfs.required":"1"}}`))
+	f.Add([]byte(`{"annotations":{"io.lxcfs.enabled":" TRUE ","io.lxcfs.required":"yes"}}`))
+	f.Add([]byte(`{"annotations":{"io.lxcfs.enabled":"true","io.lxcfs.required":"false"}}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		bundle := t.TempDir()
 		if err := os.WriteFile(filepath.Join(bundle, "config.json"), b, 0o644); err != nil {
@@ -51,12 +60,72 @@ func FuzzLoadConfig(f *testing.F) {
 		if err != nil {
 			return
 		}
-		root := RootfsPath(bundle, spec)
-		if spec.Root != nil && spec.Root.Path != "" && !filepath.IsAbs(spec.Root.Path) && root != "" &&
-			!strings.HasPrefix(root, bundle) && !strings.Contains(spec.Root.Path, "..") {
-			t.Fatalf("relative root %q resolved outside the bundle: %q", spec.Root.Path, root)
+		again, err := json.Marshal(spec)
+		if err != nil {
+			t.Fatalf("accepted config does not encode: %v", err)
 		}
-		Decide(spec.Annotations, ModeOptIn, false)
-		Decide(spec.Annotations, ModeAlways, true)
+		if err := os.WriteFile(filepath.Join(bundle, "config.json"), again, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		spec2, err := LoadConfig(bundle)
+		if err != nil || !reflect.DeepEqual(spec, spec2) {
+			t.Fatalf("accepted config does not round-trip: %+v -> %s -> %+v, %v", spec, again, spec2, err)
+		}
+		if root := RootfsPath(bundle, spec); root != "" && !filepath.IsAbs(root) {
+			t.Fatalf("rootfs %q is not absolute", root)
+		}
+
+		optOut := false
+		for _, k := range []string{AnnotationEnabled, AnnotationPouchEnabled} {
+			if v, ok := boolAnnotation(spec.Annotations, k); ok {
+				optOut = !v
+				break
+			}
+		}
+		for _, mode := range []Mode{ModeOptIn, ModeAlways} {
+			for _, failClosed := range []bool{false, true} {
+				d := Decide(spec.Annotations, mode, failClosed)
+				switch {
+				case optOut && d.Serve:
+					t.Fatalf("mode %d serves a container whose annotations opt out: %+v", mode, d)
+				case d.Required && !d.Serve:
+					t.Fatalf("mode %d requires views for a container it does not serve: %+v", mode, d)
+				case failClosed && d.Serve && !d.Required:
+					t.Fatalf("annotations weakened --fail-closed: %+v", d)
+				case d.Reason == "":
+					t.Fatalf("decision without a reason: %+v", d)
+				}
+			}
+		}
+		if in, always := Decide(spec.Annotations, ModeOptIn, false), Decide(spec.Annotations, ModeAlways, false); in.Serve && !always.Serve {
+			t.Fatalf("opted in, yet not served when the hook always applies: %+v / %+v", in, always)
+		}
+	})
+}
+
+// FuzzPlan: whatever entries the listing returns, every planned mount covers
+// a clean path under /proc or /sys/devices/system/cpu in the container, and
+// its source is the same path under the views root: nothing outside the
+// views is ever bound, and nothing but what they replace is covered.
+func FuzzPlan(f *testing.F) {
+	for _, e := range []string{"proc/meminfo", CPUOnline, "proc/../etc/passwd", "/proc/stat", "proc//cpuinfo", "etc/shadow", "proc/pressure/cpu", "..", "proc"} {
+		f.Add(e, "proc/uptime")
+	}
+	f.Fuzz(func(t *testing.T, a, b string) {
+		const root = "/var/lib/lxcfs"
+		for _, m := range Plan(root, a, b, a) {
+			if m.Target != path.Clean(m.Target) || !strings.HasPrefix(m.Target, "/") {
+				t.Fatalf("target %q is not a clean absolute path", m.Target)
+			}
+			if !strings.HasPrefix(m.Target, "/proc/") && !strings.HasPrefix(m.Target, "/sys/devices/system/cpu/") {
+				t.Fatalf("target %q is outside what the views replace", m.Target)
+			}
+			if m.Source != filepath.Join(root, m.Target) {
+				t.Fatalf("source %q is not the target %q under the views root", m.Source, m.Target)
+			}
+		}
+		if ms := Plan(root, a, a); len(ms) > 1 {
+			t.Fatalf("one entry planned twice: %+v", ms)
+		}
 	})
 }

@@ -194,6 +194,25 @@ func Run(stateDir, root string) ([]Outcome, []error) {
 	return out, errs
 }
 
+// CountLive counts the recorded containers served from root that still run:
+// the containers a daemon serving root gives views to.
+func CountLive(stateDir, root string) (int, []error) {
+	records, errs := Load(stateDir)
+	if abs, err := filepath.Abs(root); err == nil {
+		root = abs
+	}
+	n := 0
+	for _, r := range records {
+		if filepath.Clean(r.Root) != root {
+			continue
+		}
+		if start, err := StartTicks(r.Pid); err == nil && start == r.StartTicks {
+			n++
+		}
+	}
+	return n, errs
+}
+
 // viewAttrs are the attributes of a view mount: read-only data.
 const viewAttrs = unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV | unix.MOUNT_ATTR_NOEXEC
 

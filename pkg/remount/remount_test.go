@@ -71,6 +71,29 @@ func TestRunDropsGoneContainers(t *testing.T) {
 	}
 }
 
+// CountLive counts the running containers of one root and keeps every
+// record (the daemon's start drops the gone ones).
+func TestCountLive(t *testing.T) {
+	dir := t.TempDir()
+	start, err := StartTicks(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	Save(dir, Record{ID: "live", Pid: os.Getpid(), StartTicks: start, Root: "/r"})
+	Save(dir, Record{ID: "live-elsewhere", Pid: os.Getpid(), StartTicks: start, Root: "/other"})
+	Save(dir, Record{ID: "recycled", Pid: os.Getpid(), StartTicks: start + 1, Root: "/r"})
+	Save(dir, Record{ID: "dead", Pid: 1 << 30, StartTicks: 1, Root: "/r/"})
+	if n, errs := CountLive(dir, "/r"); n != 1 || len(errs) != 0 {
+		t.Errorf("CountLive = %d, %v; want 1", n, errs)
+	}
+	if n, _ := CountLive(t.TempDir(), "/r"); n != 0 {
+		t.Errorf("no records: %d", n)
+	}
+	if left, _ := Load(dir); len(left) != 4 {
+		t.Errorf("CountLive changed the records: %+v", left)
+	}
+}
+
 func TestStartTicks(t *testing.T) {
 	for _, tt := range []struct {
 		line    string

@@ -39,6 +39,8 @@ type File struct {
 	closed bool
 	last   []byte    // content of the last read, for ReadWithin
 	lastAt time.Time // when that read started
+
+	clock func() time.Time // nil: time.Now; tests move their own
 }
 
 // maxIdle bounds the descriptors a File keeps between reads: as many as the
@@ -155,6 +157,9 @@ func (f *File) ReadWithin(buf []byte, maxAge time.Duration) ([]byte, error) {
 		return f.Read(buf)
 	}
 	now := time.Now()
+	if f.clock != nil {
+		now = f.clock()
+	}
 	f.mu.Lock()
 	if f.last != nil && now.Sub(f.lastAt) < maxAge {
 		out := append(buf, f.last...)

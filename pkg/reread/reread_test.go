@@ -7,10 +7,14 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/lxcfs-oci/lxcfs-oci/internal/fakeclock"
 )
 
 // TestReadsAfresh: a kept descriptor gives the current content on every
@@ -22,13 +26,19 @@ func TestReadsAfresh(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(30 * time.Millisecond) // uptime counts hundredths
-	b, err := up.Read(nil)
-	if err != nil {
-		t.Fatal(err)
+	// uptime counts hundredths: a later read must show a later uptime.
+	var b []byte
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		if b, err = up.Read(nil); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(a, b) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 	if bytes.Equal(a, b) || len(strings.Fields(string(b))) != 2 {
-		t.Fatalf("two reads 30ms apart: %q then %q; want two different uptimes", a, b)
+		t.Fatalf("reads for up to 10s through one descriptor: %q then %q; want two different uptimes", a, b)
 	}
 
 	path := filepath.Join(t.TempDir(), "f")
@@ -156,20 +166,21 @@ func TestReadWithin(t *testing.T) {
 	os.WriteFile(path, []byte("one"), 0o644)
 	f := Open(path)
 	defer f.Close()
+	clock := fakeclock.New()
+	f.clock = clock.Now
 	const age = 100 * time.Millisecond
-	start := time.Now()
 	if got, err := f.ReadWithin([]byte("a:"), age); string(got) != "a:one" || err != nil {
 		t.Fatalf("first read: %q, %v", got, err)
 	}
 	os.WriteFile(path, []byte("two"), 0o644)
-	got, _ := f.ReadWithin([]byte("b:"), age)
-	if time.Since(start) < age && string(got) != "b:one" {
+	clock.Add(age - time.Nanosecond)
+	if got, _ := f.ReadWithin([]byte("b:"), age); string(got) != "b:one" {
 		t.Errorf("read within %v: %q, want the reused b:one", age, got)
 	}
 	if got, _ := f.ReadWithin(nil, 0); string(got) != "two" {
 		t.Errorf("maxAge 0: %q, want a fresh read", got)
 	}
-	time.Sleep(age)
+	clock.Add(time.Nanosecond)
 	if got, _ := f.ReadWithin(nil, age); string(got) != "two" {
 		t.Errorf("read after %v: %q, want the new content", age, got)
 	}
@@ -185,12 +196,14 @@ func TestConcurrentReaders(t *testing.T) {
 	before := Kept()
 	f := Open(path)
 	var wg sync.WaitGroup
+	var done atomic.Int64
 	errs := make(chan error, 16)
 	for i := range 16 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for j := range 200 {
+				done.Add(1)
 				got, err := f.ReadWithin(nil, time.Duration(i%2)*time.Millisecond)
 				if err != nil || !bytes.Equal(got, want) {
 					errs <- fmt.Errorf("reader %d, read %d: %d bytes, %v", i, j, len(got), err)
@@ -199,7 +212,10 @@ func TestConcurrentReaders(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(time.Millisecond)
+	// Close once the readers are under way, in the middle of their reads.
+	for deadline := time.Now().Add(30 * time.Second); done.Load() < 16 && time.Now().Before(deadline); {
+		runtime.Gosched()
+	}
 	f.Close()
 	wg.Wait()
 	close(errs)

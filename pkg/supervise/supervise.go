@@ -21,6 +21,7 @@ import (
 	"bazil.org/fuse"
 	"golang.org/x/sys/unix"
 
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/stats"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/sysinfo"
 )
 
@@ -128,6 +129,9 @@ type Supervisor struct {
 	Sysinfo *Sysinfo
 	// ProcDir is the host's /proc, where registrations are checked.
 	ProcDir string
+	// Stats, when set, counts worker starts and deaths, upgrades and
+	// whether the kernel has FUSE_NOTIFY_RESEND.
+	Stats *stats.Region
 
 	worker     *exec.Cmd
 	started    time.Time
@@ -161,6 +165,7 @@ func (s *Supervisor) Run() error {
 		return err
 	}
 	if old > 0 {
+		s.Stats.Add(stats.Upgrades, 1)
 		go s.retire(old)
 	} else if s.Adopted {
 		s.resend()
@@ -192,6 +197,7 @@ func (s *Supervisor) Run() error {
 				s.Sysinfo.workerDied()
 			}
 			lived := time.Since(s.started)
+			s.Stats.Add(stats.WorkerDeaths, 1)
 			s.Log.Warn("serving worker died; starting another", "pid", s.worker.Process.Pid, "err", err, "lived", lived.Round(time.Millisecond))
 			if lived < restartPause {
 				quickDeaths++
@@ -242,6 +248,7 @@ func (s *Supervisor) start() error {
 	}
 	s.started = time.Now()
 	s.worker = cmd
+	s.Stats.Add(stats.WorkerStarts, 1)
 	done := make(chan error, 1)
 	s.workerDone = done
 	go func() { done <- cmd.Wait() }()
@@ -259,7 +266,9 @@ func (s *Supervisor) resend() {
 	err := s.Conn.NotifyResend()
 	switch {
 	case err == nil:
+		s.Stats.Set(stats.NotifyResend, ResendWorks)
 	case errors.Is(err, syscall.EINVAL) || errors.Is(err, syscall.ENOSYS):
+		s.Stats.Set(stats.NotifyResend, ResendMissing)
 		if !s.resendWarn {
 			s.resendWarn = true
 			s.Log.Warn("kernel has no FUSE_NOTIFY_RESEND (Linux 6.9+): a read the dead worker had taken is not answered until its reader is interrupted")
@@ -268,6 +277,12 @@ func (s *Supervisor) resend() {
 		s.Log.Warn("FUSE_NOTIFY_RESEND failed", "err", err)
 	}
 }
+
+// Values of the stats.NotifyResend counter: 0 until a resend was tried.
+const (
+	ResendWorks   = 1
+	ResendMissing = 2
+)
 
 // retire stops the worker of the previous binary once the new one serves,
 // then has the kernel resend anything it was holding.

@@ -101,3 +101,16 @@ func option(a string) (name string, hasValue, ok bool) {
 	}
 	return name, false, true
 }
+
+// AsksVersion says whether argv (without argv[0]) only asks the runtime for
+// its version: runc takes --version and -v, crun --version and -V.
+func AsksVersion(args []string) bool {
+	if len(args) != 1 {
+		return false
+	}
+	switch args[0] {
+	case "--version", "-version", "-v", "-V":
+		return true
+	}
+	return false
+}

@@ -63,3 +63,24 @@ func TestCreates(t *testing.T) {
 		}
 	}
 }
+
+func TestAsksVersion(t *testing.T) {
+	for args, want := range map[string]bool{
+		"--version":           true,
+		"-v":                  true,
+		"-V":                  true,
+		"-version":            true,
+		"":                    false,
+		"--version --root /r": false,
+		"--root /r --version": false,
+		"create --version":    false,
+		"state --version":     false,
+		"--versions":          false,
+		"version":             false,
+		"--debug":             false,
+	} {
+		if got := AsksVersion(strings.Fields(args)); got != want {
+			t.Errorf("AsksVersion(%q) = %v, want %v", args, got, want)
+		}
+	}
+}
