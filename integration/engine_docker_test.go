@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -16,7 +17,8 @@ import (
 // configure docker", and drives containers through the docker CLI. One
 // daemon serves every subtest: it takes seconds to start.
 func TestEngineDocker(t *testing.T) {
-	root := startViews(t)
+	fused := startDaemon(t, fusedBin, "")
+	root := fused.mp
 	before := mountPoints(t, "self")
 	requireBinaries(t, "dockerd")
 	w := setupWrapper(t, root, nil)
@@ -37,13 +39,24 @@ func TestEngineDocker(t *testing.T) {
 	if err := os.WriteFile(optIn, []byte("#!/bin/sh\nLXCFS_MODE=opt-in exec "+w.path+" \"$@\"\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	// A third: the wrapper with "sysinfo": true and the daemon's state dir,
+	// where lxcfs-fused listens for sysinfo registrations.
+	siConfig := filepath.Join(dir, "runtime-sysinfo.json")
+	siCfg, _ := json.Marshal(map[string]any{"lxcfsRoot": root, "logFile": w.log, "stateDir": fused.stateDir, "sysinfo": true})
+	withSysinfo := filepath.Join(dir, "lxcfs-runc-sysinfo")
+	if err := os.WriteFile(siConfig, siCfg, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(withSysinfo, []byte("#!/bin/sh\nLXCFS_RUNTIME_CONFIG="+siConfig+" exec "+w.path+" \"$@\"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	sock := filepath.Join(dir, "docker.sock")
 	base, _ := json.MarshalIndent(map[string]any{
 		"data-root": filepath.Join(dir, "data"), "exec-root": filepath.Join(dir, "exec"),
 		"pidfile": filepath.Join(dir, "docker.pid"), "hosts": []string{"unix://" + sock},
 		"containerd": ctrdSock, "iptables": false, "ip-forward": false, "ip-masq": false,
 		"bridge": "none", "storage-driver": "vfs", "log-level": "warn",
-		"runtimes": map[string]any{"lxcfs-opt-in": map[string]any{"path": optIn}},
+		"runtimes": map[string]any{"lxcfs-opt-in": map[string]any{"path": optIn}, "lxcfs-sysinfo": map[string]any{"path": withSysinfo}},
 	}, "", "  ")
 	daemonJSON := filepath.Join(dir, "daemon.json")
 	if err := os.WriteFile(daemonJSON, base, 0o644); err != nil {
@@ -125,6 +138,45 @@ func TestEngineDocker(t *testing.T) {
 			}
 		})
 	}
+
+	// busybox free asks sysinfo(2): through the wrapper with its sysinfo
+	// setting, Docker's own seccomp profile gets one rule sending sysinfo
+	// to lxcfs-fused, and free shows the container's 64 MiB.
+	hostFree := strconv.FormatUint(hostSysinfoKB(t), 10)
+	for _, tt := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"busybox free, wrapper with sysinfo", []string{"--runtime", "lxcfs-sysinfo"}, "65536"},
+		{"busybox free, opted out of sysinfo", []string{"--runtime", "lxcfs-sysinfo", "-e", "LXCFS_SYSINFO=false"}, hostFree},
+		{"busybox free, wrapper without sysinfo", []string{"--runtime", "lxcfs"}, hostFree},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			args := append([]string{"run", "--rm", "--network", "none", "-m", "64m"}, tt.args...)
+			out, err := docker(t, append(args, image, "/bin/sh", "-c", "free | grep Mem: | tr -s ' ' | cut -d' ' -f2")...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.TrimSpace(out); got != tt.want {
+				t.Errorf("busybox free total = %q kB, want %s", got, tt.want)
+			}
+		})
+	}
+
+	// docker exec loads the filter again in the new process: runc registers
+	// it as another listener of the same container.
+	t.Run("busybox free in docker exec, wrapper with sysinfo", func(t *testing.T) {
+		name := fmt.Sprintf("lxcfs-docker-sysinfo-%d", os.Getpid())
+		if _, err := docker(t, "run", "-d", "--name", name, "--network", "none", "--runtime", "lxcfs-sysinfo", "-m", "64m", image, "sleep", "600"); err != nil {
+			t.Fatal(err)
+		}
+		defer docker(t, "rm", "-f", name)
+		out, err := docker(t, "exec", name, "/bin/sh", "-c", "free | grep Mem: | tr -s ' ' | cut -d' ' -f2")
+		if got := strings.TrimSpace(out); err != nil || got != "65536" {
+			t.Errorf("busybox free total in docker exec = %q kB, %v; want 65536", got, err)
+		}
+	})
 
 	t.Run("exec, pause, stop and rm through the wrapper", func(t *testing.T) {
 		name := fmt.Sprintf("lxcfs-docker-%d", os.Getpid())

@@ -77,6 +77,8 @@ type bundleOpts struct {
 	noSys       bool // drop the /sys mount
 	hostUsr     bool // bind the host's /usr read-only: glibc getconf, procps free
 	annotations map[string]string
+	files       map[string]string // host file -> path in the rootfs, copied in
+	memory      int               // memory limit with limits, bytes; 0: 64 MiB
 }
 
 // busyboxBundle makes an OCI bundle under t.TempDir() whose rootfs holds the
@@ -92,6 +94,15 @@ func busyboxBundle(t *testing.T, o bundleOpts) string {
 	bundle := t.TempDir()
 	rootfs := filepath.Join(bundle, "rootfs")
 	makeBusyboxRootfs(t, rootfs)
+	for from, to := range o.files {
+		data, err := os.ReadFile(from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(rootfs, to), data, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "runc", "spec", "--bundle", bundle)
@@ -105,8 +116,12 @@ func busyboxBundle(t *testing.T, o bundleOpts) string {
 		c["root"] = map[string]any{"path": "rootfs", "readonly": o.readOnly}
 		linux := c["linux"].(map[string]any)
 		if o.limits {
+			memory := 64 << 20
+			if o.memory > 0 {
+				memory = o.memory
+			}
 			linux["resources"] = map[string]any{
-				"memory": map[string]any{"limit": 64 << 20},
+				"memory": map[string]any{"limit": memory},
 				"cpu":    map[string]any{"cpus": "0", "quota": 50000, "period": 100000},
 			}
 		}

@@ -16,6 +16,8 @@ var (
 	fusedBin string
 	hookBin  string
 	nriBin   string
+	// sysinfoProg calls sysinfo(2) in containers (testdata/sysinfoprog).
+	sysinfoProg string
 )
 
 // testVersion is the version the binaries are built with (as the Makefile
@@ -42,7 +44,8 @@ func run(m *testing.M) int {
 	fusedBin = filepath.Join(dir, "lxcfs-fused")
 	hookBin = filepath.Join(dir, "lxcfs-hook")
 	nriBin = filepath.Join(dir, "lxcfs-nri")
-	for bin, pkg := range map[string]string{fusedBin: "../cmd/lxcfs-fused", hookBin: "../cmd/lxcfs-hook", nriBin: "../cmd/lxcfs-nri"} {
+	sysinfoProg = filepath.Join(dir, "sysinfoprog")
+	for bin, pkg := range map[string]string{fusedBin: "../cmd/lxcfs-fused", hookBin: "../cmd/lxcfs-hook", nriBin: "../cmd/lxcfs-nri", sysinfoProg: "./testdata/sysinfoprog"} {
 		// Built as make build builds them (BUILD_TAGS and BUILD_ENV in the
 		// Makefile).
 		cmd := exec.Command("go", "build", "-tags", "urfave_cli_no_docs",

@@ -92,11 +92,18 @@ func (c *container) stopLoop(t *testing.T, last string) string {
 }
 
 // runDetached starts a limited busybox container with our hook recording
-// into stateDir, running script, with its stdout in a file.
-func runDetached(t *testing.T, root, stateDir, script string) *container {
+// into stateDir, running script, with its stdout in a file. extra goes to
+// lxcfs-hook inject.
+func runDetached(t *testing.T, root, stateDir, script string, extra ...string) *container {
 	t.Helper()
-	bundle := busyboxBundle(t, bundleOpts{script: script, limits: true})
-	hookLog := injectHook(t, bundle, root, "--state-dir", stateDir)
+	return runBundleDetached(t, root, stateDir, bundleOpts{script: script, limits: true}, extra...)
+}
+
+// runBundleDetached is runDetached for a bundle of the caller's making.
+func runBundleDetached(t *testing.T, root, stateDir string, o bundleOpts, extra ...string) *container {
+	t.Helper()
+	bundle := busyboxBundle(t, o)
+	hookLog := injectHook(t, bundle, root, append([]string{"--state-dir", stateDir}, extra...)...)
 	runcSeq++
 	c := &container{
 		id:      fmt.Sprintf("lxcfs-rel-%d-%d", os.Getpid(), runcSeq),

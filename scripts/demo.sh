@@ -75,7 +75,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 echo "demo: starting lxcfs-fused on $MNT"
-"$FUSED" --mountpoint "$MNT" >"$TMP/fused.log" 2>&1 &
+"$FUSED" --mountpoint "$MNT" --state-dir "$TMP/state" >"$TMP/fused.log" 2>&1 &
 FUSED_PID=$!
 for _ in $(seq 100); do
 	if mounted "$MNT" && head -1 "$MNT/proc/meminfo" >/dev/null 2>&1; then break; fi
@@ -100,6 +100,8 @@ cat >"$BUNDLE/rootfs/view.sh" <<'SH'
 echo "MemTotal|$(grep MemTotal /proc/meminfo | tr -s ' ' | cut -d' ' -f2-)"
 echo "free total (procps)|$(/usr/bin/free -k | awk '/Mem:/ {print $2 " kB"}')"
 echo "free total (busybox)|$(busybox free | awk '/Mem:/ {print $2 " kB"}')"
+echo "free used (busybox)|$(busybox free | awk '/Mem:/ {print $3 " kB"}')"
+echo "getconf _PHYS_PAGES|$(/usr/bin/getconf _PHYS_PAGES)"
 echo "processors in cpuinfo|$(grep -c ^processor /proc/cpuinfo)"
 echo "cpu online|$(cat /sys/devices/system/cpu/online)"
 echo "nproc|$(nproc)"
@@ -118,7 +120,9 @@ sed -i \
 grep -q '"limit": 67108864' "$BUNDLE/config.json" || die "could not set the limits in $BUNDLE/config.json (runc spec layout changed?)"
 grep -q '"/view.sh"' "$BUNDLE/config.json" || die "could not set the command in $BUNDLE/config.json"
 grep -q '"destination": "/usr"' "$BUNDLE/config.json" || die "could not add the /usr mount to $BUNDLE/config.json"
-"$HOOK" inject --bundle "$BUNDLE" --lxcfs-root "$MNT" --log-file "$TMP/hook.log" --state-dir "$TMP/state"
+# --sysinfo also sends the container's sysinfo(2) (busybox free, glibc's
+# sysconf(_SC_PHYS_PAGES)) to lxcfs-fused through a seccomp rule.
+"$HOOK" inject --bundle "$BUNDLE" --lxcfs-root "$MNT" --log-file "$TMP/hook.log" --state-dir "$TMP/state" --sysinfo >/dev/null
 
 echo "demo: running busybox with runc: memory 64 MiB, cpuset 0, cpu quota 50000/100000"
 runc --root "$STATE" run --bundle "$BUNDLE" "$ID" >"$TMP/container.out" </dev/null
@@ -132,6 +136,6 @@ while IFS='|' read -r key cval; do
 	printf '%-24s %-28s %s\n' "$key" "$cval" "$hval"
 done <"$TMP/container.out"
 echo
-echo "(busybox free reads sysinfo(2), which no file mount changes: it shows the host's figures;"
-echo " procps free, like top, ps and monitoring agents, reads /proc/meminfo)"
+echo "(procps free, like top, ps and monitoring agents, reads /proc/meminfo, a bound file;"
+echo " busybox free and getconf ask sysinfo(2), which lxcfs-fused answers through seccomp)"
 echo "hook log: $(grep -o 'msg="views mounted".*' "$TMP/hook.log" | head -1)"

@@ -41,6 +41,12 @@ func newApp() *cli.App {
    or any reader that cannot be resolved, sees the host's file unchanged.
    lxcfs-hook bind-mounts these files over a container's own at start.
 
+   With --sysinfo (the default) it also answers sysinfo(2) for containers
+   whose seccomp profile sends it to STATE-DIR/sysinfo.sock (lxcfs-hook
+   inject --sysinfo, or the wrapper's sysinfo setting), with the figures of
+   their meminfo, swaps, uptime and loadavg. Their notification fds are held
+   by the supervisor and handed over like the FUSE connection.
+
    The process started is a supervisor: it holds the FUSE connection and runs
    the serving worker as a child. A worker that dies is replaced at once and
    readers only see a pause. SIGHUP (or "lxcfs-fused upgrade") re-executes the
@@ -64,6 +70,8 @@ func newApp() *cli.App {
 			&cli.IntFlag{Name: "workers", Value: fusefs.DefaultWorkers(), Usage: "goroutines reading FUSE requests at once; bounds the requests in progress", DefaultText: "one per CPU this process may run on, at least 2"},
 			&cli.StringFlag{Name: "state-dir", Value: "/run/lxcfs-oci", Usage: "where the hook records served containers (to re-attach their views after a lost connection) and counts its outcomes (hook.counts), and the daemon writes fused.json (pids, version, kernel features: for the upgrade and status commands) and keeps its counters (fused.stats)"},
 			&cli.StringFlag{Name: "metrics-address", Usage: "serve Prometheus metrics at http://ADDRESS/metrics (HOST:PORT, e.g. :" + metrics.DefaultPort + "); a bare :PORT listens on 127.0.0.1 only, name a host (0.0.0.0, a node address) to listen beyond it; off when empty", DefaultText: "off"},
+			&cli.BoolFlag{Name: "sysinfo", Value: true, Usage: "answer sysinfo(2) for containers whose config sends it to STATE-DIR/sysinfo.sock (seccomp user notification; lxcfs-hook inject --sysinfo or the wrapper's sysinfo setting write that)"},
+			&cli.DurationFlag{Name: "sysinfo-timeout", Value: 500 * time.Millisecond, Usage: "longest a sysinfo call waits for the container's figures before it runs for real (the host's figures)"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
 			&cli.StringFlag{Name: "cpuprofile", Hidden: true, Usage: "write the serving worker's CPU profile to this file when it stops (for make bench)"},
 		},

@@ -19,6 +19,7 @@ func TestFlagErrors(t *testing.T) {
 		{[]string{"--log-level", "loud"}, `--log-level "loud": want debug, info, warn or error`},
 		{[]string{"--cgroup-root", "/nonexistent-cgroup-root"}, "--cgroup-root /nonexistent-cgroup-root: detect cgroup layout"},
 		{[]string{"serve"}, `unexpected argument "serve"`},
+		{[]string{"--sysinfo-timeout", "0"}, "--sysinfo-timeout 0s: want more than 0 up to 10s"},
 		{[]string{"--metrics-address", "10.0.0.1"}, `--metrics-address "10.0.0.1": want HOST:PORT, or :PORT for 127.0.0.1 only`},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {

@@ -67,11 +67,16 @@ func superviseCmd(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("find this program's path (needed to start workers): %w", err)
 	}
-	conn, how, stored, err := acquire(mp, log)
+	fromStore := sdnotify.Take("lxcfs-") // once: it clears what systemd passed
+	conn, how, stored, err := acquire(mp, fromStore, log)
 	if err != nil {
 		return err
 	}
 	log.Info("serving", "version", version.String(), "mountpoint", mp, "connection", how)
+	si, err := acquireSysinfo(c, fromStore, log)
+	if err != nil {
+		return err
+	}
 	counts := openStats(stateDir, files.List(), how == howUpgrade, log)
 	base := state{Pid: os.Getpid(), Mountpoint: mp, Version: version.String(), Started: counts.Created(),
 		Connection: how, Kernel: connFeatures(conn, stored || how == howFDStore)}
@@ -110,7 +115,9 @@ func superviseCmd(c *cli.Context) error {
 			s.Worker, s.Generation = worker, gen
 			writeState(stateDir, s, log)
 		},
-		Stats: counts,
+		Stats:   counts,
+		Sysinfo: si,
+		ProcDir: "/proc",
 	}
 	// The counters stay mapped until the process exits: a scrape may still
 	// be reading them.
@@ -149,8 +156,9 @@ func openStats(stateDir string, names []string, upgrade bool, log *slog.Logger) 
 
 // acquire takes over the connection a previous binary passed on (upgrade),
 // or the one kept in systemd's fd store (restart), or mounts a new one.
-// stored says the new mount was kept in the fd store.
-func acquire(mp string, log *slog.Logger) (conn *fuse.Conn, how string, stored bool, err error) {
+// stored says the new mount was kept in the fd store. fromStore is what
+// systemd passed back (sdnotify.Take, read once for FUSE and sysinfo).
+func acquire(mp string, fromStore map[string]*os.File, log *slog.Logger) (conn *fuse.Conn, how string, stored bool, err error) {
 	conn, err = supervise.AdoptFromEnv()
 	if err != nil {
 		return nil, "", false, err
@@ -158,7 +166,10 @@ func acquire(mp string, log *slog.Logger) (conn *fuse.Conn, how string, stored b
 	if conn != nil {
 		return conn, howUpgrade, false, nil
 	}
-	for name, f := range sdnotify.Take(fdStorePrefix) {
+	for name, f := range fromStore {
+		if !strings.HasPrefix(name, fdStorePrefix) {
+			continue
+		}
 		proto, flags, err := parseStoreName(name)
 		if err != nil {
 			log.Warn("ignoring fd from the service manager", "name", name, "err", err)

@@ -36,6 +36,9 @@ func loadConfig(c *cli.Context) (*content.Files, error) {
 			return nil, fmt.Errorf("--%s %v: want 0 (read for every render) up to 1s", flag, age)
 		}
 	}
+	if t := c.Duration("sysinfo-timeout"); t <= 0 || t > 10*time.Second {
+		return nil, fmt.Errorf("--sysinfo-timeout %v: want more than 0 up to 10s (a sysinfo call waits that long at most)", t)
+	}
 	hier, err := cgroup.Detect(c.String("cgroup-root"))
 	if err != nil {
 		return nil, fmt.Errorf("--cgroup-root %s: %w (want the directory the cgroup hierarchies are mounted on)", c.String("cgroup-root"), err)
@@ -91,6 +94,10 @@ func workerCmd(c *cli.Context) error {
 		files.Load = s
 		go s.Run(ctx)
 	}
+	si, err := serveSysinfo(c, files, log)
+	if err != nil {
+		return err
+	}
 	names := files.List()
 	var r fusefs.Renderer = files
 	if marker := os.Getenv(stallEnv); marker != "" {
@@ -123,7 +130,9 @@ func workerCmd(c *cli.Context) error {
 				continue
 			}
 			// Requests read but not answered are resent by the supervisor
-			// once this process is gone.
+			// once this process is gone; sysinfo calls cannot be, so they
+			// are answered first.
+			drainSysinfo(si, c.Duration("sysinfo-timeout"))
 			pprof.StopCPUProfile()
 			os.Exit(0)
 		}

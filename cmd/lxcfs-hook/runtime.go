@@ -13,6 +13,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/hook"
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/remount"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/version"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/wrapper"
 )
@@ -41,12 +42,20 @@ that is not served gets no hook at all. LXCFS_REQUIRED=true, like the
 annotation io.lxcfs.required=true, stops the container from starting when
 the views are not served.
 
+sysinfo(2) (busybox free and uptime, sysconf(_SC_PHYS_PAGES)) is answered
+by lxcfs-fused when the wrapper adds a seccomp rule sending it to
+STATE-DIR/sysinfo.sock: for served containers with "sysinfo": true (or
+--sysinfo) unless io.lxcfs.sysinfo=false, and for those with
+io.lxcfs.sysinfo=true or LXCFS_SYSINFO=true. The container's own profile is
+kept; the rule is added only while lxcfs-fused listens.
+
 Configuration, most important first: these flags; the environment
 (LXCFS_RUNTIME, LXCFS_MODE); the JSON file named by LXCFS_RUNTIME_CONFIG
 ("none" for no file), else ` + wrapper.DefaultConfigFile + `, for example
   {"runtime": "/usr/bin/crun", "mode": "opt-in", "lxcfsRoot": "/var/lib/lxcfs",
    "failClosed": false, "hookPath": "/usr/local/bin/lxcfs-hook",
-   "logFile": "/var/log/lxcfs-hook.log", "stateDir": "/run/lxcfs-oci"}
+   "logFile": "/var/log/lxcfs-hook.log", "stateDir": "/run/lxcfs-oci",
+   "sysinfo": true}
 (unknown keys are an error). The wrapper writes nothing to stdout; what it
 did on create goes to the log file, and errors to stderr too. When the hook
 cannot be added the container starts without it (and a warning is logged),
@@ -67,6 +76,7 @@ func runtimeCommand() *cli.Command {
 			&cli.StringFlag{Name: "hook-path", Usage: "hook binary written into config.json (default: this binary)"},
 			&cli.StringFlag{Name: "log-file", Usage: "log file of the wrapper and the hook (default: " + DefaultLogFile + ")"},
 			&cli.StringFlag{Name: "state-dir", Usage: "passed to the hook as --state-dir (default: the hook's)"},
+			&cli.BoolFlag{Name: "sysinfo", Usage: "send served containers' sysinfo(2) to lxcfs-fused (STATE-DIR/sysinfo.sock) unless io.lxcfs.sysinfo=false; without it only containers with io.lxcfs.sysinfo=true (or LXCFS_SYSINFO=true)"},
 		},
 		Action: func(c *cli.Context) error {
 			flags := wrapper.Config{
@@ -77,6 +87,7 @@ func runtimeCommand() *cli.Command {
 				HookPath:   c.String("hook-path"),
 				LogFile:    c.String("log-file"),
 				StateDir:   c.String("state-dir"),
+				Sysinfo:    c.Bool("sysinfo"),
 			}
 			if c.NArg() == 0 {
 				return cli.Exit("lxcfs-hook runtime: no runtime arguments; usage: lxcfs-hook runtime [flags] -- create --bundle DIR ID", 2)
@@ -213,8 +224,36 @@ func prepareBundle(c wrapper.Config, inv wrapper.Invocation) error {
 	if err != nil {
 		return fail("cannot add the hook to config.json", err)
 	}
+	if plan.Sysinfo {
+		addSysinfo(log, filepath.Join(bundle, "config.json"), c.StateDir)
+	}
 	log.Info("hook added", "reason", plan.Reason, "changed", changed, "took", time.Since(start).Round(time.Microsecond))
 	return nil
+}
+
+// sysinfoSocket is lxcfs-fused's registration socket in its --state-dir.
+func sysinfoSocket(stateDir string) string {
+	if stateDir == "" {
+		stateDir = remount.DefaultStateDir
+	}
+	return filepath.Join(stateDir, hook.SysinfoSocketName)
+}
+
+// addSysinfo sends the container's sysinfo calls to lxcfs-fused, when it
+// listens: the runtime fails a container whose listener it cannot reach,
+// so without one the container keeps the host's sysinfo, with a warning.
+func addSysinfo(log *slog.Logger, configPath, stateDir string) {
+	sock := sysinfoSocket(stateDir)
+	if fi, err := os.Stat(sock); err != nil || fi.Mode().Type() != os.ModeSocket {
+		log.Warn("sysinfo not answered for this container: lxcfs-fused is not listening (start it with --sysinfo, the default)", "socket", sock)
+		return
+	}
+	changed, reason, err := hook.InjectSysinfo(configPath, sock)
+	if err != nil {
+		log.Warn("sysinfo not answered for this container: cannot edit its seccomp profile", "err", err)
+		return
+	}
+	log.Info("sysinfo", "changed", changed, "reason", reason, "socket", sock)
 }
 
 // wrapperLogger logs to the log file (or the journal or syslog, as the hook

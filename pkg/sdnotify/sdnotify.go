@@ -55,3 +55,24 @@ func Take(prefix string) map[string]*os.File {
 	os.Unsetenv("LISTEN_FDNAMES")
 	return out
 }
+
+// Remove drops name from the service manager's fd store (FDSTOREREMOVE=1).
+func Remove(name string) (bool, error) {
+	sock := os.Getenv("NOTIFY_SOCKET")
+	if sock == "" {
+		return false, nil
+	}
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return false, fmt.Errorf("open a socket for NOTIFY_SOCKET: %w", err)
+	}
+	defer unix.Close(fd)
+	addr := &unix.SockaddrUnix{Name: sock}
+	if strings.HasPrefix(sock, "@") {
+		addr.Name = "\x00" + sock[1:]
+	}
+	if err := unix.Sendmsg(fd, []byte("FDSTOREREMOVE=1\nFDNAME="+name+"\n"), nil, addr, 0); err != nil {
+		return false, fmt.Errorf("remove %s from the fd store: %w", name, err)
+	}
+	return true, nil
+}

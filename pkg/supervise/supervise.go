@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/stats"
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/sysinfo"
 )
 
 // Environment variables passing a connection to a worker or to the
@@ -123,6 +124,11 @@ type Supervisor struct {
 	// State, when set, is told the pids after every change, for the
 	// upgrade command and operators.
 	State func(workerPid, generation int)
+	// Sysinfo, when set, is the sysinfo listener whose descriptors are
+	// held and handed over with the connection.
+	Sysinfo *Sysinfo
+	// ProcDir is the host's /proc, where registrations are checked.
+	ProcDir string
 	// Stats, when set, counts worker starts and deaths, upgrades and
 	// whether the kernel has FUSE_NOTIFY_RESEND.
 	Stats *stats.Region
@@ -133,6 +139,9 @@ type Supervisor struct {
 	generation int
 	resendWarn bool
 }
+
+// sysinfoSweep is how often containers whose tasks all exited are dropped.
+const sysinfoSweep = 10 * time.Second
 
 // restartPause is how long a worker that keeps dying is left down between
 // attempts, so a crash loop does not spin a CPU.
@@ -164,12 +173,28 @@ func (s *Supervisor) Run() error {
 	if s.OnServing != nil {
 		go s.OnServing()
 	}
+	var regs chan sysinfo.Registration
+	var sweep <-chan time.Time
+	if s.Sysinfo != nil {
+		regs = s.Sysinfo.regs
+		go s.Sysinfo.accept(s.ProcDir)
+		t := time.NewTicker(sysinfoSweep)
+		defer t.Stop()
+		sweep = t.C
+	}
 	var quickDeaths int
 	for {
 		select {
+		case reg := <-regs:
+			s.Sysinfo.register(reg)
+		case <-sweep:
+			s.Sysinfo.sweep()
 		case err := <-s.workerDone:
 			if s.worker.ProcessState != nil && s.worker.ProcessState.ExitCode() == ExitUnmounted {
 				return ErrUnmounted
+			}
+			if s.Sysinfo != nil {
+				s.Sysinfo.workerDied()
 			}
 			lived := time.Since(s.started)
 			s.Stats.Add(stats.WorkerDeaths, 1)
@@ -208,6 +233,16 @@ func (s *Supervisor) start() error {
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	cmd.ExtraFiles = []*os.File{s.Conn.File()}
 	cmd.Env = append(os.Environ(), EnvConn+"="+EncodeConn(3, s.Conn.Protocol(), s.Conn.Features()))
+	if s.Sysinfo != nil {
+		files, env, err := s.Sysinfo.workerFiles(3 + len(cmd.ExtraFiles))
+		if err != nil {
+			s.Log.Warn("sysinfo: the worker starts without the containers' notification fds", "err", err)
+		} else {
+			defer files[0].Close() // the worker's end of its control socket
+			cmd.ExtraFiles = append(cmd.ExtraFiles, files...)
+			cmd.Env = append(cmd.Env, EnvSysinfo+"="+env)
+		}
+	}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start serving worker %s: %w", s.Exe, err)
 	}
@@ -267,6 +302,9 @@ func (s *Supervisor) retire(pid int) {
 		<-done
 	}
 	s.Log.Info("previous serving worker retired", "pid", pid)
+	if s.Sysinfo != nil {
+		s.Sysinfo.retired()
+	}
 	s.resend()
 }
 
@@ -284,6 +322,15 @@ func (s *Supervisor) upgrade() {
 		EnvOldWorker+"="+strconv.Itoa(s.worker.Process.Pid),
 		EnvGeneration+"="+strconv.Itoa(s.generation+1),
 	)
+	if s.Sysinfo != nil {
+		v, err := s.Sysinfo.upgradeEnv()
+		if err != nil {
+			s.Log.Error("upgrade: cannot keep the sysinfo descriptors open across exec; the running binary keeps serving", "err", err)
+			unix.CloseOnExec(fd)
+			return
+		}
+		env = append(env, EnvSysinfo+"="+v)
+	}
 	s.Log.Info("upgrading: executing the binary again with the FUSE connection kept", "exe", s.Exe, "generation", s.generation+1)
 	err := syscall.Exec(s.Exe, os.Args, env)
 	unix.CloseOnExec(fd)
@@ -294,6 +341,9 @@ func (s *Supervisor) upgrade() {
 // stops the worker.
 func (s *Supervisor) stop(sig os.Signal) error {
 	s.Log.Info("stopping", "signal", sig.String(), "mountpoint", s.Mountpoint)
+	if s.Sysinfo != nil {
+		s.Sysinfo.Close()
+	}
 	uerr := unmount(s.Mountpoint)
 	s.worker.Process.Signal(syscall.SIGTERM)
 	select {

@@ -21,7 +21,7 @@ const kernelValueWidth = 8
 //	Buffers, SwapCached 0; Cached = Stat.Cache; Mapped = Stat.Mapped
 //	Active/Inactive = anon + file; the (anon)/(file) lines, Unevictable, Shmem from Stat
 //	AnonPages    active_anon + inactive_anon - shmem, floored at 0
-//	Slab, SReclaimable, SUnreclaim from Stat only when Stat.HasSlab (v2)
+//	Slab, SReclaimable, SUnreclaim from Stat on v2 (Stat.HasSlab), 0 on v1
 //	SwapTotal, SwapFree as Swaps reports them (see swapFigures)
 //
 // Every other line, and every line that does not parse, is copied byte for
@@ -159,12 +159,15 @@ func (v *memValues) lookup(key []byte) (uint64, bool) {
 		return v.anon, true
 	case "Mapped":
 		return v.mapped, true
+	// v1 has no slab figures per cgroup (v.slab... are 0): the host's are
+	// larger than a small container's total, and busybox free, which counts
+	// SReclaimable as cache, then printed a used memory that wrapped.
 	case "Slab":
-		return v.slab, v.hasSlab
+		return v.slab, true
 	case "SReclaimable":
-		return v.sreclaimable, v.hasSlab
+		return v.sreclaimable, true
 	case "SUnreclaim":
-		return v.sunreclaim, v.hasSlab
+		return v.sunreclaim, true
 	case "SwapTotal":
 		return v.swapTotal, true
 	case "SwapFree":

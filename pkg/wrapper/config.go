@@ -53,6 +53,10 @@ type Config struct {
 	// StateDir is passed to the hook as --state-dir, where it records the
 	// containers it served (default: the hook's own default).
 	StateDir string `json:"stateDir,omitempty"`
+	// Sysinfo sends served containers' sysinfo(2) to lxcfs-fused (a seccomp
+	// rule and listener in config.json) unless io.lxcfs.sysinfo=false;
+	// without it only containers with io.lxcfs.sysinfo=true get it.
+	Sysinfo bool `json:"sysinfo,omitempty"`
 }
 
 // maxConfigFile caps the config file, read on every runtime call.
@@ -142,6 +146,7 @@ func Resolve(layers ...Config) (Config, error) {
 		set(&c.LogFile, l.LogFile)
 		set(&c.StateDir, l.StateDir)
 		c.FailClosed = c.FailClosed || l.FailClosed
+		c.Sysinfo = c.Sysinfo || l.Sysinfo
 	}
 	if c.Runtime == "" {
 		c.Runtime = "runc"
@@ -207,7 +212,7 @@ func HookArgs(o HookOptions) []string {
 }
 
 // EnvAnnotations turns the container's environment variables
-// LXCFS_ENABLED and LXCFS_REQUIRED into the annotations the hook reads.
+// LXCFS_ENABLED, LXCFS_REQUIRED and LXCFS_SYSINFO into the annotations the hook reads.
 // Docker before 24 cannot set annotations (no --annotation), so with it the
 // environment (docker run -e LXCFS_ENABLED=false) is the only per-container
 // switch; the names are upper case as environment variables are.
@@ -223,6 +228,8 @@ func EnvAnnotations(env []string) map[string]string {
 			out["io.lxcfs.enabled"] = v
 		case "LXCFS_REQUIRED":
 			out["io.lxcfs.required"] = v
+		case "LXCFS_SYSINFO":
+			out["io.lxcfs.sysinfo"] = v
 		}
 	}
 	return out

@@ -14,7 +14,7 @@ func TestParseConfigFiles(t *testing.T) {
 		want    Config
 		wantErr string
 	}{
-		{file: "full.json", want: Config{Runtime: "/usr/bin/crun", Mode: ModeOptIn, LXCFSRoot: "/var/lib/lxcfs", FailClosed: true, HookPath: "/usr/bin/lxcfs-hook", LogFile: "/var/log/lxcfs-hook.log", StateDir: "/run/lxcfs-oci"}},
+		{file: "full.json", want: Config{Runtime: "/usr/bin/crun", Mode: ModeOptIn, LXCFSRoot: "/var/lib/lxcfs", FailClosed: true, HookPath: "/usr/bin/lxcfs-hook", LogFile: "/var/log/lxcfs-hook.log", StateDir: "/run/lxcfs-oci", Sysinfo: true}},
 		{file: "empty.json", want: Config{}},
 		{file: "misspelt.json", wantErr: `unknown field "runtim"`},
 		{file: "bad-mode.json", wantErr: `mode "always"`},
@@ -82,6 +82,7 @@ func TestResolve(t *testing.T) {
 		{"flag over env over file", []Config{{Runtime: "flag"}, {Runtime: "env", Mode: ModeOptIn}, {Runtime: "file", Mode: ModeAll, LXCFSRoot: "/l"}}, Config{Runtime: "flag", Mode: ModeOptIn, LXCFSRoot: "/l"}, ""},
 		{"name default under everything", []Config{{}, {}, {}, {Runtime: "crun"}}, Config{Runtime: "crun", Mode: ModeAll}, ""},
 		{"fail closed from any layer", []Config{{}, {FailClosed: true}}, Config{Runtime: "runc", Mode: ModeAll, FailClosed: true}, ""},
+		{"sysinfo from any layer", []Config{{}, {}, {Sysinfo: true}}, Config{Runtime: "runc", Mode: ModeAll, Sysinfo: true}, ""},
 		{"bad env mode", []Config{{Mode: "sometimes"}}, Config{}, `mode "sometimes"`},
 	}
 	for _, tt := range tests {
@@ -110,8 +111,8 @@ func TestRuntimeForName(t *testing.T) {
 }
 
 func TestEnvAnnotations(t *testing.T) {
-	got := EnvAnnotations([]string{"PATH=/bin", "LXCFS_ENABLED=false", "LXCFS_REQUIRED=true", "lxcfs_enabled=true", "BROKEN"})
-	want := map[string]string{"io.lxcfs.enabled": "false", "io.lxcfs.required": "true"}
+	got := EnvAnnotations([]string{"PATH=/bin", "LXCFS_ENABLED=false", "LXCFS_REQUIRED=true", "LXCFS_SYSINFO=true", "lxcfs_enabled=true", "BROKEN"})
+	want := map[string]string{"io.lxcfs.enabled": "false", "io.lxcfs.required": "true", "io.lxcfs.sysinfo": "true"}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got %v, want %v", got, want)
 	}
@@ -146,11 +147,42 @@ func TestDecide(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			p := Decide(tt.c, tt.ann, tt.env)
+			if p.Sysinfo {
+				t.Errorf("sysinfo without the setting or the annotation")
+			}
 			if p.Inject != (tt.want != nil) || !reflect.DeepEqual(p.HookArgs, tt.want) {
 				t.Errorf("got %+v, want args %q", p, tt.want)
 			}
 			if p.Reason == "" {
 				t.Error("no reason given")
+			}
+		})
+	}
+}
+
+func TestDecideSysinfo(t *testing.T) {
+	on := Config{Mode: ModeAll, Sysinfo: true}
+	off := Config{Mode: ModeAll}
+	tests := []struct {
+		name string
+		c    Config
+		ann  map[string]string
+		env  []string
+		want bool
+	}{
+		{"setting on", on, nil, nil, true},
+		{"setting on, annotation opts out", on, map[string]string{"io.lxcfs.sysinfo": "false"}, nil, false},
+		{"setting on, environment opts out", on, nil, []string{"LXCFS_SYSINFO=false"}, false},
+		{"setting off", off, nil, nil, false},
+		{"setting off, annotation opts in", off, map[string]string{"io.lxcfs.sysinfo": "true"}, nil, true},
+		{"setting off, environment opts in", off, nil, []string{"LXCFS_SYSINFO=true"}, true},
+		{"not a boolean", off, map[string]string{"io.lxcfs.sysinfo": "please"}, nil, false},
+		{"container not served", on, map[string]string{"io.lxcfs.enabled": "false", "io.lxcfs.sysinfo": "true"}, nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := Decide(tt.c, tt.ann, tt.env).Sysinfo; got != tt.want {
+				t.Errorf("Sysinfo = %v, want %v", got, tt.want)
 			}
 		})
 	}

@@ -13,6 +13,9 @@ type Plan struct {
 	Required bool
 	// Reason explains Inject for the log.
 	Reason string
+	// Sysinfo: also send the container's sysinfo(2) to lxcfs-fused's
+	// listener (config sysinfo, or io.lxcfs.sysinfo / LXCFS_SYSINFO).
+	Sysinfo bool
 }
 
 // Decide applies the hook's opt-in rules (hook.Decide) at create time, to
@@ -41,5 +44,6 @@ func Decide(c Config, annotations map[string]string, env []string) Plan {
 		HookArgs: HookArgs(HookOptions{LXCFSRoot: c.LXCFSRoot, Always: true, FailClosed: d.Required, LogFile: c.LogFile, StateDir: c.StateDir}),
 		Required: d.Required,
 		Reason:   d.Reason,
+		Sysinfo:  hook.WantSysinfo(merged, c.Sysinfo),
 	}
 }

@@ -1,0 +1,346 @@
+package integration
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// sysinfoScript prints what busybox free, glibc's sysconf and a static Go
+// program get from sysinfo(2), one key=value a line.
+const sysinfoScript = `echo "bbfree=$(free | grep Mem: | tr -s ' ' | cut -d' ' -f2)"
+if [ -x /usr/bin/getconf ]; then echo "phys_pages=$(/usr/bin/getconf _PHYS_PAGES)"; fi
+/bin/sysinfoprog once
+`
+
+const ctrRAM = 64 << 20
+
+// sysinfoOpts is a limited busybox bundle with the sysinfo program.
+func sysinfoOpts(script string) bundleOpts {
+	return bundleOpts{script: script, limits: true, files: map[string]string{sysinfoProg: "bin/sysinfoprog"}}
+}
+
+// TestSysinfoRunc: in a runc container with a 64 MiB limit whose config
+// inject --sysinfo edited, busybox free, glibc's sysconf(_SC_PHYS_PAGES)
+// and a static Go program calling sysinfo(2) all get the container's
+// memory and uptime; the same container without --sysinfo gets the
+// host's, which is what the test would see without the feature.
+func TestSysinfoRunc(t *testing.T) {
+	d := startDaemon(t, fusedBin, "")
+	var host unix.Sysinfo_t
+	if err := unix.Sysinfo(&host); err != nil {
+		t.Fatal(err)
+	}
+	hostRAM := strconv.FormatUint(uint64(host.Totalram)*uint64(host.Unit), 10)
+
+	for _, tt := range []struct {
+		name  string
+		flags []string
+		want  string // totalram
+	}{
+		{"with --sysinfo", []string{"--sysinfo"}, strconv.Itoa(ctrRAM)},
+		{"without", nil, hostRAM},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			o := sysinfoOpts(sysinfoScript)
+			o.hostUsr = true
+			bundle := busyboxBundle(t, o)
+			injectHook(t, bundle, d.mp, append([]string{"--state-dir", d.stateDir}, tt.flags...)...)
+			out, stderr, err := runcRun(t, bundle)
+			if err != nil {
+				t.Fatalf("runc run: %v\n%s", err, stderr)
+			}
+			t.Logf("container:\n%s", out)
+			if got := field(out, "totalram"); got != tt.want {
+				t.Errorf("sysinfo totalram = %s, want %s", got, tt.want)
+			}
+			if tt.want == hostRAM {
+				return
+			}
+			if got := field(out, "bbfree"); got != "65536" {
+				t.Errorf("busybox free total = %q kB, want 65536", got)
+			}
+			if got := field(out, "phys_pages"); got != "" && got != strconv.Itoa(ctrRAM/os.Getpagesize()) {
+				t.Errorf("getconf _PHYS_PAGES = %s, want %d", got, ctrRAM/os.Getpagesize())
+			}
+			if free, _ := strconv.ParseUint(field(out, "freeram"), 10, 64); free == 0 || free > ctrRAM {
+				t.Errorf("freeram = %d, want within the container's 64 MiB", free)
+			}
+			if up, _ := strconv.Atoi(field(out, "uptime")); up < 1 || up > 30 {
+				t.Errorf("uptime = %d s, want the container's (a few seconds)", up)
+			}
+			if got := field(out, "unit"); got != "1" {
+				t.Errorf("mem_unit = %s, want 1", got)
+			}
+		})
+	}
+}
+
+// sysinfoCount reads the count the looping program writes to /tmp/count.
+func sysinfoCount(c *container) int {
+	b, _ := os.ReadFile(filepath.Join(c.bundle, "rootfs/tmp/count"))
+	n, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return n
+}
+
+// waitSysinfoCalls waits until the container's loop has made 512 more
+// calls than it had when called: a call that hung would stop it.
+func waitSysinfoCalls(t *testing.T, c *container, what string) {
+	t.Helper()
+	from := sysinfoCount(c)
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if b, err := os.ReadFile(filepath.Join(c.bundle, "rootfs/tmp/error")); err == nil {
+			t.Fatalf("%s: sysinfo failed in the container: %s", what, b)
+		}
+		if sysinfoCount(c) >= from+512 {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%s: the container's sysinfo loop made no progress in 30s (from %d calls): a call hangs\n%s", what, from, c.output(t))
+}
+
+// TestSysinfoAcrossWorkerKillAndUpgrade: a container calls sysinfo in a
+// loop while the serving worker is killed, the daemon upgraded and the
+// upgraded daemon's worker killed again. No call fails (a listener closed
+// for good would make them fail with ENOSYS), the loop never stalls, and
+// after each change the figures are the container's again.
+func TestSysinfoAcrossWorkerKillAndUpgrade(t *testing.T) {
+	d := startDaemon(t, fusedBin, "")
+	c := runBundleDetached(t, d.mp, d.stateDir, sysinfoOpts("/bin/sysinfoprog loop /tmp"), "--sysinfo")
+	waitSysinfoCalls(t, c, "start")
+
+	_, w, _ := fusedState(t, d)
+	unix.Kill(w, unix.SIGKILL)
+	w = waitWorker(t, d, w)
+	waitSysinfoCalls(t, c, "after a worker kill")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, fusedBin, "upgrade", "--state-dir", d.stateDir).CombinedOutput(); err != nil {
+		t.Fatalf("upgrade: %v\n%s", err, out)
+	}
+	w = waitWorker(t, d, w)
+	waitSysinfoCalls(t, c, "after an upgrade")
+
+	unix.Kill(w, unix.SIGKILL)
+	waitWorker(t, d, w)
+	waitSysinfoCalls(t, c, "after a worker kill in the upgraded daemon")
+
+	out := c.stopLoop(t, "unit=")
+	t.Logf("container:\n%s", out)
+	if b, err := os.ReadFile(filepath.Join(c.bundle, "rootfs/tmp/error")); err == nil {
+		t.Fatalf("sysinfo failed in the container: %s", b)
+	}
+	// The last call came after the last worker was serving.
+	if got := field(out, "totalram"); got != strconv.Itoa(ctrRAM) {
+		t.Errorf("last totalram = %s, want the container's %d", got, ctrRAM)
+	}
+	// A call a killed worker had taken is continued with the host's
+	// figures; that is at most one per kill, and the timeout's fallbacks.
+	t.Logf("calls %s, of which with other figures: %s", field(out, "calls"), field(out, "not_container"))
+}
+
+// TestSysinfoHostileNeighbour: one container (96 MiB) calls sysinfo from
+// 32 threads without pause while another (64 MiB) makes 2,000 calls. Each
+// container's calls are taken one at a time by a goroutine of its own, so
+// the hostile one queues behind itself; the other's calls wait only for
+// the CPU and, for their figures, at most --sysinfo-timeout (500ms) before
+// they run with the host's. The bound asserted is generous, to catch a
+// hang, not to measure speed: no call of the neighbour takes 5s. Each
+// container gets its own figures, never the other's.
+func TestSysinfoHostileNeighbour(t *testing.T) {
+	d := startDaemon(t, fusedBin, "")
+	o := sysinfoOpts("/bin/sysinfoprog once; /bin/sysinfoprog hammer 32")
+	o.memory = 96 << 20
+	hostile := runBundleDetached(t, d.mp, d.stateDir, o, "--sysinfo")
+	waitOutput(t, hostile, func(out string) bool { return strings.Contains(out, "hammering") })
+	if got := field(hostile.output(t), "totalram"); got != strconv.Itoa(96<<20) {
+		t.Errorf("hostile container's totalram = %s, want its own 96 MiB", got)
+	}
+
+	bundle := busyboxBundle(t, sysinfoOpts("/bin/sysinfoprog probe 2000"))
+	injectHook(t, bundle, d.mp, "--state-dir", d.stateDir, "--sysinfo")
+	out, stderr, err := runcRun(t, bundle)
+	if err != nil {
+		t.Fatalf("runc run: %v\n%s", err, stderr)
+	}
+	t.Logf("neighbour:\n%s", out)
+	slowest, err := strconv.Atoi(field(out, "slowest_ms"))
+	if err != nil {
+		t.Fatalf("no slowest_ms in the output: %v", err)
+	}
+	if slowest >= 5000 {
+		t.Errorf("slowest sysinfo call of the neighbour took %d ms, want under 5s", slowest)
+	}
+	if got := field(out, "totalram"); got != strconv.Itoa(ctrRAM) {
+		t.Errorf("neighbour's totalram = %s, want %d", got, ctrRAM)
+	}
+	// The hostile container is still served, and still its own figures.
+	if !strings.Contains(readFile(t, d.logPath), "container registered") {
+		t.Errorf("no registration logged")
+	}
+}
+
+// hostSysinfoKB is the host's total memory as sysinfo(2) gives it, in kB.
+func hostSysinfoKB(t *testing.T) uint64 {
+	t.Helper()
+	var si unix.Sysinfo_t
+	if err := unix.Sysinfo(&si); err != nil {
+		t.Fatal(err)
+	}
+	return uint64(si.Totalram) * uint64(si.Unit) >> 10
+}
+
+// TestSysinfoSystemdFDStore plays systemd for sysinfo: it keeps every fd
+// the daemon stores with FDSTORE=1 (the FUSE connection, the container's
+// notification fd, the worker's slots), kills the supervisor (its worker
+// follows) while a container calls sysinfo in a loop, and hands them all
+// to a new daemon as systemd does after a restart. The loop waits across
+// the gap and goes on: no ENOSYS, no call left hanging.
+func TestSysinfoSystemdFDStore(t *testing.T) {
+	requireRoot(t)
+	sock := filepath.Join(t.TempDir(), "notify")
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Bind(fd, &unix.SockaddrUnix{Name: sock}); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("NOTIFY_SOCKET", sock)
+	d1 := startDaemon(t, fusedBin, "")
+	// runc would proxy NOTIFY_SOCKET to the container and wait for its
+	// READY=1.
+	os.Unsetenv("NOTIFY_SOCKET")
+	c := runBundleDetached(t, d1.mp, d1.stateDir, sysinfoOpts("/bin/sysinfoprog loop /tmp"), "--sysinfo")
+	waitSysinfoCalls(t, c, "start")
+
+	// The store as systemd keeps it: by name, a later FDSTOREREMOVE drops one.
+	store := map[string]*os.File{}
+	defer func() {
+		for _, f := range store {
+			f.Close()
+		}
+	}()
+	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Usec: 200000})
+	for {
+		buf, oob := make([]byte, 512), make([]byte, 128)
+		n, oobn, _, _, err := unix.Recvmsg(fd, buf, oob, 0)
+		if err != nil {
+			break // nothing more queued
+		}
+		var name string
+		remove := false
+		for _, l := range strings.Split(string(buf[:n]), "\n") {
+			if v, ok := strings.CutPrefix(l, "FDNAME="); ok {
+				name = v
+			}
+			remove = remove || l == "FDSTOREREMOVE=1"
+		}
+		if remove {
+			if f := store[name]; f != nil {
+				f.Close()
+				delete(store, name)
+			}
+			continue
+		}
+		msgs, _ := unix.ParseSocketControlMessage(oob[:oobn])
+		for _, m := range msgs {
+			if fds, err := unix.ParseUnixRights(&m); err == nil && len(fds) == 1 {
+				store[name] = os.NewFile(uintptr(fds[0]), name)
+			}
+		}
+	}
+	var names []string
+	var files []*os.File
+	for name, f := range store {
+		names = append(names, name)
+		files = append(files, f)
+	}
+	t.Logf("fd store: %v", names)
+	for _, prefix := range []string{"lxcfs-fuse-", "lxcfs-sysinfo-0-", "lxcfs-sysinfo-slots"} {
+		found := false
+		for _, n := range names {
+			found = found || strings.HasPrefix(n, prefix)
+		}
+		if !found {
+			t.Fatalf("nothing named %s* in the fd store: %v", prefix, names)
+		}
+	}
+
+	d1.stoppedByTest = true
+	d1.cmd.Process.Kill()
+	<-d1.exited
+
+	logPath := filepath.Join(t.TempDir(), "fused2.log")
+	logFile, _ := os.Create(logPath)
+	defer logFile.Close()
+	cmd := exec.Command("sh", "-c", `LISTEN_PID=$$ exec "$0" "$@"`, fusedBin,
+		"--mountpoint", d1.mp, "--state-dir", d1.stateDir)
+	cmd.Env = append(os.Environ(), "LISTEN_FDS="+strconv.Itoa(len(files)), "LISTEN_FDNAMES="+strings.Join(names, ":"))
+	cmd.ExtraFiles = files
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Signal(unix.SIGTERM)
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("second daemon log:\n%s", readFile(t, logPath))
+		}
+	}()
+	waitSysinfoCalls(t, c, "after the restart with the fd store")
+	out := c.stopLoop(t, "unit=")
+	if got := field(out, "totalram"); got != strconv.Itoa(ctrRAM) {
+		t.Errorf("last totalram = %s, want the container's %d", got, ctrRAM)
+	}
+	t.Logf("calls %s, of which with other figures: %s", field(out, "calls"), field(out, "not_container"))
+}
+
+// TestSysinfoWorkerKilledMidAnswer: the worker takes a container's
+// sysinfo call and is killed before answering it (made to stall for the
+// test, with a timeout longer than the test's wait). The kernel would keep
+// that call waiting for an answer nobody will send; the supervisor finds
+// it in the dead worker's slots and lets it run (the host's figures). It
+// fails when the recovery is removed.
+func TestSysinfoWorkerKilledMidAnswer(t *testing.T) {
+	marker := filepath.Join(t.TempDir(), "stall")
+	if err := os.WriteFile(marker, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("LXCFS_FUSED_TEST_STALL_SYSINFO", marker)
+	d := startDaemon(t, fusedBin, "", "--sysinfo-timeout", "10s")
+	// busybox free, not the Go program: the Go runtime's own signals can
+	// interrupt a waiting call, which the kernel then sends again.
+	c := runBundleDetached(t, d.mp, d.stateDir, sysinfoOpts("free; echo free=done; sleep 600"), "--sysinfo")
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, err := os.Stat(marker); os.IsNotExist(err) {
+			break // the worker took the call
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the worker did not take the container's call within 20s\n%s", c.output(t))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	_, w, _ := fusedState(t, d)
+	unix.Kill(w, unix.SIGKILL)
+	waitOutput(t, c, func(out string) bool { return strings.Contains(out, "free=done") })
+	if out := c.output(t); !strings.Contains(out, "Mem:") {
+		t.Errorf("busybox free failed: %s", out)
+	}
+	if !strings.Contains(readFile(t, d.logPath), "calls the dead worker had taken continued") {
+		t.Errorf("the supervisor did not report the recovered call")
+	}
+}
