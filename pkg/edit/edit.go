@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // Object is a JSON object that keeps its keys in order and its values as
@@ -88,6 +89,18 @@ func (o *Object) Delete(key string) {
 			break
 		}
 	}
+}
+
+// Folded returns a key that differs from key only in case. encoding/json,
+// which runc and the engines decode with, matches keys regardless of case,
+// so such a key means the same field to them as key does to us.
+func (o *Object) Folded(key string) (string, bool) {
+	for _, k := range o.keys {
+		if k != key && strings.EqualFold(k, key) {
+			return k, true
+		}
+	}
+	return "", false
 }
 
 // Len is the number of keys.

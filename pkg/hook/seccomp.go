@@ -49,11 +49,17 @@ func SysinfoNotify(config []byte, listenerPath string) (out []byte, changed bool
 	if err != nil {
 		return nil, false, "", err
 	}
+	if reason := foldedKey(root, "", "linux"); reason != "" {
+		return config, false, reason, nil
+	}
 	linux := &edit.Object{}
 	if raw, ok := root.Get("linux"); ok && !edit.IsNull(raw) {
 		if linux, err = edit.ParseObject(raw); err != nil {
 			return nil, false, "", fmt.Errorf("linux: %w", err)
 		}
+	}
+	if reason := foldedKey(linux, "linux.", "seccomp"); reason != "" {
+		return config, false, reason, nil
 	}
 	ours, _ := json.Marshal(map[string]any{"names": []string{sysinfo}, "action": actNotify})
 	listener, _ := json.Marshal(listenerPath)
@@ -70,6 +76,9 @@ func SysinfoNotify(config []byte, listenerPath string) (out []byte, changed bool
 	sc, err := edit.ParseObject(raw)
 	if err != nil {
 		return nil, false, "", fmt.Errorf("linux.seccomp: %w", err)
+	}
+	if reason := foldedKey(sc, "linux.seccomp.", "defaultAction", "listenerPath", "syscalls"); reason != "" {
+		return config, false, reason, nil
 	}
 	var prof struct {
 		DefaultAction string `json:"defaultAction"`
@@ -162,4 +171,16 @@ func InjectSysinfo(configPath, listenerPath string) (changed bool, reason string
 		return false, reason, nil
 	}
 	return true, reason, edit.WriteAtomic(configPath, out, fi.Mode().Perm())
+}
+
+// foldedKey explains why a config is left alone when obj spells one of keys
+// in another case: runc reads such a key as the same field, so an edit of
+// the exact key could be overridden by it, or override it.
+func foldedKey(obj *edit.Object, prefix string, keys ...string) string {
+	for _, k := range keys {
+		if other, ok := obj.Folded(k); ok {
+			return fmt.Sprintf("config.json has %s%s, which runc reads as %s%s: not editing a profile whose meaning depends on the case of its keys", prefix, other, prefix, k)
+		}
+	}
+	return ""
 }
