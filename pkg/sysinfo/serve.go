@@ -60,10 +60,12 @@ func (s *Server) Serve(l Listener) {
 		s.Log.Warn("sysinfo: cannot poll a notification fd; its container's sysinfo calls wait for another worker", "init", l.InitPid, "err", err)
 		return
 	}
-	// Only one computing of figures per listener at a time: if one is stuck
-	// past the timeout, the next calls are continued at once rather than
+	// Only one computing of figures per listener at a time: a call whose
+	// figures were abandoned past the timeout leaves its computing running,
+	// and the next call waits for it (within its own timeout) rather than
 	// piling up goroutines behind it.
-	var busy atomic.Bool
+	gate := make(chan struct{}, 1)
+	fb := &fallbacks{log: s.Log, initPid: l.InitPid}
 	warned := false
 	// The fd as the callback gets it: File.Fd would make the file blocking.
 	var fd int
@@ -110,14 +112,32 @@ func (s *Server) Serve(l Listener) {
 			continue
 		}
 		s.Slots.set(l.Slot, n.ID)
-		s.answer(fd, &n, l, &busy)
+		s.answer(fd, &n, l, gate, fb)
 		s.Slots.clear(l.Slot, n.ID)
 		s.inFlight.Add(-1)
 	}
 }
 
-func (s *Server) answer(fd int, n *notif, l Listener, busy *atomic.Bool) {
-	if n.Data.Arch != nativeArch || n.Data.Nr != unix.SYS_SYSINFO || !busy.CompareAndSwap(false, true) {
+// answer computes the figures for call n on listener l, at most one
+// computing at a time (gate, a one-slot semaphore), and writes them into
+// the caller; any way it fails, the call is continued (the host's
+// figures) and fb logs why.
+func (s *Server) answer(fd int, n *notif, l Listener, gate chan struct{}, fb *fallbacks) {
+	if n.Data.Arch != nativeArch || n.Data.Nr != unix.SYS_SYSINFO {
+		s.cont(fd, n.ID) // not a call this daemon answers: nothing falls back
+		return
+	}
+	timer := time.NewTimer(s.Timeout)
+	defer timer.Stop()
+	// The previous call's computing may still hold the gate: one abandoned
+	// past its timeout, or one that has sent its result and not yet let go
+	// (a goroutine descheduled under load between the two). Wait for it
+	// within this call's timeout rather than fall back at once.
+	select {
+	case gate <- struct{}{}:
+	case <-timer.C:
+		s.timedOut.Add(1)
+		fb.note("the previous call's figures are still being computed past the timeout", "timeout", s.Timeout)
 		s.cont(fd, n.ID)
 		return
 	}
@@ -127,32 +147,28 @@ func (s *Server) answer(fd int, n *notif, l Listener, busy *atomic.Bool) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		defer busy.Store(false)
-		host, err := Host()
-		if err != nil {
-			done <- result{err: err}
-			return
+		var r result
+		if host, err := Host(); err != nil {
+			r.err = err
+		} else if v, err := s.Figures(l.InitPid, l.StartTicks, host); err != nil {
+			r.err = err
+		} else {
+			r.b = Encode(v)
 		}
-		v, err := s.Figures(l.InitPid, l.StartTicks, host)
-		if err != nil {
-			done <- result{err: err}
-			return
-		}
-		done <- result{b: Encode(v)}
+		<-gate // let go before the result is seen: the next call finds the gate free
+		done <- r
 	}()
 	var r result
-	timer := time.NewTimer(s.Timeout)
 	select {
 	case r = <-done:
-		timer.Stop()
 	case <-timer.C:
 		s.timedOut.Add(1)
-		s.Log.Warn("sysinfo: figures not ready in time; the call gets the host's", "init", l.InitPid, "timeout", s.Timeout)
+		fb.note("figures not ready in time", "timeout", s.Timeout)
 		s.cont(fd, n.ID)
 		return
 	}
 	if r.err != nil {
-		s.Log.Debug("sysinfo: no container figures; the call gets the host's", "init", l.InitPid, "err", r.err)
+		fb.note("no container figures", "err", r.err)
 		s.cont(fd, n.ID)
 		return
 	}
@@ -161,9 +177,34 @@ func (s *Server) answer(fd int, n *notif, l Listener, busy *atomic.Bool) {
 		s.answered.Add(1)
 	case errors.Is(err, errGone):
 	default:
-		s.Log.Debug("sysinfo: cannot answer; the call gets the host's", "tid", n.Pid, "err", err)
+		fb.note("cannot write the answer into the caller", "tid", n.Pid, "err", err)
 		s.cont(fd, n.ID)
 	}
+}
+
+// fallbackLogEvery spaces the warnings of one listener's fallbacks: a
+// container whose figures cannot be computed (its cgroup unreadable) falls
+// back on every call, and its warnings must not flood the log.
+const fallbackLogEvery = time.Minute
+
+// fallbacks logs, for one listener, why its calls got the host's figures:
+// the first at once, then at most one warning per fallbackLogEvery with the
+// count of those not logged. Used by the listener's goroutine only.
+type fallbacks struct {
+	log     *slog.Logger
+	initPid int
+	last    time.Time
+	quiet   uint64 // fallbacks since the last warning, not logged
+}
+
+func (f *fallbacks) note(reason string, args ...any) {
+	now := time.Now()
+	if !f.last.IsZero() && now.Sub(f.last) < fallbackLogEvery {
+		f.quiet++
+		return
+	}
+	f.log.Warn("sysinfo: the call gets the host's figures: "+reason, append([]any{"init", f.initPid, "not_logged_since_last", f.quiet}, args...)...)
+	f.last, f.quiet = now, 0
 }
 
 func (s *Server) cont(fd int, id uint64) {

@@ -8,7 +8,8 @@
 //	                           error is written to DIR/error and ends it
 //	sysinfoprog hammer N       call from N threads forever
 //	sysinfoprog probe N        N calls one after the other; print the
-//	                           slowest and the last figures
+//	                           slowest, how many calls got each totalram
+//	                           (totalrams=BYTES:CALLS,...) and the last figures
 package main
 
 import (
@@ -16,7 +17,9 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -54,6 +57,7 @@ func main() {
 		n, _ := strconv.Atoi(os.Args[2])
 		var slowest time.Duration
 		var si unix.Sysinfo_t
+		seen := map[uint64]int{}
 		for i := 0; i < n; i++ {
 			start := time.Now()
 			if err := unix.Sysinfo(&si); err != nil {
@@ -61,8 +65,15 @@ func main() {
 				os.Exit(1)
 			}
 			slowest = max(slowest, time.Since(start))
+			seen[uint64(si.Totalram)*uint64(si.Unit)]++
 		}
 		fmt.Printf("slowest_ms=%d\n", slowest.Milliseconds())
+		var counts []string
+		for v, k := range seen {
+			counts = append(counts, fmt.Sprintf("%d:%d", v, k))
+		}
+		sort.Strings(counts)
+		fmt.Printf("totalrams=%s\n", strings.Join(counts, ","))
 		print(&si)
 	}
 }
