@@ -113,9 +113,11 @@ func waitSysinfoCalls(t *testing.T, c *container, what string) {
 // loop while the serving worker is killed, the daemon upgraded and the
 // upgraded daemon's worker killed again. No call fails (a listener closed
 // for good would make them fail with ENOSYS), the loop never stalls, and
-// after each change the figures are the container's again.
+// after each change the figures are the container's again. The longest
+// --sysinfo-timeout makes that last call's figures certain on a loaded
+// machine: only a hang falls back to the host's.
 func TestSysinfoAcrossWorkerKillAndUpgrade(t *testing.T) {
-	d := startDaemon(t, fusedBin, "")
+	d := startDaemon(t, fusedBin, "", "--sysinfo-timeout", "10s")
 	c := runBundleDetached(t, d.mp, d.stateDir, sysinfoOpts("/bin/sysinfoprog loop /tmp"), "--sysinfo")
 	waitSysinfoCalls(t, c, "start")
 
@@ -226,7 +228,9 @@ func TestSysinfoSystemdFDStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Setenv("NOTIFY_SOCKET", sock)
-	d1 := startDaemon(t, fusedBin, "")
+	// The longest --sysinfo-timeout: the last call's figures are the
+	// container's on a loaded machine too (only a hang falls back).
+	d1 := startDaemon(t, fusedBin, "", "--sysinfo-timeout", "10s")
 	// runc would proxy NOTIFY_SOCKET to the container and wait for its
 	// READY=1.
 	os.Unsetenv("NOTIFY_SOCKET")
@@ -294,7 +298,7 @@ func TestSysinfoSystemdFDStore(t *testing.T) {
 	logFile, _ := os.Create(logPath)
 	defer logFile.Close()
 	cmd := exec.Command("sh", "-c", `LISTEN_PID=$$ exec "$0" "$@"`, fusedBin,
-		"--mountpoint", d1.mp, "--state-dir", d1.stateDir)
+		"--mountpoint", d1.mp, "--state-dir", d1.stateDir, "--sysinfo-timeout", "10s")
 	cmd.Env = append(os.Environ(), "LISTEN_FDS="+strconv.Itoa(len(files)), "LISTEN_FDNAMES="+strings.Join(names, ":"))
 	cmd.ExtraFiles = files
 	cmd.Stdout, cmd.Stderr = logFile, logFile
