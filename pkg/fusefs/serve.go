@@ -371,10 +371,9 @@ func (s *server) setSize(n *node, data []byte) {
 }
 
 // getattr reports a file's size as the length of the caller's open handle's
-// snapshot (fstat), else of the content the caller would read now. The
-// kernel hands that to the caller but keeps its own size (keepSize).
+// snapshot (fstat), which the kernel takes as the file's size, else of the
+// content the caller would read now, which only the caller gets (keepSize).
 func (s *server) getattr(n *node, r *fuse.GetattrRequest) (abandoned bool) {
-	s.keepSize(n)
 	a := s.fs.attr(n)
 	if r.Flags&fuse.GetattrFh != 0 {
 		if v, ok := s.handles.Load(r.Handle); ok {
@@ -386,6 +385,7 @@ func (s *server) getattr(n *node, r *fuse.GetattrRequest) (abandoned bool) {
 			return false
 		}
 	}
+	s.keepSize(n)
 	return s.content(r, n, int(r.Pid), func(data []byte, err error) {
 		if err == nil {
 			a.Size = uint64(len(data))
@@ -396,7 +396,7 @@ func (s *server) getattr(n *node, r *fuse.GetattrRequest) (abandoned bool) {
 }
 
 // keepSize makes the kernel ignore, for its inode, the attributes about to
-// be answered for file n (LOOKUP, GETATTR), so they never change the size an
+// be answered for file n (LOOKUP, stat), so they never change the size an
 // open told it (setSize). A sendfile or splice reader copies up to that size
 // after its READ, and an attribute answer for another caller landing in
 // between (a LOOKUP says 0; a stat is rendered for its caller) would
