@@ -320,7 +320,7 @@ func (s *server) lookupPT(d *node, r *fuse.LookupRequest) {
 		valid = 0
 	}
 	if !n.dir && !n.link {
-		s.keepSize(n)
+		s.keepSize(fuse.NodeID(n.inode), n.name)
 	}
 	r.Respond(&fuse.LookupResponse{Node: fuse.NodeID(n.inode), EntryValid: valid, Attr: s.fs.ptAttr(n, &st)})
 }

@@ -134,7 +134,7 @@ func (s *server) handle(req fuse.Request) (abandoned bool) {
 		}
 		n := s.fs.nodes[ino]
 		if !n.dir {
-			s.keepSize(n)
+			s.keepSize(fuse.NodeID(ino), n.name)
 		}
 		r.Respond(&fuse.LookupResponse{Node: fuse.NodeID(ino), EntryValid: entryValid, Attr: s.fs.attr(n)})
 
@@ -385,7 +385,7 @@ func (s *server) getattr(n *node, r *fuse.GetattrRequest) (abandoned bool) {
 			return false
 		}
 	}
-	s.keepSize(n)
+	s.keepSize(fuse.NodeID(n.inode), n.name)
 	return s.content(r, n, int(r.Pid), func(data []byte, err error) {
 		if err == nil {
 			a.Size = uint64(len(data))
@@ -396,7 +396,7 @@ func (s *server) getattr(n *node, r *fuse.GetattrRequest) (abandoned bool) {
 }
 
 // keepSize makes the kernel ignore, for its inode, the attributes about to
-// be answered for file n (LOOKUP, stat), so they never change the size an
+// be answered for file id (LOOKUP, stat), so they never change the size an
 // open told it (setSize). A sendfile or splice reader copies up to that size
 // after its READ, and an attribute answer for another caller landing in
 // between (a LOOKUP says 0; a stat is rendered for its caller) would
@@ -405,9 +405,10 @@ func (s *server) getattr(n *node, r *fuse.GetattrRequest) (abandoned bool) {
 // the inode's attr_version, and truncates the page cache with it. An
 // attributes-only invalidation (offset -1) moves attr_version past every
 // request already sent; the caller still gets the answered attributes.
-func (s *server) keepSize(n *node) {
-	if err := s.conn.InvalidateNode(fuse.NodeID(n.inode), -1, 0); err != nil && !errors.Is(err, fuse.ErrNotCached) {
-		s.fs.log.Debug("attribute invalidation failed", "file", n.name, "err", err)
+// It takes no page lock, so unlike a store it cannot wait on a reader.
+func (s *server) keepSize(id fuse.NodeID, name string) {
+	if err := s.conn.InvalidateNode(id, -1, 0); err != nil && !errors.Is(err, fuse.ErrNotCached) {
+		s.fs.log.Debug("attribute invalidation failed", "file", name, "err", err)
 	}
 }
 
