@@ -319,6 +319,9 @@ func (s *server) lookupPT(d *node, r *fuse.LookupRequest) {
 	if !d.pt {
 		valid = 0
 	}
+	if !n.dir && !n.link {
+		s.keepSize(fuse.NodeID(n.inode), n.name)
+	}
 	r.Respond(&fuse.LookupResponse{Node: fuse.NodeID(n.inode), EntryValid: valid, Attr: s.fs.ptAttr(n, &st)})
 }
 

@@ -133,6 +133,9 @@ func (s *server) handle(req fuse.Request) (abandoned bool) {
 			return
 		}
 		n := s.fs.nodes[ino]
+		if !n.dir {
+			s.keepSize(fuse.NodeID(ino), n.name)
+		}
 		r.Respond(&fuse.LookupResponse{Node: fuse.NodeID(ino), EntryValid: entryValid, Attr: s.fs.attr(n)})
 
 	case *fuse.GetattrRequest:
@@ -368,7 +371,8 @@ func (s *server) setSize(n *node, data []byte) {
 }
 
 // getattr reports a file's size as the length of the caller's open handle's
-// snapshot (fstat), else of the content the caller would read now.
+// snapshot (fstat), which the kernel takes as the file's size, else of the
+// content the caller would read now, which only the caller gets (keepSize).
 func (s *server) getattr(n *node, r *fuse.GetattrRequest) (abandoned bool) {
 	a := s.fs.attr(n)
 	if r.Flags&fuse.GetattrFh != 0 {
@@ -381,6 +385,7 @@ func (s *server) getattr(n *node, r *fuse.GetattrRequest) (abandoned bool) {
 			return false
 		}
 	}
+	s.keepSize(fuse.NodeID(n.inode), n.name)
 	return s.content(r, n, int(r.Pid), func(data []byte, err error) {
 		if err == nil {
 			a.Size = uint64(len(data))
@@ -388,6 +393,23 @@ func (s *server) getattr(n *node, r *fuse.GetattrRequest) (abandoned bool) {
 		r.Respond(&fuse.GetattrResponse{Attr: a})
 		s.recycle(data)
 	})
+}
+
+// keepSize makes the kernel ignore, for its inode, the attributes about to
+// be answered for file id (LOOKUP, stat), so they never change the size an
+// open told it (setSize). A sendfile or splice reader copies up to that size
+// after its READ, and an attribute answer for another caller landing in
+// between (a LOOKUP says 0; a stat is rendered for its caller) would
+// otherwise cut the copy short or empty it: fuse_change_attributes sets
+// i_size from any answer whose request was sent after the last change of
+// the inode's attr_version, and truncates the page cache with it. An
+// attributes-only invalidation (offset -1) moves attr_version past every
+// request already sent; the caller still gets the answered attributes.
+// It takes no page lock, so unlike a store it cannot wait on a reader.
+func (s *server) keepSize(id fuse.NodeID, name string) {
+	if err := s.conn.InvalidateNode(id, -1, 0); err != nil && !errors.Is(err, fuse.ErrNotCached) {
+		s.fs.log.Debug("attribute invalidation failed", "file", name, "err", err)
+	}
 }
 
 // recycle hands data, which nothing reads any more, back to the Renderer.
