@@ -532,3 +532,38 @@ func waitCount(t *testing.T, what string, n *atomic.Int64, want int64) {
 		}
 	}
 }
+
+// TestReliabilityBackToBackUpgrades: a second upgrade asked for while the
+// first is still retiring the old worker waits for that retirement (and its
+// resend) before it executes: the daemon ends at generation 2, serving, and
+// no read in the container fails. Before, the second exec could wait
+// forever on a supervisor thread stuck on a request the retired worker held.
+func TestReliabilityBackToBackUpgrades(t *testing.T) {
+	requireRoot(t)
+	exe := filepath.Join(t.TempDir(), "lxcfs-fused")
+	copyFile(t, fusedBin, exe)
+	d := startDaemon(t, exe, "")
+	memLines := strings.Count(readFile(t, "/proc/meminfo"), "\n")
+	c := runDetached(t, d.mp, d.stateDir, readLoop(memLines))
+	done := c.waitReads(t, 0, readsPerStep)
+	for range 2 {
+		if out, err := exec.Command(exe, "--state-dir", d.stateDir, "upgrade").CombinedOutput(); err != nil {
+			t.Fatalf("upgrade: %v\n%s", err, out)
+		}
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		if _, _, gen := fusedState(t, d); gen == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("two upgrades asked for; the daemon did not reach generation 2 in 2 minutes")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	c.waitReads(t, done, readsPerStep)
+	out := c.stopLoop(t, "DONE")
+	if strings.Contains(out, "FAIL") || strings.Contains(out, "BAD") {
+		t.Errorf("reads failed or were malformed across back-to-back upgrades:\n%s", out)
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -137,6 +138,9 @@ type Supervisor struct {
 	started    time.Time
 	workerDone chan error
 	generation int
+	// retiring is the previous binary's worker being retired after an
+	// upgrade; a second upgrade waits for it (see upgrade).
+	retiring   sync.WaitGroup
 	resendWarn bool
 }
 
@@ -166,7 +170,8 @@ func (s *Supervisor) Run() error {
 	}
 	if old > 0 {
 		s.Stats.Add(stats.Upgrades, 1)
-		go s.retire(old)
+		s.retiring.Add(1)
+		go func() { defer s.retiring.Done(); s.retire(old) }()
 	} else if s.Adopted {
 		s.resend()
 	}
@@ -312,6 +317,12 @@ func (s *Supervisor) retire(pid int) {
 // keeping the connection's file open across the exec and the worker running
 // until the new binary's worker has started.
 func (s *Supervisor) upgrade() {
+	// Until the previous worker is retired and the kernel has resent what
+	// it held, a thread of ours may wait on such a request (reattach's walk
+	// of the views); exec would wait for that thread forever, and the new
+	// binary would not know to resend. Retiring is bounded (SIGKILL after
+	// 2s), so this wait is too.
+	s.retiring.Wait()
 	fd := int(s.Conn.File().Fd())
 	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFD, 0); err != nil {
 		s.Log.Error("upgrade: cannot keep the FUSE device open across exec", "err", err)
