@@ -44,9 +44,17 @@ g == "" { next }
 /^    [A-Za-z0-9_]+\.go:[0-9]+: / {
 	m = $0; sub(/^    [A-Za-z0-9_]+\.go:[0-9]+: /, "", m); last[k, g, cur] = m; next
 }
+# Go prints the results of subtests after that of their parent.
+/^[ \t]+--- FAIL: Test/ {
+	t = $3; sub(/\/.*/, "", t); key = g SUBSEP t
+	failsub[k, key] = failsub[k, key] (failsub[k, key] == "" ? "failed " : ", ") $3
+	if ((k, key) in st) nt[k, key] = failsub[k, key]
+	next
+}
 /^--- (PASS|FAIL|SKIP): Test/ {
 	s = $2; sub(/:$/, "", s); t = $3
-	setst(k, g, t, s, s == "PASS" ? "" : last[k, g, t]); next
+	note = s == "PASS" ? "" : last[k, g, t]
+	setst(k, g, t, s, note); next
 }
 /^panic: test timed out after / { timedout = 1; next }
 timedout && /^[ \t]+Test[^ ]+ \([0-9.hms]+\)$/ {
