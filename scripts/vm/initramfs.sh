@@ -10,6 +10,8 @@ root=$1 kver=$2 output=$3
 here=$(cd "$(dirname "$0")" && pwd)
 want=(virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci
 	9pnet netfs fscache 9p 9pnet_virtio fuse overlay)
+# Merged into netfs since Linux 6.4.
+optional=" fscache "
 
 mods=$root/lib/modules/$kver
 depmod -b "$root" "$kver"
@@ -34,7 +36,8 @@ for name in "${want[@]}"; do
 	m=$(awk -F: -v n="$name" '{f=$1; sub(".*/", "", f); sub(/\.ko(\.[a-z]+)?$/, "", f); gsub("-", "_", f); if (f == n) {print $1; exit}}' "$mods/modules.dep")
 	if [ -n "$m" ]; then
 		visit "$m"
-	elif ! grep -q "/$name.ko\$" "$mods/modules.builtin" 2>/dev/null &&
+	elif [[ $optional != *" $name "* ]] &&
+		! grep -q "/$name.ko\$" "$mods/modules.builtin" 2>/dev/null &&
 		! grep -q "/${name//_/-}.ko\$" "$mods/modules.builtin" 2>/dev/null; then
 		echo "initramfs.sh: module $name neither built in nor in the package" >&2
 		exit 1

@@ -16,7 +16,7 @@ function setst(k, g, t, s, note) {
 	key = g SUBSEP t
 	if (!(key in seen)) { seen[key] = 1; order[++n] = key }
 	st[k, key] = s
-	if (note != "") nt[k, key] = note
+	if (note != "") nt[k, key] = nt0[k, key] = note
 }
 function closegroup(k, g, why,   key, parts) {
 	for (key in started) {
@@ -42,18 +42,24 @@ FNR == 1 {
 g == "" { next }
 /^=== RUN   Test[^\/]*$/ { cur = $3; started[k, g, cur] = 1; next }
 /^    [A-Za-z0-9_]+\.go:[0-9]+: / {
-	m = $0; sub(/^    [A-Za-z0-9_]+\.go:[0-9]+: /, "", m); last[k, g, cur] = m; next
+	m = $0; sub(/^    [A-Za-z0-9_]+\.go:[0-9]+: /, "", m); last[k, g, cur] = m
+	if (!((k, g, cur) in first)) first[k, g, cur] = m
+	# A message ending in ":" heads a dump (a log, an output); the first
+	# other one is most often the error itself.
+	if (m !~ /:$/ && !((k, g, cur) in plain)) plain[k, g, cur] = m
+	next
 }
 # Go prints the results of subtests after that of their parent.
 /^[ \t]+--- FAIL: Test/ {
 	t = $3; sub(/\/.*/, "", t); key = g SUBSEP t
-	failsub[k, key] = failsub[k, key] (failsub[k, key] == "" ? "failed " : ", ") $3
-	if ((k, key) in st) nt[k, key] = failsub[k, key]
+	failsub[k, key] = failsub[k, key] (failsub[k, key] == "" ? "" : ", ") $3
+	if ((k, key) in st) nt[k, key] = "failed " failsub[k, key] "; " nt0[k, key]
 	next
 }
 /^--- (PASS|FAIL|SKIP): Test/ {
 	s = $2; sub(/:$/, "", s); t = $3
-	note = s == "PASS" ? "" : last[k, g, t]
+	note = s == "SKIP" ? last[k, g, t] : ""
+	if (s == "FAIL") note = (k, g, t) in plain ? plain[k, g, t] : first[k, g, t]
 	setst(k, g, t, s, note); next
 }
 /^panic: test timed out after / { timedout = 1; next }
@@ -87,7 +93,7 @@ END {
 		for (i = 1; i <= n; i++)
 			if ((kk, order[i]) in nt && st[kk, order[i]] != "PASS") {
 				split(order[i], p, SUBSEP)
-				printf "  %s %s: %s: %s\n", st[kk, order[i]], p[1], p[2], substr(nt[kk, order[i]], 1, 160)
+				printf "  %s %s: %s: %s\n", st[kk, order[i]], p[1], p[2], substr(nt[kk, order[i]], 1, 200)
 			}
 	}
 	exit bad

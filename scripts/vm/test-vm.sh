@@ -41,13 +41,13 @@ mkdir -p "$run/bin"
 # Engines (Docker, containerd, CRI) and make install are left to make test:
 # they need no particular kernel and take most of the emulated time.
 cat >"$run/groups.all" <<GROUPS
-views;;^(TestFused|TestOps);900s
-hook-runc;;^(TestHookRunc|TestHookHostile|TestHookLXCFSBackend);900s
-hook-crun;LXCFS_OCI_TEST_RUNTIME=crun;^(TestHookRunc|TestHookHostile);900s
-podman;;^TestPodmanHooksDir\$;600s
-sysinfo;;^TestSysinfo;900s
-load;LOAD_SECONDS=${LOAD_SECONDS:-5};^TestLoadManyContainers\$;600s
-reliability;;^TestReliability;900s
+views;;^(TestFused|TestOps);300s
+hook-runc;;^(TestHookRunc|TestHookHostile|TestHookLXCFSBackend);420s
+hook-crun;LXCFS_OCI_TEST_RUNTIME=crun;^(TestHookRunc|TestHookHostile);420s
+podman;;^TestPodmanHooksDir\$;420s
+load;LOAD_SECONDS=${LOAD_SECONDS:-5};^TestLoadManyContainers\$;300s
+reliability;;^TestReliability;600s
+sysinfo;;^TestSysinfo;420s
 GROUPS
 awk -F';' -v re="${VM_GROUPS:-.}" '$1 ~ re' "$run/groups.all" >"$run/groups"
 cat >"$run/guest.env" <<ENV
