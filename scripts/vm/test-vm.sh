@@ -6,6 +6,8 @@
 #   VM_CACHE     kernel packages and initramfs, default /var/cache/lxcfs-oci-vm
 #   VM_GROUPS    regular expression of the groups below to run, default all
 #   LOAD_SECONDS the load test's duration in the VM, default 5
+#   VM_GROUP_TIMEOUT  seconds, replaces every group's -test.timeout (to see
+#                what a hang looks like: VM_GROUPS=reliability VM_GROUP_TIMEOUT=60)
 # The guest's root is this machine's own root filesystem, read-only over 9p
 # under a tmpfs overlay, so it runs the same runc, crun, podman and busybox
 # as the host, and the test binary built here from this checkout (which
@@ -49,7 +51,8 @@ load;LOAD_SECONDS=${LOAD_SECONDS:-5};^TestLoadManyContainers\$;300s
 reliability;;^TestReliability;600s
 sysinfo;;^TestSysinfo;420s
 GROUPS
-awk -F';' -v re="${VM_GROUPS:-.}" '$1 ~ re' "$run/groups.all" >"$run/groups"
+awk -F';' -v OFS=';' -v re="${VM_GROUPS:-.}" -v t="${VM_GROUP_TIMEOUT:-}" \
+	'$1 ~ re { if (t != "") $4 = t "s"; print }' "$run/groups.all" >"$run/groups"
 cat >"$run/guest.env" <<ENV
 CHECKOUT=$repo
 TESTBIN=$run/integration.test
