@@ -39,6 +39,7 @@ FNR == 1 {
 	g = ""; next
 }
 /^VM-DONE/ { done[k] = 1 }
+/Kernel panic/ { crashes[k]++ }
 g == "" { next }
 /^=== RUN   Test[^\/]*$/ { cur = $3; started[k, g, cur] = 1; next }
 /^    [A-Za-z0-9_]+\.go:[0-9]+: / {
@@ -88,7 +89,8 @@ END {
 	}
 	for (j = 1; j <= nk; j++) {
 		kk = kernels[j]
-		printf "\n%s (%s)%s\n", kk, kver[kk] == "" ? "did not boot" : kver[kk], done[kk] ? "" : ": the run did not finish"
+		printf "\n%s (%s)%s%s\n", kk, kver[kk] == "" ? "did not boot" : kver[kk], done[kk] ? "" : ": the run did not finish",
+			crashes[kk] ? "; the guest kernel crashed " crashes[kk] " time(s) (see the log), the groups left ran again" : ""
 		if (kver[kk] == "" || !done[kk]) bad = 1
 		for (i = 1; i <= n; i++)
 			if ((kk, order[i]) in nt && st[kk, order[i]] != "PASS") {
