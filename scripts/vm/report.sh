@@ -90,7 +90,7 @@ END {
 	for (j = 1; j <= nk; j++) {
 		kk = kernels[j]
 		printf "\n%s (%s)%s%s\n", kk, kver[kk] == "" ? "did not boot" : kver[kk], done[kk] ? "" : ": the run did not finish",
-			crashes[kk] ? "; the guest kernel crashed " crashes[kk] " time(s) (see the log), the groups left ran again" : ""
+			crashes[kk] ? "; the guest kernel crashed " crashes[kk] " time(s) (see the log); the groups left ran again" : ""
 		if (kver[kk] == "" || !done[kk]) bad = 1
 		for (i = 1; i <= n; i++)
 			if ((kk, order[i]) in nt && st[kk, order[i]] != "PASS") {
