@@ -15,7 +15,7 @@ TEST_TIMEOUT ?= 12m
 
 BINS := bin/lxcfs-fused bin/lxcfs-hook bin/lxcfs-nri
 
-.PHONY: all build deps test unit vet fuzz demo bench bench-go install uninstall clean
+.PHONY: all build deps test test-vm unit vet fuzz demo bench bench-go install uninstall clean
 
 all: build
 
@@ -64,6 +64,14 @@ fuzz:
 				{ cat /tmp/lxcfs-oci-fuzz.log; exit 1; }; \
 		done; \
 	done
+
+# The integration tests that depend on the kernel (views, hook with runc and
+# crun, podman, sysinfo, load, reliability) on Debian 12's 6.1 and its
+# backports' 6.12 kernel with pure cgroup v2, each booted under qemu with
+# this machine's root filesystem (scripts/vm/test-vm.sh; as root). Prints a
+# table per kernel. VM_KERNELS=6.1 boots one; VM_GROUPS picks groups.
+test-vm:
+	./scripts/vm/test-vm.sh
 
 # Unit tests only: no root, no packages.
 unit:

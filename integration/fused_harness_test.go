@@ -158,27 +158,40 @@ func unescapeMount(s string) string {
 	return b.String()
 }
 
-// v1Cgroup is a cgroup made in each named v1 hierarchy for one test.
+// v1Cgroup is a cgroup made for one test: in each named v1 hierarchy, or on
+// a pure cgroup v2 host (make test-vm) the one v2 directory, where set
+// translates the v1 settings the tests use.
 type v1Cgroup struct {
 	name  string
 	ctrls []string
+	v2    bool
 }
 
-// newV1Cgroup creates /sys/fs/cgroup/<ctrl>/<name> for each controller and
-// removes them at cleanup (after the test's processes are gone).
+// newV1Cgroup creates /sys/fs/cgroup/<ctrl>/<name> for each controller (v2:
+// /sys/fs/cgroup/<name>) and removes them at cleanup (after the test's
+// processes are gone).
 func newV1Cgroup(t *testing.T, ctrls ...string) *v1Cgroup {
 	t.Helper()
-	if _, err := os.Stat("/sys/fs/cgroup/memory/memory.limit_in_bytes"); err != nil {
-		t.Skipf("needs cgroup v1 controllers at /sys/fs/cgroup (this host layout): %v", err)
-	}
 	cg := &v1Cgroup{name: "lxcfs-oci-test-" + strconv.Itoa(os.Getpid()) + "-" + strconv.FormatInt(time.Now().UnixNano()%1e9, 10), ctrls: ctrls}
-	for _, c := range ctrls {
+	if _, err := os.Stat("/sys/fs/cgroup/memory/memory.limit_in_bytes"); err != nil {
+		enabled, v2err := os.ReadFile("/sys/fs/cgroup/cgroup.subtree_control")
+		if v2err != nil {
+			t.Skipf("needs cgroup v1 controllers or cgroup v2 at /sys/fs/cgroup: %v; %v", err, v2err)
+		}
+		for _, c := range ctrls {
+			if c = v2Controller(c); !contains(strings.Fields(string(enabled)), c) {
+				t.Skipf("needs the %s controller enabled in /sys/fs/cgroup/cgroup.subtree_control (has %q)", c, strings.TrimSpace(string(enabled)))
+			}
+		}
+		cg.v2, cg.ctrls = true, []string{"unified"}
+	}
+	for _, c := range cg.ctrls {
 		if err := os.Mkdir(cg.dir(c), 0o755); err != nil {
 			t.Fatalf("create cgroup: %v", err)
 		}
 	}
 	t.Cleanup(func() {
-		for _, c := range ctrls {
+		for _, c := range cg.ctrls {
 			// A just-killed task may linger for a moment.
 			for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
 				if err := os.Remove(cg.dir(c)); err == nil || errors.Is(err, os.ErrNotExist) {
@@ -188,7 +201,7 @@ func newV1Cgroup(t *testing.T, ctrls ...string) *v1Cgroup {
 			}
 		}
 	})
-	if contains(ctrls, "cpuset") {
+	if contains(ctrls, "cpuset") && !cg.v2 {
 		// A v1 cpuset takes no task until it has CPUs and memory nodes.
 		cg.set(t, "cpuset", "cpuset.mems", readTrim(t, "/sys/fs/cgroup/cpuset/cpuset.mems"))
 		cg.set(t, "cpuset", "cpuset.cpus", readTrim(t, "/sys/fs/cgroup/cpuset/cpuset.cpus"))
@@ -196,10 +209,35 @@ func newV1Cgroup(t *testing.T, ctrls ...string) *v1Cgroup {
 	return cg
 }
 
-func (cg *v1Cgroup) dir(ctrl string) string { return filepath.Join("/sys/fs/cgroup", ctrl, cg.name) }
+// v2Controller is the v2 controller doing what a v1 hierarchy did.
+func v2Controller(v1 string) string {
+	if v1 == "cpuacct" {
+		return "cpu"
+	}
+	return v1
+}
+
+func (cg *v1Cgroup) dir(ctrl string) string {
+	if cg.v2 {
+		return filepath.Join("/sys/fs/cgroup", cg.name)
+	}
+	return filepath.Join("/sys/fs/cgroup", ctrl, cg.name)
+}
 
 func (cg *v1Cgroup) set(t *testing.T, ctrl, file, value string) {
 	t.Helper()
+	if cg.v2 {
+		switch file {
+		case "memory.limit_in_bytes":
+			file = "memory.max"
+		case "cpu.cfs_quota_us":
+			// The tests keep v1's default period.
+			file, value = "cpu.max", value+" 100000"
+		case "cpuset.cpus", "cpuset.mems":
+		default:
+			t.Fatalf("no cgroup v2 equivalent of %s known to the tests", file)
+		}
+	}
 	if err := os.WriteFile(filepath.Join(cg.dir(ctrl), file), []byte(value), 0o644); err != nil {
 		t.Fatalf("set %s/%s to %s: %v", ctrl, file, value, err)
 	}

@@ -86,9 +86,9 @@ type bundleOpts struct {
 func busyboxBundle(t *testing.T, o bundleOpts) string {
 	t.Helper()
 	requireRoot(t)
-	for _, bin := range []string{"runc", "busybox"} {
+	for _, bin := range []string{"runc", ociRuntime(), "busybox"} {
 		if _, err := exec.LookPath(bin); err != nil {
-			t.Skipf("needs %s (Debian packages runc, busybox-static): %v", bin, err)
+			t.Skipf("needs %s (Debian packages runc, crun, busybox-static): %v", bin, err)
 		}
 	}
 	bundle := t.TempDir()
@@ -243,14 +243,14 @@ func runcRun(t *testing.T, bundle string) (string, string, error) {
 	state := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "runc", "--root", state, "run", "--bundle", bundle, id)
+	cmd := exec.CommandContext(ctx, ociRuntime(), "--root", state, "run", "--bundle", bundle, id)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
-		exec.CommandContext(ctx, "runc", "--root", state, "delete", "--force", id).Run()
+		exec.CommandContext(ctx, ociRuntime(), "--root", state, "delete", "--force", id).Run()
 	})
 	return stdout.String(), stderr.String(), err
 }

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // fakeContainer starts a process in a mount namespace of its own (a
@@ -49,6 +51,16 @@ func hostileBundle(t *testing.T) (bundle, rootfs string) {
 	t.Helper()
 	bundle = t.TempDir()
 	rootfs = filepath.Join(bundle, "rootfs")
+	fillHostileRootfs(t, rootfs)
+	cfg := `{"ociVersion":"1.2.0","root":{"path":"rootfs"},"process":{"args":["sh"],"cwd":"/"}}`
+	if err := os.WriteFile(filepath.Join(bundle, "config.json"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return bundle, rootfs
+}
+
+func fillHostileRootfs(t *testing.T, rootfs string) {
+	t.Helper()
 	for _, f := range []string{"proc/meminfo", "proc/cpuinfo", "proc/uptime", "sys/devices/system/cpu/online"} {
 		p := filepath.Join(rootfs, f)
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
@@ -58,11 +70,6 @@ func hostileBundle(t *testing.T) (bundle, rootfs string) {
 			t.Fatal(err)
 		}
 	}
-	cfg := `{"ociVersion":"1.2.0","root":{"path":"rootfs"},"process":{"args":["sh"],"cwd":"/"}}`
-	if err := os.WriteFile(filepath.Join(bundle, "config.json"), []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return bundle, rootfs
 }
 
 // hostDir is a directory standing for a sensitive host path a hostile bundle
@@ -217,6 +224,29 @@ func TestHookHostile(t *testing.T) {
 		out, err := runHook(t, root, bundle, pid)
 		if err == nil || !strings.Contains(out, "not a regular file") {
 			t.Errorf("directory target: err=%v\n%s", err, out)
+		}
+	})
+
+	t.Run("rootfs on a tmpfs", func(t *testing.T) {
+		// A rootfs lying on a tmpfs (a bundle under a tmpfs /tmp, with
+		// no /sys mounted) makes the CPU directory a tmpfs directory,
+		// yet no runtime masked it: the view still goes there.
+		bundle, rootfs := hostileBundle(t)
+		if err := unix.Mount("tmpfs", rootfs, "tmpfs", 0, "mode=0755"); err != nil {
+			t.Fatalf("mount a tmpfs on the rootfs: %v", err)
+		}
+		t.Cleanup(func() { unix.Unmount(rootfs, unix.MNT_DETACH) })
+		fillHostileRootfs(t, rootfs)
+		pid := fakeContainer(t)
+		out, err := runHook(t, root, bundle, pid)
+		var mounted []string
+		for _, f := range strings.Fields(out) {
+			if v, ok := strings.CutPrefix(f, "mounted="); ok {
+				mounted = strings.Split(v, ",")
+			}
+		}
+		if err != nil || !contains(mounted, "/sys/devices/system/cpu") {
+			t.Errorf("CPU directory on a tmpfs rootfs not mounted: %v\n%s", err, out)
 		}
 	})
 

@@ -24,6 +24,23 @@ var (
 // sets it), so tests can tell it in --version, logs and status.
 const testVersion = "v0.0.0-integration"
 
+// prebuiltEnv names a directory holding lxcfs-fused, lxcfs-hook, lxcfs-nri
+// and sysinfoprog already built with testVersion, used instead of building
+// them (scripts/vm/test-vm.sh).
+const prebuiltEnv = "LXCFS_OCI_TEST_BINS"
+
+// runtimeEnv names the OCI runtime the runc-driven tests run instead of runc
+// (make test-vm runs them again with crun, which needs pure cgroup v2).
+const runtimeEnv = "LXCFS_OCI_TEST_RUNTIME"
+
+// ociRuntime is the runtime binary the tests drive: runc unless runtimeEnv says.
+func ociRuntime() string {
+	if r := os.Getenv(runtimeEnv); r != "" {
+		return r
+	}
+	return "runc"
+}
+
 func TestMain(m *testing.M) {
 	// The load test re-executes this binary as its container readers.
 	if os.Getenv(readerEnv) != "" {
@@ -45,6 +62,13 @@ func run(m *testing.M) int {
 	hookBin = filepath.Join(dir, "lxcfs-hook")
 	nriBin = filepath.Join(dir, "lxcfs-nri")
 	sysinfoProg = filepath.Join(dir, "sysinfoprog")
+	// make test-vm builds them on the host, where Go builds are several
+	// times faster than in the emulated guest, and passes their directory.
+	if pre := os.Getenv(prebuiltEnv); pre != "" {
+		fusedBin, hookBin, nriBin = filepath.Join(pre, "lxcfs-fused"), filepath.Join(pre, "lxcfs-hook"), filepath.Join(pre, "lxcfs-nri")
+		sysinfoProg = filepath.Join(pre, "sysinfoprog")
+		return m.Run()
+	}
 	for bin, pkg := range map[string]string{fusedBin: "../cmd/lxcfs-fused", hookBin: "../cmd/lxcfs-hook", nriBin: "../cmd/lxcfs-nri", sysinfoProg: "./testdata/sysinfoprog"} {
 		// Built as make build builds them (BUILD_TAGS and BUILD_ENV in the
 		// Makefile).

@@ -55,7 +55,7 @@ func TestPodmanHooksDir(t *testing.T) {
 	base := []string{
 		"--root", filepath.Join(dir, "storage"), "--runroot", filepath.Join(dir, "run"),
 		"--tmpdir", filepath.Join(dir, "tmp"), "--storage-driver", "vfs",
-		"--runtime", "runc", "--cgroup-manager", "cgroupfs", "--events-backend", "file",
+		"--runtime", ociRuntime(), "--cgroup-manager", "cgroupfs", "--events-backend", "file",
 		"--hooks-dir", hooksDir,
 	}
 	podman := func(ctx context.Context, args ...string) *exec.Cmd {

@@ -53,7 +53,7 @@ type container struct {
 
 func (c *container) pid(t *testing.T) int {
 	t.Helper()
-	out, err := exec.Command("runc", "--root", c.state, "state", c.id).Output()
+	out, err := exec.Command(ociRuntime(), "--root", c.state, "state", c.id).Output()
 	if err != nil {
 		t.Fatalf("runc state %s: %v", c.id, err)
 	}
@@ -119,7 +119,7 @@ func runBundleDetached(t *testing.T, root, stateDir string, o bundleOpts, extra 
 	defer f.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "runc", "--root", c.state, "run", "-d", "--bundle", bundle, c.id)
+	cmd := exec.CommandContext(ctx, ociRuntime(), "--root", c.state, "run", "-d", "--bundle", bundle, c.id)
 	// Files, not pipes: the container inherits them, and a pipe would keep
 	// cmd.Run waiting for the container to end.
 	cmd.Stdout, cmd.Stderr, cmd.Stdin = f, f, nil
@@ -129,7 +129,7 @@ func runBundleDetached(t *testing.T, root, stateDir string, o bundleOpts, extra 
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
-		exec.CommandContext(ctx, "runc", "--root", c.state, "delete", "--force", c.id).Run()
+		exec.CommandContext(ctx, ociRuntime(), "--root", c.state, "delete", "--force", c.id).Run()
 	})
 	return c
 }

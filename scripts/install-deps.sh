@@ -13,6 +13,10 @@
 #   docker.io      dockerd 20.10, same; it installs beside a docker client
 #                  not from a package (/usr/local/bin/docker), and the tests
 #                  start both daemons themselves on private sockets
+#   crun           the second runtime, proven on pure cgroup v2 in make test-vm
+# With --vm, what make test-vm needs on top (scripts/vm/test-vm.sh):
+#   qemu-system-x86 the emulator the test kernels boot in
+#   kmod, xz-utils  depmod and unxz, to put the kernel's modules in an initramfs
 set -euo pipefail
 
 want=()
@@ -23,7 +27,13 @@ need busybox busybox-static
 need unshare util-linux
 need nsenter util-linux
 need lscpu util-linux
+if [ "${1:-}" = "--vm" ]; then
+	need qemu-system-x86_64 qemu-system-x86
+	need depmod kmod
+	need xz xz-utils
+fi
 if [ "${1:-}" != "--minimal" ]; then
+	need crun crun
 	need podman podman
 	need lxcfs lxcfs
 	need containerd containerd

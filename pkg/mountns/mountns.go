@@ -190,7 +190,7 @@ func bindOne(rootFd *os.File, parents map[string]*os.File, m hook.Mount) (string
 		// hook run, must not stack views.
 		return fmt.Sprintf("%s is already a FUSE file (served view?)", m.Target), nil
 	}
-	if m.Dir && tfs.Type == unix.TMPFS_MAGIC {
+	if m.Dir && tfs.Type == unix.TMPFS_MAGIC && mountedOn(parent, tst) {
 		// Runtimes mask a directory with a read-only tmpfs: the
 		// container was meant not to see these entries, and a view
 		// would show them.
@@ -332,6 +332,16 @@ type fileID struct {
 	Mode uint32
 	Dev  uint64
 	Ino  uint64
+}
+
+// mountedOn reports whether the directory target is the root of a mount
+// of its own rather than a directory on its parent's file system: a mask
+// is a tmpfs mounted there, while a rootfs that merely lies on a tmpfs
+// (a bundle under a tmpfs /tmp, with no /sys mounted) is not masked. When
+// in doubt it says mounted, the side that mounts nothing.
+func mountedOn(parent *os.File, target fileID) bool {
+	pst, err := fstatCached(int(parent.Fd()))
+	return err != nil || pst.Dev != target.Dev
 }
 
 // fstatCached stats fd without asking a FUSE server for fresh attributes
