@@ -13,8 +13,9 @@ import (
 
 // Paths of the binaries built once for the whole run by TestMain.
 var (
-	fusedBin string
-	hookBin  string
+	fusedBin  string
+	hookBin   string
+	holderBin string // testdata/fdholder, static, run inside containers
 )
 
 func TestMain(m *testing.M) {
@@ -36,7 +37,8 @@ func run(m *testing.M) int {
 	// execute, so it must be absolute.
 	fusedBin = filepath.Join(dir, "lxcfs-fused")
 	hookBin = filepath.Join(dir, "lxcfs-hook")
-	for bin, pkg := range map[string]string{fusedBin: "../cmd/lxcfs-fused", hookBin: "../cmd/lxcfs-hook"} {
+	holderBin = filepath.Join(dir, "fdholder")
+	for bin, pkg := range map[string]string{fusedBin: "../cmd/lxcfs-fused", hookBin: "../cmd/lxcfs-hook", holderBin: "./testdata/fdholder"} {
 		// Built as make build builds them (BUILD_TAGS and BUILD_ENV in the
 		// Makefile).
 		cmd := exec.Command("go", "build", "-tags", "urfave_cli_no_docs", "-o", bin, pkg)

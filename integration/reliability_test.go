@@ -89,10 +89,14 @@ func (c *container) stopLoop(t *testing.T, last string) string {
 }
 
 // runDetached starts a limited busybox container with our hook recording
-// into stateDir, running script, with its stdout in a file.
-func runDetached(t *testing.T, root, stateDir, script string) *container {
+// into stateDir, running script, with its stdout in a file. Each prepare
+// function may change the bundle before the container starts.
+func runDetached(t *testing.T, root, stateDir, script string, prepare ...func(bundle string)) *container {
 	t.Helper()
 	bundle := busyboxBundle(t, bundleOpts{script: script, limits: true})
+	for _, p := range prepare {
+		p(bundle)
+	}
 	injectHook(t, bundle, root, "--state-dir", stateDir)
 	runcSeq++
 	c := &container{

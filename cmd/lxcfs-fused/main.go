@@ -57,7 +57,7 @@ func newApp() *cli.App {
 			&cli.DurationFlag{Name: "host-max-age", Value: 10 * time.Millisecond, Usage: "how long one read of a host file (/proc/meminfo, /proc/stat, ...) serves the renders after it; the kernel's own counters move more coarsely (0: read it for every render; at most 1s). A container's usage and time counters are always read afresh"},
 			&cli.DurationFlag{Name: "memstat-max-age", Value: 10 * time.Millisecond, Usage: "how long one read of a container's memory.stat serves its renders after it; the kernel itself folds per-CPU changes into it only in batches (0: read it for every render; at most 1s). Memory usage is always read afresh"},
 			&cli.IntFlag{Name: "workers", Value: fusefs.DefaultWorkers(), Usage: "goroutines reading FUSE requests at once; bounds the requests in progress", DefaultText: "one per CPU this process may run on, at least 2"},
-			&cli.StringFlag{Name: "state-dir", Value: "/run/lxcfs-oci", Usage: "where the hook records served containers (to re-attach their views after a lost connection) and the daemon writes fused.json (its pids, for the upgrade command)"},
+			&cli.StringFlag{Name: "state-dir", Value: "/run/lxcfs-oci", Usage: "where the hook records served containers (to re-attach their views after a lost connection) and the daemon writes fused.json (its pids, for the upgrade command) and container-ids (which container each open file belongs to, for every worker and binary serving the mount)"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
 			&cli.StringFlag{Name: "cpuprofile", Hidden: true, Usage: "write the serving worker's CPU profile to this file when it stops (for make bench)"},
 		},

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
@@ -69,7 +70,13 @@ func workerCmd(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	resolver, err := caller.NewResolver("/proc")
+	// Container IDs are shared by every process that serves this
+	// connection, through the state directory: a replacement or upgraded
+	// worker answers the handles its predecessors gave for their containers.
+	if err := os.MkdirAll(c.String("state-dir"), 0o755); err != nil {
+		return fmt.Errorf("--state-dir %s: %w (container IDs are kept there)", c.String("state-dir"), err)
+	}
+	resolver, err := caller.NewResolver("/proc", filepath.Join(c.String("state-dir"), "container-ids"))
 	if err != nil {
 		return err
 	}
@@ -165,9 +172,9 @@ type stallRenderer struct {
 	marker string
 }
 
-func (s stallRenderer) Render(name string, pid int) ([]byte, error) {
+func (s stallRenderer) Render(name string, who uint32) ([]byte, error) {
 	if name == content.Loadavg && os.Remove(s.marker) == nil {
 		select {}
 	}
-	return s.Files.Render(name, pid)
+	return s.Files.Render(name, who)
 }

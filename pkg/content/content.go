@@ -50,6 +50,9 @@ type LoadSource interface {
 // *caller.Resolver is the real one.
 type Resolver interface {
 	Resolve(pid int) (*caller.Container, error)
+	// Lookup returns the container that Resolve (here or in another
+	// process serving the same connection) gave the ID id, while it lives.
+	Lookup(id uint32) (*caller.Container, error)
 	// Forget drops what is cached about a container whose cgroups have
 	// vanished (its init moved elsewhere), so the next read looks again.
 	Forget(c *caller.Container)
@@ -181,9 +184,27 @@ func (f *Files) readHost(name string, buf []byte) ([]byte, error) {
 	return f.hostSingle.ReadIn(dir, file, buf, f.HostMaxAge)
 }
 
-// Render implements fusefs.Renderer. An error means even the host file could
-// not be read. The answer is rendered into a buffer that Recycle takes back.
-func (f *Files) Render(name string, pid int) ([]byte, error) {
+// Identify implements fusefs.Renderer: the ID of pid's container, or 0 (the
+// host's view) for a host process or a reader that cannot be resolved.
+func (f *Files) Identify(pid int) uint32 {
+	c, err := f.Callers.Resolve(pid)
+	if err != nil {
+		// Readers that exit before their open is served land here; it is
+		// routine, so not a warning.
+		f.Log.Debug("reader not resolved; serving the host file", "pid", pid, "err", err)
+		return 0
+	}
+	if c == nil {
+		return 0
+	}
+	return c.ID
+}
+
+// Render implements fusefs.Renderer: name's content for the container who
+// (an ID from Identify), or the host's for 0. An error means even the host
+// file could not be read. The answer is rendered into a buffer that Recycle
+// takes back.
+func (f *Files) Render(name string, who uint32) ([]byte, error) {
 	bp := hostBufs.Get().(*[]byte)
 	host, err := f.readHost(name, (*bp)[:0])
 	*bp = host[:0]
@@ -192,7 +213,7 @@ func (f *Files) Render(name string, pid int) ([]byte, error) {
 		return nil, fmt.Errorf("read host file for %s: %w", name, err)
 	}
 	op := outBufs.Get().(*[]byte)
-	out := f.renderFor(name, pid, host, (*op)[:0])
+	out := f.renderFor(name, who, host, (*op)[:0])
 	hostBufs.Put(bp)
 	return out, nil
 }
@@ -227,16 +248,17 @@ func (f *Files) Fallback(name string) ([]byte, error) {
 	return host, nil
 }
 
-// renderFor appends to dst name's content for pid, from the host's.
-func (f *Files) renderFor(name string, pid int, host, dst []byte) []byte {
-	c, err := f.Callers.Resolve(pid)
-	if err != nil {
-		// Readers that exit before their read is served land here; it is
-		// routine, so not a warning.
-		f.Log.Debug("reader not resolved; serving the host file", "file", name, "pid", pid, "err", err)
+// renderFor appends to dst name's content for the container who, from the
+// host's.
+func (f *Files) renderFor(name string, who uint32, host, dst []byte) []byte {
+	if who == 0 {
 		return append(dst, host...)
 	}
-	if c == nil {
+	c, err := f.Callers.Lookup(who)
+	if err != nil {
+		// The container exited while a file of it stayed open (passed to
+		// a host process, say): nobody else's figures, the host's.
+		f.Log.Debug("container gone; serving the host file", "file", name, "id", who, "err", err)
 		return append(dst, host...)
 	}
 	g := f.group(c)
@@ -249,7 +271,7 @@ func (f *Files) renderFor(name string, pid int, host, dst []byte) []byte {
 			f.Callers.Forget(c)
 		}
 		f.Log.Log(context.Background(), level, "container view failed; serving the host file",
-			"file", name, "pid", pid, "init", c.InitPid, "err", err)
+			"file", name, "id", who, "init", c.InitPid, "err", err)
 		return append(dst, host...)
 	}
 	return out

@@ -24,9 +24,16 @@ import (
 )
 
 // Renderer produces the content of the file at name (a slash-separated path
-// below the mount, such as "proc/meminfo") for the process pid.
+// below the mount, such as "proc/meminfo") for a container.
+//
+// A container is named by an ID that Identify gives, below 1<<31, 0 being
+// the host's view. The FS asks once, at open, and keeps the ID in the handle
+// it gives the kernel: an ID must name the same container, or none, to
+// every process that serves the connection (replacement workers, upgraded
+// binaries), and never another container.
 type Renderer interface {
-	Render(name string, pid int) ([]byte, error)
+	Identify(pid int) uint32
+	Render(name string, who uint32) ([]byte, error)
 }
 
 // Fallbacker is a Renderer that has an answer that cannot hang (the host's

@@ -68,15 +68,23 @@ func inodes(f *FS) map[string]uint64 {
 	return out
 }
 
-// counter renders "gen=N pid=P" padded to 10 KiB, so reads at later offsets
-// can tell which generation they see; proc/panic panics.
+// counter renders "gen=N who=W" padded to 10 KiB, so reads at later offsets
+// can tell which generation they see; proc/panic panics. Each reader pid is
+// its own container, its ID the pid.
 type counter struct {
 	mu   sync.Mutex
 	gen  int
 	pids []int
 }
 
-func (c *counter) Render(name string, pid int) ([]byte, error) {
+func (c *counter) Identify(pid int) uint32 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.pids = append(c.pids, pid)
+	return uint32(pid)
+}
+
+func (c *counter) Render(name string, who uint32) ([]byte, error) {
 	if name == "proc/panic" {
 		panic("render exploded")
 	}
@@ -85,10 +93,9 @@ func (c *counter) Render(name string, pid int) ([]byte, error) {
 	}
 	c.mu.Lock()
 	c.gen++
-	c.pids = append(c.pids, pid)
 	g := c.gen
 	c.mu.Unlock()
-	s := fmt.Sprintf("gen=%d pid=%d\n", g, pid)
+	s := fmt.Sprintf("gen=%d who=%d\n", g, who)
 	return []byte(s + strings.Repeat(strconv.Itoa(g%10), 10240-len(s))), nil
 }
 
@@ -219,7 +226,9 @@ type slow struct {
 	release chan struct{}
 }
 
-func (s *slow) Render(name string, pid int) ([]byte, error) {
+func (s *slow) Identify(int) uint32 { return 1 }
+
+func (s *slow) Render(name string, who uint32) ([]byte, error) {
 	if name == "proc/slow" {
 		<-s.release
 	}
@@ -293,7 +302,9 @@ type recycler struct {
 	wrong []string
 }
 
-func (r *recycler) Render(name string, pid int) ([]byte, error) {
+func (r *recycler) Identify(int) uint32 { return 1 }
+
+func (r *recycler) Render(name string, who uint32) ([]byte, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.gen++
@@ -411,5 +422,24 @@ func TestServeRecycles(t *testing.T) {
 			t.Fatalf("%d of %d answers never came back to the Recycler", live, gen)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// A file handle names its opener's container for whichever process is
+// handed it later; directories' handles and older releases' name none.
+func TestFileHandleOwner(t *testing.T) {
+	for _, who := range []uint32{0, 1, 7, 1<<31 - 1} {
+		for _, n := range []uint32{0, 1, 1<<32 - 1} {
+			got, ok := handleOwner(fileHandle(who, n))
+			if !ok || got != who {
+				t.Errorf("handle of container %d (counter %d) names %d, %v", who, n, got, ok)
+			}
+		}
+	}
+	if _, ok := handleOwner(42); ok {
+		t.Errorf("an untagged handle (a directory's, or an older release's) named a container")
+	}
+	if fileHandle(1, 5) == fileHandle(2, 5) {
+		t.Errorf("two containers' handles with the same counter are the same number")
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"runtime"
 	"runtime/debug"
 	"sync"
@@ -18,16 +19,17 @@ import (
 // trip on close. bazil.org/fuse has no name for it.
 const openNoFlush fuse.OpenResponseFlags = 1 << 5
 
-// handle is one open file. The opener's pid is kept from open time: reads may
-// come from another thread (or, after fork, another process) sharing the fd,
-// and the file must describe the container that opened it.
+// handle is one open file. The opener's container is found once, at open,
+// and kept: reads may come from another thread (or, after fork, another
+// process) sharing the fd, and the file must describe the container that
+// opened it. Its ID is in the handle number too (see fileHandle).
 //
 // data is only read, replies included, and only replaced with mu held, so
 // the slice replaced (or the last one, at release) goes back to the
 // Renderer (Recycler) with nothing still writing it out.
 type handle struct {
 	n   *node
-	pid int
+	who uint32
 
 	mu    sync.Mutex
 	data  []byte
@@ -38,9 +40,37 @@ type handle struct {
 type server struct {
 	fs      *FS
 	conn    *fuse.Conn
-	nextFH  atomic.Uint64
-	handles sync.Map     // fuse.HandleID -> *handle
-	stuck   atomic.Int64 // goroutines whose render outlived the timeout
+	nextFH  atomic.Uint32 // starts at random, see fileHandle
+	handles sync.Map      // fuse.HandleID -> *handle
+	stuck   atomic.Int64  // goroutines whose render outlived the timeout
+}
+
+// The kernel keeps the handle numbers it was given for as long as the files
+// are open, across worker replacements and upgrades, and passes the number
+// back with every READ. So a file handle is:
+//
+//	bit 63      1 (0: a directory's, or one given by a release before this)
+//	bits 62-32  the opener's container ID (Renderer.Identify), 0 the host
+//	bits 31-0   a counter that starts at random in every serving process
+//
+// A process that is handed a number it never gave (it replaced the one that
+// did) renders for the container named in it: it cannot pick another
+// container, since the ID is never another's; and a new process's own
+// numbers do not repeat the old one's for the same container except by a
+// 1 in 2^32 chance, which would only share that container's snapshot.
+const fhTagged = 1 << 63
+
+func fileHandle(who uint32, n uint32) fuse.HandleID {
+	return fuse.HandleID(fhTagged | uint64(who&0x7fffffff)<<32 | uint64(n))
+}
+
+// handleOwner returns the container ID in a file handle, and false for a
+// handle that names none (a directory's, or an older release's).
+func handleOwner(id fuse.HandleID) (uint32, bool) {
+	if id&fhTagged == 0 {
+		return 0, false
+	}
+	return uint32(uint64(id)>>32) & 0x7fffffff, true
 }
 
 // DefaultWorkers is how many goroutines read the device by default: one per
@@ -64,6 +94,7 @@ func DefaultWorkers() int { return max(2, runtime.NumCPU()) }
 // reader carries on at once, as a libfuse thread would.
 func (f *FS) Serve(conn *fuse.Conn, workers int) error {
 	s := &server{fs: f, conn: conn}
+	s.nextFH.Store(rand.Uint32())
 	workers = max(workers, 1)
 	if runtime.GOMAXPROCS(0) < workers+2 {
 		runtime.GOMAXPROCS(workers + 2)
@@ -207,16 +238,16 @@ func (s *server) recoverEIO(req fuse.Request) {
 // past it, no replacement reader is started (the others keep serving).
 const maxStuck = 256
 
-// withContent renders name for pid and passes the result to answer, exactly
-// once. When the render outlives FS.Timeout (a wedged cgroup file), a timer
+// withContent renders name for the container who and passes the result to
+// answer, exactly once. When the render outlives FS.Timeout (a wedged cgroup file), a timer
 // answers with the Renderer's fallback (the host's file) instead and starts
 // a new reading goroutine, and withContent reports the calling goroutine
 // abandoned once the render returns. The timer costs no goroutine unless it
 // fires, unlike running every render in a goroutine of its own.
-func (s *server) withContent(req fuse.Request, name string, pid int, answer func([]byte, error)) (abandoned bool) {
+func (s *server) withContent(req fuse.Request, name string, who uint32, answer func([]byte, error)) (abandoned bool) {
 	fb := s.fs.fb
 	if s.fs.Timeout <= 0 || fb == nil {
-		answer(s.fs.r.Render(name, pid))
+		answer(s.fs.r.Render(name, who))
 		return false
 	}
 	const (
@@ -243,10 +274,10 @@ func (s *server) withContent(req fuse.Request, name string, pid int, answer func
 			go s.loop()
 		}
 		defer s.recoverEIO(req)
-		s.fs.log.Warn("render timed out; answered with the fallback", "file", name, "pid", pid, "timeout", s.fs.Timeout)
+		s.fs.log.Warn("render timed out; answered with the fallback", "file", name, "container", who, "timeout", s.fs.Timeout)
 		answer(fb.Fallback(name))
 	})
-	data, err := s.fs.r.Render(name, pid)
+	data, err := s.fs.r.Render(name, who)
 	if state.CompareAndSwap(rendering, byRender) {
 		t.Stop()
 		answer(data, err)
@@ -277,17 +308,22 @@ func (s *server) open(r *fuse.OpenRequest) (abandoned bool) {
 		r.RespondError(errno(syscall.EACCES))
 		return
 	}
-	h := &handle{n: n, pid: int(r.Pid)}
-	return s.withContent(r, n.name, h.pid, func(data []byte, err error) {
+	h := &handle{n: n, who: s.fs.r.Identify(int(r.Pid))}
+	return s.withContent(r, n.name, h.who, func(data []byte, err error) {
 		if err != nil {
-			s.fs.log.Warn("render failed", "file", n.name, "pid", h.pid, "err", err)
+			s.fs.log.Warn("render failed", "file", n.name, "pid", r.Pid, "container", h.who, "err", err)
 			r.RespondError(errno(syscall.EIO))
 			return
 		}
 		h.data, h.fresh = data, true
 		s.setSize(n, data)
-		id := fuse.HandleID(s.nextFH.Add(1))
-		s.handles.Store(id, h)
+		id := fileHandle(h.who, s.nextFH.Add(1))
+		for {
+			if _, taken := s.handles.LoadOrStore(id, h); !taken {
+				break
+			}
+			id = fileHandle(h.who, s.nextFH.Add(1))
+		}
 		// Direct I/O keeps the page cache out of read(2): each reader's
 		// reads reach us, so no reader sees a page cached for another.
 		r.Respond(&fuse.OpenResponse{Handle: id, Flags: fuse.OpenDirectIO | openNoFlush})
@@ -324,7 +360,11 @@ func (s *server) getattr(n *node, r *fuse.GetattrRequest) (abandoned bool) {
 			return false
 		}
 	}
-	return s.withContent(r, n.name, int(r.Pid), func(data []byte, err error) {
+	who, ok := handleOwner(r.Handle)
+	if r.Flags&fuse.GetattrFh == 0 || !ok {
+		who = s.fs.r.Identify(int(r.Pid))
+	}
+	return s.withContent(r, n.name, who, func(data []byte, err error) {
 		if err == nil {
 			a.Size = uint64(len(data))
 		}
@@ -344,8 +384,11 @@ func (s *server) recycle(data []byte) {
 // file open and pread from 0 every refresh), except for the first read after
 // open, which uses the content rendered at open; later offsets come from the
 // same snapshot, so a reader reading in small chunks sees one consistent
-// file. A handle this process never opened (the kernel kept it across a
-// daemon restart) is adopted for the reading pid.
+// file. A handle this process never gave (the kernel kept it across a
+// worker replacement, an upgrade or a restart) is taken on for the container
+// named in it; one of a release that named none is answered for the process
+// reading now, afresh each time, and never kept: another container's file
+// may have the same number.
 func (s *server) read(r *fuse.ReadRequest) (abandoned bool) {
 	v, ok := s.handles.Load(r.Handle)
 	if !ok {
@@ -354,7 +397,14 @@ func (s *server) read(r *fuse.ReadRequest) (abandoned bool) {
 			r.RespondError(errno(syscall.EBADF))
 			return false
 		}
-		v, _ = s.handles.LoadOrStore(r.Handle, &handle{n: n, pid: int(r.Pid)})
+		who, tagged := handleOwner(r.Handle)
+		if !tagged {
+			return s.withContent(r, n.name, s.fs.r.Identify(int(r.Pid)), func(data []byte, err error) {
+				s.answerRead(r, n, data, err)
+				s.recycle(data)
+			})
+		}
+		v, _ = s.handles.LoadOrStore(r.Handle, &handle{n: n, who: who})
 	}
 	h := v.(*handle)
 	h.mu.Lock()
@@ -367,9 +417,9 @@ func (s *server) read(r *fuse.ReadRequest) (abandoned bool) {
 	// Not held while rendering: a render that never returns must not lock
 	// the handle for the timer answering in its place.
 	h.mu.Unlock()
-	return s.withContent(r, h.n.name, h.pid, func(data []byte, err error) {
+	return s.withContent(r, h.n.name, h.who, func(data []byte, err error) {
 		if err != nil {
-			s.fs.log.Warn("render failed", "file", h.n.name, "pid", h.pid, "err", err)
+			s.fs.log.Warn("render failed", "file", h.n.name, "container", h.who, "err", err)
 			r.RespondError(errno(syscall.EIO))
 			return
 		}
@@ -380,6 +430,16 @@ func (s *server) read(r *fuse.ReadRequest) (abandoned bool) {
 		h.mu.Unlock()
 		s.recycle(old)
 	})
+}
+
+// answerRead answers r from data, rendered for it alone.
+func (s *server) answerRead(r *fuse.ReadRequest, n *node, data []byte, err error) {
+	if err != nil {
+		s.fs.log.Warn("render failed", "file", n.name, "pid", r.Pid, "err", err)
+		r.RespondError(errno(syscall.EIO))
+		return
+	}
+	r.RespondData(slice(data, r.Offset, r.Size))
 }
 
 // slice is data[off:off+size], clipped to data.
