@@ -54,7 +54,8 @@ type Recycler interface {
 const entryValid = time.Second
 
 // node is a file or directory of the fixed tree. Its index in FS.nodes is
-// its inode number and FUSE node ID; 1 is the root, as FUSE requires.
+// its inode number and FUSE node ID (NodeTable); 1 is the root, as FUSE
+// requires.
 type node struct {
 	inode    uint64
 	name     string // path below the mount, "" for the root
@@ -69,7 +70,7 @@ type FS struct {
 	// the request is answered with the fallback. 0 waits forever.
 	Timeout time.Duration
 
-	nodes   []*node // index = inode; 0 unused
+	nodes   []*node // index = inode; nil for IDs not served here
 	r       Renderer
 	fb      Fallbacker // r, when it has a fallback
 	rc      Recycler   // r, when it takes answers back
@@ -78,53 +79,77 @@ type FS struct {
 }
 
 // New builds a tree holding exactly the given files (paths such as
-// "proc/meminfo"), served by r. Inode numbers are assigned in sorted path
-// order, so the same file list always gives the same numbers.
+// "proc/meminfo"), served by r. Node IDs come from NodeTable, so the same
+// file has the same ID in every process and release; a file missing from
+// it is an error.
 func New(files []string, r Renderer, log *slog.Logger) (*FS, error) {
-	sorted := append([]string(nil), files...)
-	sort.Strings(sorted)
+	return newFS(NodeTable, files, r, log)
+}
+
+// newFS builds the tree of files, numbered by table (see NodeTable).
+func newFS(table, files []string, r Renderer, log *slog.Logger) (*FS, error) {
 	f := &FS{r: r, log: log, started: time.Now()}
 	f.fb, _ = r.(Fallbacker)
 	f.rc, _ = r.(Recycler)
-	f.nodes = []*node{nil, {inode: 1, dir: true, children: map[string]uint64{}}}
-	for _, name := range sorted {
+	ids := map[string]uint64{"": 1}
+	isDir := map[string]bool{"": true}
+	next := uint64(2)
+	for _, name := range table {
 		if name == "" || path.IsAbs(name) || path.Clean(name) != name || strings.HasPrefix(name, "..") {
 			return nil, fmt.Errorf("file %q: want a clean relative path such as proc/meminfo", name)
 		}
-		parts := strings.Split(name, "/")
-		d := f.nodes[1]
-		for i, p := range parts[:len(parts)-1] {
-			ino, ok := d.children[p]
-			if !ok {
-				ino = f.add(strings.Join(parts[:i+1], "/"), true)
-				d.children[p] = ino
-			}
-			if !f.nodes[ino].dir {
-				return nil, fmt.Errorf("file %q: %s is a file, not a directory", name, p)
-			}
-			d = f.nodes[ino]
-		}
-		leaf := parts[len(parts)-1]
-		if _, dup := d.children[leaf]; dup {
+		if _, dup := ids[name]; dup {
 			return nil, fmt.Errorf("file %q listed twice", name)
 		}
-		d.children[leaf] = f.add(name, false)
+		parts := strings.Split(name, "/")
+		for i := range parts[:len(parts)-1] {
+			dir := strings.Join(parts[:i+1], "/")
+			if _, ok := ids[dir]; !ok {
+				ids[dir], isDir[dir] = next, true
+				next++
+			} else if !isDir[dir] {
+				return nil, fmt.Errorf("file %q: %s is a file, not a directory", name, dir)
+			}
+		}
+		ids[name] = next
+		next++
+	}
+	f.nodes = make([]*node, next)
+	f.nodes[1] = &node{inode: 1, dir: true, children: map[string]uint64{}}
+	for _, name := range files {
+		id, ok := ids[name]
+		if !ok || isDir[name] {
+			return nil, fmt.Errorf("file %q has no node ID: append it to NodeTable (pkg/fusefs/nodeids.go)", name)
+		}
+		if f.nodes[id] != nil {
+			return nil, fmt.Errorf("file %q listed twice", name)
+		}
+		f.nodes[id] = &node{inode: id, name: name}
+		// Its directories, up to one already there.
+		for child := name; child != ""; {
+			parent := path.Dir(child)
+			if parent == "." {
+				parent = ""
+			}
+			d := f.nodes[ids[parent]]
+			fresh := d == nil
+			if fresh {
+				d = &node{inode: ids[parent], name: parent, dir: true, children: map[string]uint64{}}
+				f.nodes[d.inode] = d
+			}
+			d.children[path.Base(child)] = ids[child]
+			if !fresh {
+				break
+			}
+			child = parent
+		}
 	}
 	for _, n := range f.nodes[1:] {
-		if n.dir {
+		if n != nil && n.dir {
 			n.dirents = f.listing(n)
 		}
 	}
 	return f, nil
-}
-
-func (f *FS) add(name string, dir bool) uint64 {
-	n := &node{inode: uint64(len(f.nodes)), name: name, dir: dir}
-	if dir {
-		n.children = map[string]uint64{}
-	}
-	f.nodes = append(f.nodes, n)
-	return n.inode
 }
 
 // listing encodes a directory's entries in name order, with "." and "..".

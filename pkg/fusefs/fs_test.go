@@ -31,39 +31,76 @@ func TestNewRejectsBadTrees(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if _, err := New(tt.files, nil, slog.Default()); err == nil {
+			if _, err := newFS(tt.files, tt.files, nil, slog.Default()); err == nil {
 				t.Errorf("New(%q) accepted a bad tree", tt.files)
 			}
 		})
 	}
 }
 
-// Inode numbers (which are also the FUSE node IDs) must not depend on the
-// order files are listed in: a restarted daemon hands the kernel the same
-// numbers.
-func TestNewInodesAreDeterministic(t *testing.T) {
-	a, err := New([]string{"proc/stat", "proc/meminfo", "sys/devices/system/cpu/online"}, nil, slog.Default())
+// TestNodeTable pins the node ID of every file and directory given so far:
+// the kernel keeps them across upgrades, in containers' bind mounts. It
+// fails on any change to NodeTable but an append; when you append a file,
+// append its line (and any new directory's) here too.
+func TestNodeTable(t *testing.T) {
+	pinned := []struct {
+		id   uint64
+		name string
+	}{
+		{1, ""},
+		{2, "proc"},
+		{3, "proc/cpuinfo"},
+		{4, "proc/diskstats"},
+		{5, "proc/loadavg"},
+		{6, "proc/meminfo"},
+		{7, "proc/pressure"},
+		{8, "proc/pressure/cpu"},
+		{9, "proc/pressure/io"},
+		{10, "proc/pressure/memory"},
+		{11, "proc/stat"},
+		{12, "proc/swaps"},
+		{13, "proc/uptime"},
+		{14, "sys"},
+		{15, "sys/devices"},
+		{16, "sys/devices/system"},
+		{17, "sys/devices/system/cpu"},
+		{18, "sys/devices/system/cpu/online"},
+	}
+	all, err := New(NodeTable, nil, slog.Default())
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := New([]string{"sys/devices/system/cpu/online", "proc/meminfo", "proc/stat"}, nil, slog.Default())
+	got := inodes(all)
+	for _, p := range pinned {
+		if got[p.name] != p.id {
+			t.Errorf("%q has node ID %d, was %d in earlier releases: NodeTable is append only", p.name, got[p.name], p.id)
+		}
+	}
+	if len(got) < len(pinned) {
+		t.Errorf("NodeTable gives %d IDs, fewer than the %d pinned: an entry was removed", len(got), len(pinned))
+	}
+
+	// A host without some files (no PSI) serves the rest under the same IDs.
+	some, err := New([]string{"proc/meminfo", "sys/devices/system/cpu/online", "proc/stat"}, nil, slog.Default())
 	if err != nil {
 		t.Fatal(err)
 	}
-	ia, ib := inodes(a), inodes(b)
-	if fmt.Sprint(ia) != fmt.Sprint(ib) {
-		t.Errorf("inodes differ with listing order:\n%v\n%v", ia, ib)
+	want := map[string]uint64{"": 1, "proc": 2, "proc/meminfo": 6, "proc/stat": 11, "sys": 14, "sys/devices": 15,
+		"sys/devices/system": 16, "sys/devices/system/cpu": 17, "sys/devices/system/cpu/online": 18}
+	if fmt.Sprint(inodes(some)) != fmt.Sprint(want) {
+		t.Errorf("a subset of the files is numbered %v, want %v", inodes(some), want)
 	}
-	// root, proc, 2 files, sys, devices, system, cpu, online.
-	if len(ia) != 9 || ia[""] != 1 || ia["proc/meminfo"] != 3 || ia["sys/devices/system/cpu/online"] != 9 {
-		t.Errorf("unexpected numbering: %v", ia)
+	if _, err := New([]string{"proc/vmstat-never-listed"}, nil, slog.Default()); err == nil {
+		t.Errorf("a file missing from NodeTable was given a node ID")
 	}
 }
 
 func inodes(f *FS) map[string]uint64 {
 	out := map[string]uint64{}
 	for _, n := range f.nodes[1:] {
-		out[n.name] = n.inode
+		if n != nil {
+			out[n.name] = n.inode
+		}
 	}
 	return out
 }
@@ -114,7 +151,8 @@ func mountTestWith(t testing.TB, r Renderer, setup func(*FS), files ...string) s
 	}
 	mp := t.TempDir()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	tree, err := New(files, r, log)
+	// The test's own files, numbered in the order given.
+	tree, err := newFS(files, files, r, log)
 	if err != nil {
 		t.Fatal(err)
 	}
