@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -77,6 +78,32 @@ func upgradeDaemon(t *testing.T, d *daemon, exe string, worker int) int {
 	return waitWorker(t, d, worker)
 }
 
+// hookModes are the two ways a container's views are bound: its own files,
+// registered with the daemon (the hook shares the daemon's state directory),
+// or the shared LXCFS-compatible tree, answered per reader (the hook finds
+// no daemon to register with, as with an older release or LXCFS).
+var hookModes = []struct {
+	name   string
+	shared bool
+}{{"own files", false}, {"shared tree", true}}
+
+// hookStateDir is the state directory the test's hook uses in a mode, and
+// checkMode checks the container's views came from where the mode says.
+func hookStateDir(t *testing.T, d *daemon, shared bool) string {
+	if shared {
+		return filepath.Join(t.TempDir(), "hook-state")
+	}
+	return d.stateDir
+}
+
+func checkMode(t *testing.T, d *daemon, stateDir string, c *container, shared bool) {
+	t.Helper()
+	root := viewRoot(t, stateDir, c)
+	if own := strings.HasPrefix(root, d.mp+"/.containers/"); own == shared || (shared && root != d.mp) {
+		t.Fatalf("views bound from %s (mount %s), want the %s", root, d.mp, map[bool]string{true: "shared tree", false: "container's own files"}[shared])
+	}
+}
+
 // TestIdentityHandleAcrossKillAndUpgrade: container A (64 MiB) keeps its
 // /proc/meminfo open across a worker kill and an upgrade, while container B
 // (128 MiB) opens the same file hundreds of times after each. A new worker
@@ -84,32 +111,38 @@ func upgradeDaemon(t *testing.T, d *daemon, exe string, worker int) int {
 // and A's next read at offset 0 showed B's MemTotal.
 func TestIdentityHandleAcrossKillAndUpgrade(t *testing.T) {
 	requireRoot(t)
-	exe := filepath.Join(t.TempDir(), "lxcfs-fused")
-	copyFile(t, fusedBin, exe)
-	d := startDaemon(t, exe, "")
-	a := runDetached(t, d.mp, d.stateDir, "exec /bin/fdholder hold /proc/meminfo", withHolder(t))
-	waitLine(t, a, `opened tid=\d+`)
-	a.touch(t, "thread-exit")
-	waitLine(t, a, "thread exited")
-	holdRound(t, a, 1, "before any kill")
+	for _, mode := range hookModes {
+		t.Run(mode.name, func(t *testing.T) {
+			exe := filepath.Join(t.TempDir(), "lxcfs-fused")
+			copyFile(t, fusedBin, exe)
+			d := startDaemon(t, exe, "")
+			state := hookStateDir(t, d, mode.shared)
+			a := runDetached(t, d.mp, state, "exec /bin/fdholder hold /proc/meminfo", withHolder(t))
+			checkMode(t, d, state, a, mode.shared)
+			waitLine(t, a, `opened tid=\d+`)
+			a.touch(t, "thread-exit")
+			waitLine(t, a, "thread exited")
+			holdRound(t, a, 1, "before any kill")
 
-	_, worker, _ := fusedState(t, d)
-	if err := syscall.Kill(worker, syscall.SIGKILL); err != nil {
-		t.Fatalf("kill worker %d: %v", worker, err)
-	}
-	worker = waitWorker(t, d, worker)
-	// 400 at a time: runc's default soft limit is 1024 descriptors.
-	b := runDetached(t, d.mp, d.stateDir, "exec /bin/fdholder open 400 /proc/meminfo", withHolder(t), withMemoryLimit(t, 128))
-	b.touch(t, "cmd-1")
-	if got := waitLine(t, b, `round=1 opened=400 memtotal=(\d*)`)[1]; got != "131072" {
-		t.Fatalf("B sees MemTotal %q kB, want its own 131072", got)
-	}
-	holdRound(t, a, 2, "after a worker kill and 400 opens by B")
+			_, worker, _ := fusedState(t, d)
+			if err := syscall.Kill(worker, syscall.SIGKILL); err != nil {
+				t.Fatalf("kill worker %d: %v", worker, err)
+			}
+			worker = waitWorker(t, d, worker)
+			// 400 at a time: runc's default soft limit is 1024 descriptors.
+			b := runDetached(t, d.mp, state, "exec /bin/fdholder open 400 /proc/meminfo", withHolder(t), withMemoryLimit(t, 128))
+			b.touch(t, "cmd-1")
+			if got := waitLine(t, b, `round=1 opened=400 memtotal=(\d*)`)[1]; got != "131072" {
+				t.Fatalf("B sees MemTotal %q kB, want its own 131072", got)
+			}
+			holdRound(t, a, 2, "after a worker kill and 400 opens by B")
 
-	upgradeDaemon(t, d, exe, worker)
-	b.touch(t, "cmd-2")
-	waitLine(t, b, `round=2 opened=800 memtotal=131072`)
-	holdRound(t, a, 3, "after an upgrade and 400 more opens by B")
+			upgradeDaemon(t, d, exe, worker)
+			b.touch(t, "cmd-2")
+			waitLine(t, b, `round=2 opened=800 memtotal=131072`)
+			holdRound(t, a, 3, "after an upgrade and 400 more opens by B")
+		})
+	}
 }
 
 // TestIdentityThreadIDReuse: a thread of container A opens /proc/meminfo and
@@ -118,14 +151,22 @@ func TestIdentityHandleAcrossKillAndUpgrade(t *testing.T) {
 // a handle that kept its opener's pid was resolved to B.
 func TestIdentityThreadIDReuse(t *testing.T) {
 	requireRoot(t)
+	for _, mode := range hookModes {
+		t.Run(mode.name, func(t *testing.T) { threadIDReuse(t, mode.shared) })
+	}
+}
+
+func threadIDReuse(t *testing.T, shared bool) {
 	d := startDaemon(t, fusedBin, "")
-	a := runDetached(t, d.mp, d.stateDir, "exec /bin/fdholder hold /proc/meminfo", withHolder(t))
+	state := hookStateDir(t, d, shared)
+	a := runDetached(t, d.mp, state, "exec /bin/fdholder hold /proc/meminfo", withHolder(t))
+	checkMode(t, d, state, a, shared)
 	nsTid := waitLine(t, a, `opened tid=(\d+)`)[1]
 	tid := hostTid(t, a.pid(t), nsTid)
 	a.touch(t, "thread-exit")
 	waitLine(t, a, "thread exited")
 
-	b := runDetached(t, d.mp, d.stateDir,
+	b := runDetached(t, d.mp, state,
 		`mkfifo /tmp/fork && echo ready && while read line < /tmp/fork; do sleep 1000 & echo "forked $!"; done`,
 		withMemoryLimit(t, 128))
 	waitLine(t, b, "ready")
@@ -190,4 +231,87 @@ func hostTid(t *testing.T, pid int, nsTid string) int {
 func pidExists(pid int) bool {
 	_, err := os.Stat("/proc/" + strconv.Itoa(pid))
 	return err == nil
+}
+
+// withPidNS sets the container's pid namespace: "" shares the host's,
+// a path joins that namespace.
+func withPidNS(t *testing.T, path string) func(string) {
+	return func(bundle string) {
+		editConfig(t, bundle, func(c map[string]any) {
+			linux := c["linux"].(map[string]any)
+			var kept []any
+			for _, ns := range linux["namespaces"].([]any) {
+				if ns.(map[string]any)["type"] != "pid" {
+					kept = append(kept, ns)
+				}
+			}
+			if path != "" {
+				kept = append(kept, map[string]any{"type": "pid", "path": path})
+			}
+			linux["namespaces"] = kept
+		})
+	}
+}
+
+// viewRoot is where the hook bound the container's views from, as it
+// recorded them for re-attaching in stateDir.
+func viewRoot(t *testing.T, stateDir string, c *container) string {
+	t.Helper()
+	var rec struct {
+		Root string `json:"lxcfs_root"`
+	}
+	b, err := os.ReadFile(filepath.Join(stateDir, "containers", c.id+".json"))
+	if err == nil {
+		err = json.Unmarshal(b, &rec)
+	}
+	if err != nil {
+		t.Fatalf("hook record of %s: %v", c.id, err)
+	}
+	return rec.Root
+}
+
+const printMemTotal = `echo "memtotal=$(grep MemTotal /proc/meminfo | tr -s ' ')"`
+
+// TestIdentitySharedPidNamespaces: containers whose readers cannot be told
+// apart by pid namespace (one in the host's, two sharing one) each see their
+// own limits through the hook, which registers each container and binds it
+// files of its own. Resolved per reader, the first saw the host's MemTotal
+// and the second of the pair its partner's.
+func TestIdentitySharedPidNamespaces(t *testing.T) {
+	requireRoot(t)
+	d := startDaemon(t, fusedBin, "")
+	h := runDetached(t, d.mp, d.stateDir, printMemTotal+"; exec sleep 1000", withPidNS(t, ""))
+	a := runDetached(t, d.mp, d.stateDir, printMemTotal+"; exec sleep 1000")
+	b := runDetached(t, d.mp, d.stateDir, printMemTotal+"; sleep 0.2",
+		withMemoryLimit(t, 128), withPidNS(t, "/proc/"+strconv.Itoa(a.pid(t))+"/ns/pid"))
+	for _, tc := range []struct {
+		name string
+		c    *container
+		want string
+	}{
+		{"in the host's pid namespace (64 MiB)", h, "MemTotal: 65536 kB"},
+		{"owning a pid namespace (64 MiB)", a, "MemTotal: 65536 kB"},
+		{"joining its pid namespace (128 MiB)", b, "MemTotal: 131072 kB"},
+	} {
+		if got := waitLine(t, tc.c, `memtotal=(.*)`)[1]; got != tc.want {
+			t.Errorf("container %s reads %q, want %q", tc.name, got, tc.want)
+		}
+	}
+
+	// B's files go away with B (its init exits after the read).
+	own := viewRoot(t, d.stateDir, b)
+	if !strings.Contains(own, "/.containers/") {
+		t.Fatalf("B's views are bound from %s, not from files of its own", own)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Stat(filepath.Join(own, "proc/meminfo")); os.IsNotExist(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still there 10s after its container exited", own)
+		}
+	}
+	if got := readFile(t, filepath.Join(viewRoot(t, d.stateDir, a), "proc/meminfo")); !regexp.MustCompile(`(?m)^MemTotal: +65536 kB$`).MatchString(got) {
+		t.Errorf("A's own files, read by the host, do not show A's limit:\n%s", got)
+	}
 }

@@ -177,6 +177,55 @@ func (r *Resolver) Resolve(pid int) (*Container, error) {
 	return e.c, nil
 }
 
+// Register gives an ID to the container whose init is the process behind
+// pidfd (sent by the hook), whatever its pid namespace: a container that
+// shares the host's pid namespace, or another container's, is its own
+// process tree's, not the namespace's init's. Lookup then finds it.
+func (r *Resolver) Register(pidfd int) (uint32, error) {
+	pid, err := pidfdPid(pidfd)
+	if err != nil {
+		return 0, err
+	}
+	start, err := r.startTicks(pid)
+	if err != nil {
+		return 0, err
+	}
+	ns, err := r.pidNS(strconv.Itoa(pid))
+	if err != nil {
+		return 0, err
+	}
+	// Read after the figures: the pid was still this process's then.
+	if !alive(pidfd) {
+		return 0, fmt.Errorf("process %d exited while being registered", pid)
+	}
+	return r.ids.assign(idRecord{pid: pid, start: start, ns: ns})
+}
+
+// pidfdPid reads the pid a pidfd refers to, in our pid namespace.
+func pidfdPid(pidfd int) (int, error) {
+	path := "/proc/self/fdinfo/" + strconv.Itoa(pidfd)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, fmt.Errorf("read %s: %w", path, err)
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "Pid:"); ok {
+			pid, err := strconv.Atoi(strings.TrimSpace(v))
+			if err != nil || pid <= 0 {
+				return 0, fmt.Errorf("%s: not a live process's pidfd (Pid: %s)", path, strings.TrimSpace(v))
+			}
+			return pid, nil
+		}
+	}
+	return 0, fmt.Errorf("%s: not a pidfd", path)
+}
+
+// Alive says whether the container given id still runs.
+func (r *Resolver) Alive(id uint32) bool {
+	_, err := r.Lookup(id)
+	return err == nil
+}
+
 // Lookup returns the container given id, by this resolver or by another
 // process's over the same ID file, as long as its init lives. It never
 // returns another container: the init is proven by its start time.

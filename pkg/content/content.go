@@ -200,6 +200,13 @@ func (f *Files) Identify(pid int) uint32 {
 	return c.ID
 }
 
+// Alive implements fusefs.Scoper: whether container who (registered by the
+// hook, or resolved from a reader) still runs.
+func (f *Files) Alive(who uint32) bool {
+	_, err := f.Callers.Lookup(who)
+	return err == nil
+}
+
 // Render implements fusefs.Renderer: name's content for the container who
 // (an ID from Identify), or the host's for 0. An error means even the host
 // file could not be read. The answer is rendered into a buffer that Recycle

@@ -49,6 +49,43 @@ type Recycler interface {
 	Recycle([]byte)
 }
 
+// Scoper is a Renderer that registers containers (see pkg/register): each
+// registered container that still runs has a tree of its own at
+// MOUNT/.containers/ID/, the served files again, answered for that
+// container whoever reads them. Their node IDs are ID<<32 | the file's
+// NodeTable ID, so they are distinct inodes per container (a page cached
+// for one is never another's), and mean the same to every process serving
+// the connection.
+type Scoper interface {
+	Alive(who uint32) bool
+}
+
+const (
+	containersName = ".containers"
+	containersNode = 1<<32 - 1 // no NodeTable ID gets that high
+	baseMask       = 1<<32 - 1
+)
+
+// ref is a node as the kernel names it: a node of the tree, in the tree
+// every reader shares (who 0) or in container who's own.
+type ref struct {
+	n   *node
+	id  fuse.NodeID
+	who uint32 // set only in a container's own tree
+}
+
+// ref finds the node the kernel calls id.
+func (f *FS) ref(id fuse.NodeID) (ref, bool) {
+	if id == containersNode {
+		return ref{n: f.containers, id: id}, f.sc != nil
+	}
+	n := f.node(fuse.NodeID(uint64(id) & baseMask))
+	if n == nil {
+		return ref{}, false
+	}
+	return ref{n: n, id: id, who: uint32(uint64(id) >> 32)}, true
+}
+
 // entryValid is how long the kernel may cache names. The tree never changes
 // while the daemon runs.
 const entryValid = time.Second
@@ -70,12 +107,14 @@ type FS struct {
 	// the request is answered with the fallback. 0 waits forever.
 	Timeout time.Duration
 
-	nodes   []*node // index = inode; nil for IDs not served here
-	r       Renderer
-	fb      Fallbacker // r, when it has a fallback
-	rc      Recycler   // r, when it takes answers back
-	log     *slog.Logger
-	started time.Time
+	nodes      []*node // index = inode; nil for IDs not served here
+	containers *node   // .containers, when r is a Scoper
+	r          Renderer
+	fb         Fallbacker // r, when it has a fallback
+	rc         Recycler   // r, when it takes answers back
+	sc         Scoper     // r, when it registers containers
+	log        *slog.Logger
+	started    time.Time
 }
 
 // New builds a tree holding exactly the given files (paths such as
@@ -91,6 +130,13 @@ func newFS(table, files []string, r Renderer, log *slog.Logger) (*FS, error) {
 	f := &FS{r: r, log: log, started: time.Now()}
 	f.fb, _ = r.(Fallbacker)
 	f.rc, _ = r.(Recycler)
+	f.sc, _ = r.(Scoper)
+	if f.sc != nil {
+		// Not listed in the root, whose listing stays LXCFS's; the hook
+		// looks its container's tree up by name.
+		f.containers = &node{inode: containersNode, name: containersName, dir: true, children: map[string]uint64{}}
+		f.containers.dirents = f.listing(f.containers)
+	}
 	ids := map[string]uint64{"": 1}
 	isDir := map[string]bool{"": true}
 	next := uint64(2)
@@ -180,12 +226,13 @@ func (f *FS) node(id fuse.NodeID) *node {
 	return f.nodes[id]
 }
 
-// attr describes n. Files report their size as 0, as /proc does: the content
-// depends on who reads it. Opening a file tells the kernel the opener's
-// size (see open).
-func (f *FS) attr(n *node) fuse.Attr {
+// attr describes the node. Files report their size as 0, as /proc does:
+// the content depends on who reads it. Opening a file tells the kernel the
+// opener's size (see open).
+func (f *FS) attr(nr ref) fuse.Attr {
+	n := nr.n
 	a := fuse.Attr{
-		Inode: n.inode,
+		Inode: uint64(nr.id),
 		Nlink: 1,
 		Mode:  0o444,
 		Atime: f.started, Mtime: f.started, Ctime: f.started,

@@ -481,3 +481,46 @@ func TestFileHandleOwner(t *testing.T) {
 		t.Errorf("two containers' handles with the same counter are the same number")
 	}
 }
+
+// scoped is a counter whose container 5 is registered and running.
+type scoped struct{ counter }
+
+func (s *scoped) Alive(who uint32) bool { return who == 5 }
+
+// A registered container's own files (.containers/ID/) are answered for that
+// container whoever reads them, under inode numbers of their own; other IDs
+// have no files, and the shared tree stays as it was.
+func TestServeContainerTrees(t *testing.T) {
+	s := &scoped{}
+	mp := mountTest(t, s, "proc/meminfo")
+	own := filepath.Join(mp, ".containers/5/proc/meminfo")
+	b, err := os.ReadFile(own)
+	if err != nil || !strings.Contains(string(b), " who=5\n") {
+		t.Fatalf("read of container 5's file by this process: %q, %v; want it rendered for 5", b[:min(len(b), 20)], err)
+	}
+	b, err = os.ReadFile(filepath.Join(mp, "proc/meminfo"))
+	if err != nil || strings.Contains(string(b), " who=5\n") {
+		t.Errorf("shared file read for %q, %v; want this reader's", b[:min(len(b), 20)], err)
+	}
+	var shared, mine unix.Stat_t
+	if err := unix.Stat(filepath.Join(mp, "proc/meminfo"), &shared); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Stat(own, &mine); err != nil {
+		t.Fatal(err)
+	}
+	if shared.Ino == mine.Ino {
+		t.Errorf("container 5's meminfo shares inode %d with the shared one: one page cache for both", mine.Ino)
+	}
+	for _, p := range []string{".containers/6/proc/meminfo", ".containers/05/proc/meminfo", ".containers/x", ".containers/5/proc/nope"} {
+		if _, err := os.Stat(filepath.Join(mp, p)); !os.IsNotExist(err) {
+			t.Errorf("%s: %v, want it absent", p, err)
+		}
+	}
+	entries, _ := os.ReadDir(mp)
+	for _, e := range entries {
+		if e.Name() == ".containers" {
+			t.Errorf("the root lists .containers; its listing must stay LXCFS's")
+		}
+	}
+}

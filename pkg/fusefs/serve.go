@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"runtime/debug"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -141,30 +142,19 @@ func (s *server) handle(req fuse.Request) (abandoned bool) {
 	hdr := req.Hdr()
 	switch r := req.(type) {
 	case *fuse.LookupRequest:
-		d := s.fs.node(hdr.Node)
-		if d == nil || !d.dir {
-			r.RespondError(errno(syscall.ENOENT))
-			return
-		}
-		ino, ok := d.children[r.Name]
+		s.lookup(r)
+
+	case *fuse.GetattrRequest:
+		nr, ok := s.fs.ref(hdr.Node)
 		if !ok {
 			r.RespondError(errno(syscall.ENOENT))
 			return
 		}
-		n := s.fs.nodes[ino]
-		r.Respond(&fuse.LookupResponse{Node: fuse.NodeID(ino), EntryValid: entryValid, Attr: s.fs.attr(n)})
-
-	case *fuse.GetattrRequest:
-		n := s.fs.node(hdr.Node)
-		if n == nil {
-			r.RespondError(errno(syscall.ENOENT))
+		if nr.n.dir {
+			r.Respond(&fuse.GetattrResponse{Attr: s.fs.attr(nr)})
 			return
 		}
-		if n.dir {
-			r.Respond(&fuse.GetattrResponse{Attr: s.fs.attr(n)})
-			return
-		}
-		return s.getattr(n, r)
+		return s.getattr(nr, r)
 
 	case *fuse.OpenRequest:
 		return s.open(r)
@@ -224,6 +214,44 @@ func (s *server) handle(req fuse.Request) (abandoned bool) {
 		req.RespondError(errno(syscall.ENOSYS))
 	}
 	return false
+}
+
+func (s *server) lookup(r *fuse.LookupRequest) {
+	d, ok := s.fs.ref(r.Hdr().Node)
+	if !ok || !d.n.dir {
+		r.RespondError(errno(syscall.ENOENT))
+		return
+	}
+	var child ref
+	switch {
+	case d.id == containersNode:
+		// A registered container's tree, while the container runs.
+		who, err := strconv.ParseUint(r.Name, 10, 31)
+		if err != nil || who == 0 || strconv.FormatUint(who, 10) != r.Name || !s.fs.sc.Alive(uint32(who)) {
+			r.RespondError(errno(syscall.ENOENT))
+			return
+		}
+		child = ref{n: s.fs.nodes[1], id: fuse.NodeID(who<<32 | 1), who: uint32(who)}
+	case d.id == 1 && r.Name == containersName && s.fs.sc != nil:
+		child = ref{n: s.fs.containers, id: containersNode}
+	default:
+		ino, ok := d.n.children[r.Name]
+		if !ok {
+			r.RespondError(errno(syscall.ENOENT))
+			return
+		}
+		child = ref{n: s.fs.nodes[ino], id: fuse.NodeID(uint64(d.who)<<32 | ino), who: d.who}
+	}
+	r.Respond(&fuse.LookupResponse{Node: child.id, EntryValid: entryValid, Attr: s.fs.attr(child)})
+}
+
+// owner is the container a file is read for: the tree's, in a container's
+// own tree, else the reader's.
+func (s *server) owner(nr ref, pid uint32) uint32 {
+	if nr.who != 0 {
+		return nr.who
+	}
+	return s.fs.r.Identify(int(pid))
 }
 
 func (s *server) recoverEIO(req fuse.Request) {
@@ -292,9 +320,10 @@ func (s *server) withContent(req fuse.Request, name string, who uint32, answer f
 }
 
 func (s *server) open(r *fuse.OpenRequest) (abandoned bool) {
-	n := s.fs.node(r.Hdr().Node)
+	nr, ok := s.fs.ref(r.Hdr().Node)
+	n := nr.n
 	switch {
-	case n == nil:
+	case !ok:
 		r.RespondError(errno(syscall.ENOENT))
 		return
 	case n.dir:
@@ -308,7 +337,7 @@ func (s *server) open(r *fuse.OpenRequest) (abandoned bool) {
 		r.RespondError(errno(syscall.EACCES))
 		return
 	}
-	h := &handle{n: n, who: s.fs.r.Identify(int(r.Pid))}
+	h := &handle{n: n, who: s.owner(nr, r.Pid)}
 	return s.withContent(r, n.name, h.who, func(data []byte, err error) {
 		if err != nil {
 			s.fs.log.Warn("render failed", "file", n.name, "pid", r.Pid, "container", h.who, "err", err)
@@ -316,7 +345,7 @@ func (s *server) open(r *fuse.OpenRequest) (abandoned bool) {
 			return
 		}
 		h.data, h.fresh = data, true
-		s.setSize(n, data)
+		s.setSize(nr, data)
 		id := fileHandle(h.who, s.nextFH.Add(1))
 		for {
 			if _, taken := s.handles.LoadOrStore(id, h); !taken {
@@ -336,20 +365,21 @@ func (s *server) open(r *fuse.OpenRequest) (abandoned bool) {
 // does not bypass; at size 0 they would read nothing. Storing the content's
 // last byte at its offset grows the size to the content's length (a
 // zero-length store would not); a shorter later read shrinks it again.
-func (s *server) setSize(n *node, data []byte) {
+func (s *server) setSize(nr ref, data []byte) {
 	if len(data) == 0 {
 		return
 	}
 	last := len(data) - 1
-	if err := s.conn.NotifyStore(fuse.NodeID(n.inode), uint64(last), data[last:]); err != nil && !errors.Is(err, fuse.ErrNotCached) {
-		s.fs.log.Debug("notify store failed", "file", n.name, "err", err)
+	if err := s.conn.NotifyStore(nr.id, uint64(last), data[last:]); err != nil && !errors.Is(err, fuse.ErrNotCached) {
+		s.fs.log.Debug("notify store failed", "file", nr.n.name, "err", err)
 	}
 }
 
 // getattr reports a file's size as the length of the caller's open handle's
 // snapshot (fstat), else of the content the caller would read now.
-func (s *server) getattr(n *node, r *fuse.GetattrRequest) (abandoned bool) {
-	a := s.fs.attr(n)
+func (s *server) getattr(nr ref, r *fuse.GetattrRequest) (abandoned bool) {
+	n := nr.n
+	a := s.fs.attr(nr)
 	if r.Flags&fuse.GetattrFh != 0 {
 		if v, ok := s.handles.Load(r.Handle); ok {
 			h := v.(*handle)
@@ -362,7 +392,7 @@ func (s *server) getattr(n *node, r *fuse.GetattrRequest) (abandoned bool) {
 	}
 	who, ok := handleOwner(r.Handle)
 	if r.Flags&fuse.GetattrFh == 0 || !ok {
-		who = s.fs.r.Identify(int(r.Pid))
+		who = s.owner(nr, r.Pid)
 	}
 	return s.withContent(r, n.name, who, func(data []byte, err error) {
 		if err == nil {
@@ -392,14 +422,15 @@ func (s *server) recycle(data []byte) {
 func (s *server) read(r *fuse.ReadRequest) (abandoned bool) {
 	v, ok := s.handles.Load(r.Handle)
 	if !ok {
-		n := s.fs.node(r.Hdr().Node)
-		if n == nil || n.dir {
+		nr, ok := s.fs.ref(r.Hdr().Node)
+		n := nr.n
+		if !ok || n.dir {
 			r.RespondError(errno(syscall.EBADF))
 			return false
 		}
 		who, tagged := handleOwner(r.Handle)
 		if !tagged {
-			return s.withContent(r, n.name, s.fs.r.Identify(int(r.Pid)), func(data []byte, err error) {
+			return s.withContent(r, n.name, s.owner(nr, r.Pid), func(data []byte, err error) {
 				s.answerRead(r, n, data, err)
 				s.recycle(data)
 			})
@@ -451,8 +482,9 @@ func slice(data []byte, off int64, size int) []byte {
 }
 
 func (s *server) readDir(r *fuse.ReadRequest) {
-	d := s.fs.node(r.Hdr().Node)
-	if d == nil || !d.dir {
+	nr, ok := s.fs.ref(r.Hdr().Node)
+	d := nr.n
+	if !ok || !d.dir {
 		r.RespondError(errno(syscall.ENOTDIR))
 		return
 	}

@@ -165,9 +165,10 @@ type Outcome struct {
 	Err        error
 }
 
-// Run re-attaches dead views served from root in every recorded container,
-// and drops the records of containers that are gone. Records of other roots
-// are left alone.
+// Run re-attaches dead views served from root (the shared files, or a
+// registered container's own below root/.containers) in every recorded
+// container, and drops the records of containers that are gone. Records of
+// other roots are left alone.
 func Run(stateDir, root string) ([]Outcome, []error) {
 	records, errs := Load(stateDir)
 	if abs, err := filepath.Abs(root); err == nil {
@@ -175,7 +176,8 @@ func Run(stateDir, root string) ([]Outcome, []error) {
 	}
 	var out []Outcome
 	for _, r := range records {
-		if filepath.Clean(r.Root) != root {
+		// A registered container's views are its own files below root.
+		if rr := filepath.Clean(r.Root); rr != root && !strings.HasPrefix(rr, root+"/.containers/") {
 			continue
 		}
 		o := Outcome{ID: r.ID}
