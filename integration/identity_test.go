@@ -11,6 +11,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/fusefs"
 )
 
 // withHolder puts testdata/fdholder in the container as /bin/fdholder.
@@ -314,4 +318,82 @@ func TestIdentitySharedPidNamespaces(t *testing.T) {
 	if got := readFile(t, filepath.Join(viewRoot(t, d.stateDir, a), "proc/meminfo")); !regexp.MustCompile(`(?m)^MemTotal: +65536 kB$`).MatchString(got) {
 		t.Errorf("A's own files, read by the host, do not show A's limit:\n%s", got)
 	}
+}
+
+// withNofile lets the container raise its descriptor limit up to hard.
+func withNofile(t *testing.T, hard uint64) func(string) {
+	return func(bundle string) {
+		editConfig(t, bundle, func(c map[string]any) {
+			proc := c["process"].(map[string]any)
+			proc["rlimits"] = []any{map[string]any{"type": "RLIMIT_NOFILE", "hard": hard, "soft": 1024}}
+		})
+	}
+}
+
+// TestIdentityFdFlood: a container raises its soft descriptor limit to the
+// hard one and opens /proc/cpuinfo and /proc/meminfo until it has no
+// descriptor left, holding them all. The worker's RSS stays within its
+// snapshot budget (DefaultSnapshotLimit per container; every open kept its
+// snapshot until close before), another container's reads keep working, and
+// once the flooding container exits the worker's RSS and descriptors are
+// back near where they were.
+func TestIdentityFdFlood(t *testing.T) {
+	requireRoot(t)
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	// No CAP_SYS_RESOURCE here: the container cannot go past our hard limit.
+	hard := min(lim.Max, 1<<20)
+	d := startDaemon(t, fusedBin, "", "--log-level", "info")
+	b := runDetached(t, d.mp, d.stateDir, "exec /bin/fdholder open 1 /proc/meminfo", withHolder(t))
+	b.touch(t, "cmd-1")
+	waitLine(t, b, `round=1 opened=1 memtotal=65536`)
+	_, f0, _, r0 := workerStats(t, d)
+
+	a := runDetached(t, d.mp, d.stateDir, "exec /bin/fdholder flood /proc/cpuinfo /proc/meminfo",
+		withHolder(t), withNofile(t, hard), withMemoryLimit(t, 256))
+	m := waitLineWithin(t, a, `flooded=(\d+) limit=(\d+)`, 120*time.Second)
+	n, _ := strconv.Atoi(m[1])
+	if n < int(hard)/2 {
+		t.Fatalf("the container opened only %d files with a hard limit of %d", n, hard)
+	}
+	_, f1, _, r1 := workerStats(t, d)
+	t.Logf("%d files held open by one container: worker RSS %d -> %d kB, fds %d -> %d", n, r0, r1, f0, f1)
+	// The snapshots the flooder may keep, with room for the Go runtime.
+	if bound := r0 + (fusefs.DefaultSnapshotLimit+12<<20)>>10; r1 > bound {
+		t.Errorf("worker RSS %d kB with %d files held open by one container, want at most %d kB (%d before)", r1, n, bound, r0)
+	}
+	b.touch(t, "cmd-2")
+	waitLine(t, b, `round=2 opened=2 memtotal=65536`)
+
+	a.touch(t, "cmd-1") // the flooder exits, closing everything
+	var f2, r2 int
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		_, f2, _, r2 = workerStats(t, d)
+		if r2 <= r0+8<<10 && f2 <= f0+4 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("30s after the flooder exited: worker RSS %d kB (was %d), fds %d (were %d)", r2, r0, f2, f0)
+		}
+	}
+	t.Logf("after the flooder exited: RSS %d kB, fds %d", r2, f2)
+}
+
+// waitLineWithin is waitLine with a deadline of the test's choosing.
+func waitLineWithin(t *testing.T, c *container, re string, within time.Duration) []string {
+	t.Helper()
+	rx := regexp.MustCompile(`(?m)^` + re + `$`)
+	for deadline := time.Now().Add(within); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		out := c.output(t)
+		if m := rx.FindStringSubmatch(out); m != nil {
+			return m
+		}
+		if strings.Contains(out, "ERROR") {
+			break
+		}
+	}
+	t.Fatalf("no line %q from the container within %v:\n%s", re, within, c.output(t))
+	return nil
 }

@@ -127,7 +127,7 @@ func workerCmd(c *cli.Context) error {
 	go func() {
 		for sig := range sigs {
 			if sig == syscall.SIGUSR1 {
-				logStats(log, resolver)
+				logStats(log, resolver, tree)
 				continue
 			}
 			// Requests read but not answered are resent by the supervisor
@@ -151,7 +151,7 @@ func workerCmd(c *cli.Context) error {
 // logStats reports what an operator (or the load test) watches for leaks.
 // Free memory is handed back to the kernel first, so RSS shows what the
 // worker holds rather than the high-water mark of its last burst.
-func logStats(log interface{ Info(string, ...any) }, r *caller.Resolver) {
+func logStats(log interface{ Info(string, ...any) }, r *caller.Resolver, tree *fusefs.FS) {
 	debug.FreeOSMemory()
 	fds, _ := os.ReadDir("/proc/self/fd")
 	var rss string
@@ -169,7 +169,8 @@ func logStats(log interface{ Info(string, ...any) }, r *caller.Resolver) {
 	runtime.ReadMemStats(&ms)
 	log.Info("stats", "goroutines", runtime.NumGoroutine(), "fds", len(fds), "rss", rss,
 		"cached_containers", r.Len(), "kept_files", reread.Kept(), "pinned_threads", r.Threads(),
-		"heap_inuse_kb", ms.HeapInuse>>10, "stack_inuse_kb", ms.StackInuse>>10, "go_sys_kb", ms.Sys>>10, "gc_cycles", ms.NumGC)
+		"heap_inuse_kb", ms.HeapInuse>>10, "stack_inuse_kb", ms.StackInuse>>10, "go_sys_kb", ms.Sys>>10, "gc_cycles", ms.NumGC,
+		"snapshot_kb", tree.Held()>>10)
 }
 
 // stallEnv names a marker file for the failover test: while it exists, the

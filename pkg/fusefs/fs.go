@@ -17,6 +17,7 @@ import (
 	"path"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -106,6 +107,11 @@ type FS struct {
 	// Timeout bounds a render when the Renderer is a Fallbacker: past it
 	// the request is answered with the fallback. 0 waits forever.
 	Timeout time.Duration
+	// SnapshotLimit and SnapshotTotal bound the bytes open files keep,
+	// per container and in all (0: DefaultSnapshotLimit, DefaultSnapshotTotal).
+	SnapshotLimit, SnapshotTotal int
+
+	held atomic.Int64 // snapshot bytes kept, see Held
 
 	nodes      []*node // index = inode; nil for IDs not served here
 	containers *node   // .containers, when r is a Scoper
@@ -247,6 +253,10 @@ func (f *FS) attr(nr ref) fuse.Attr {
 	}
 	return a
 }
+
+// Held reports the bytes that open files keep (snapshots and handles), for
+// the worker's stats.
+func (f *FS) Held() int64 { return f.held.Load() }
 
 // errno is what a request that cannot be served answers.
 func errno(e syscall.Errno) fuse.Errno { return fuse.Errno(e) }

@@ -524,3 +524,55 @@ func TestServeContainerTrees(t *testing.T) {
 		}
 	}
 }
+
+// TestServeSnapshotBudget: a container holding many open files keeps at most
+// SnapshotLimit bytes of snapshots in the daemon; the files past it still
+// read right, and a snapshot goes once its reader has read to the end.
+func TestServeSnapshotBudget(t *testing.T) {
+	c := &counter{}
+	var tree *FS
+	limit := 3 * (10240 + handleCost)
+	mp := mountTestWith(t, c, func(f *FS) { f.SnapshotLimit = limit; tree = f }, "proc/meminfo")
+	path := filepath.Join(mp, "proc/meminfo")
+	var files []*os.File
+	for range 20 {
+		f, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, f)
+	}
+	if held := tree.Held(); held > int64(limit) {
+		t.Errorf("20 open files keep %d bytes, over the %d limit", held, limit)
+	}
+	buf := make([]byte, 20000)
+	for i, f := range files {
+		n, err := f.ReadAt(buf, 0)
+		if n != 10240 || (err != nil && err != io.EOF) || !strings.HasPrefix(string(buf), "gen=") {
+			t.Errorf("file %d past the budget: read %d bytes, %v", i, n, err)
+		}
+	}
+	for _, f := range files {
+		f.Close()
+	}
+	waitHeld := func(want int64, what string) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); tree.Held() != want; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %d bytes kept, want %d", what, tree.Held(), want)
+			}
+		}
+	}
+	waitHeld(0, "all files closed")
+
+	// Read to the end and kept open: nothing kept.
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if b, err := io.ReadAll(f); err != nil || len(b) != 10240 {
+		t.Fatalf("read %d bytes, %v", len(b), err)
+	}
+	waitHeld(0, "a file read to its end and kept open")
+}

@@ -37,13 +37,80 @@ type handle struct {
 	fresh bool // data was rendered at open and no read has used it yet
 }
 
-// server is one connection's state: the open handles.
+// server is one connection's state: the open handles that hold a snapshot.
+// A handle without one needs no entry: its number names its container.
 type server struct {
 	fs      *FS
 	conn    *fuse.Conn
 	nextFH  atomic.Uint32 // starts at random, see fileHandle
 	handles sync.Map      // fuse.HandleID -> *handle
 	stuck   atomic.Int64  // goroutines whose render outlived the timeout
+
+	heldMu sync.Mutex
+	held   map[uint32]int // snapshot bytes kept per container
+}
+
+// Snapshots are what an open file costs the daemon: the content rendered at
+// open (or at a read from offset 0), kept so that later offsets read the
+// same file. A container that opens files by the hundred thousand and never
+// closes them would keep that many in a daemon the OOM killer spares. So
+// each container keeps at most SnapshotLimit bytes of them, and all
+// containers together SnapshotTotal; a handle past either keeps none and
+// renders at each read instead (a reader that reads it in chunks smaller
+// than the file may then see two renders' chunks). A snapshot also goes
+// once its reader has read to the end (a read at EOF).
+const (
+	DefaultSnapshotLimit = 4 << 20
+	DefaultSnapshotTotal = 64 << 20
+	// handleCost is what a kept handle costs besides its bytes.
+	handleCost = 256
+)
+
+// keep reserves a snapshot of n bytes for container who; false means over
+// budget.
+func (s *server) keep(who uint32, n int) bool {
+	n += handleCost
+	limit, total := s.fs.SnapshotLimit, s.fs.SnapshotTotal
+	if limit <= 0 {
+		limit = DefaultSnapshotLimit
+	}
+	if total <= 0 {
+		total = DefaultSnapshotTotal
+	}
+	s.heldMu.Lock()
+	defer s.heldMu.Unlock()
+	if s.held[who]+n > limit || int(s.fs.held.Load())+n > total {
+		return false
+	}
+	s.held[who] += n
+	s.fs.held.Add(int64(n))
+	return true
+}
+
+// drop gives back what keep reserved.
+func (s *server) drop(who uint32, n int) {
+	n += handleCost
+	s.heldMu.Lock()
+	defer s.heldMu.Unlock()
+	if s.held[who] -= n; s.held[who] <= 0 {
+		delete(s.held, who)
+	}
+	s.fs.held.Add(-int64(n))
+}
+
+// forget removes h (numbered id) from the table and frees its snapshot.
+func (s *server) forget(id fuse.HandleID, h *handle) {
+	if !s.handles.CompareAndDelete(id, h) {
+		return
+	}
+	h.mu.Lock()
+	data := h.data
+	h.data = nil
+	h.mu.Unlock()
+	if data != nil {
+		s.drop(h.who, len(data))
+		s.recycle(data)
+	}
 }
 
 // The kernel keeps the handle numbers it was given for as long as the files
@@ -94,7 +161,7 @@ func DefaultWorkers() int { return max(2, runtime.NumCPU()) }
 // concurrent readers on 2 CPUs. With a P per reader to spare, a woken
 // reader carries on at once, as a libfuse thread would.
 func (f *FS) Serve(conn *fuse.Conn, workers int) error {
-	s := &server{fs: f, conn: conn}
+	s := &server{fs: f, conn: conn, held: map[uint32]int{}}
 	s.nextFH.Store(rand.Uint32())
 	workers = max(workers, 1)
 	if runtime.GOMAXPROCS(0) < workers+2 {
@@ -167,13 +234,8 @@ func (s *server) handle(req fuse.Request) (abandoned bool) {
 		return s.read(r)
 
 	case *fuse.ReleaseRequest:
-		if v, ok := s.handles.LoadAndDelete(r.Handle); ok {
-			h := v.(*handle)
-			h.mu.Lock()
-			data := h.data
-			h.data = nil
-			h.mu.Unlock()
-			s.recycle(data)
+		if v, ok := s.handles.Load(r.Handle); ok {
+			s.forget(r.Handle, v.(*handle))
 		}
 		r.Respond()
 
@@ -344,18 +406,24 @@ func (s *server) open(r *fuse.OpenRequest) (abandoned bool) {
 			r.RespondError(errno(syscall.EIO))
 			return
 		}
-		h.data, h.fresh = data, true
 		s.setSize(nr, data)
 		id := fileHandle(h.who, s.nextFH.Add(1))
-		for {
-			if _, taken := s.handles.LoadOrStore(id, h); !taken {
-				break
+		kept := s.keep(h.who, len(data))
+		if kept {
+			h.data, h.fresh = data, true
+			for {
+				if _, taken := s.handles.LoadOrStore(id, h); !taken {
+					break
+				}
+				id = fileHandle(h.who, s.nextFH.Add(1))
 			}
-			id = fileHandle(h.who, s.nextFH.Add(1))
 		}
 		// Direct I/O keeps the page cache out of read(2): each reader's
 		// reads reach us, so no reader sees a page cached for another.
 		r.Respond(&fuse.OpenResponse{Handle: id, Flags: fuse.OpenDirectIO | openNoFlush})
+		if !kept {
+			s.recycle(data) // over budget: the first read renders again
+		}
 	})
 }
 
@@ -429,20 +497,31 @@ func (s *server) read(r *fuse.ReadRequest) (abandoned bool) {
 			return false
 		}
 		who, tagged := handleOwner(r.Handle)
-		if !tagged {
-			return s.withContent(r, n.name, s.owner(nr, r.Pid), func(data []byte, err error) {
+		if !tagged || r.Offset != 0 {
+			if !tagged {
+				who = s.owner(nr, r.Pid)
+			}
+			return s.withContent(r, n.name, who, func(data []byte, err error) {
 				s.answerRead(r, n, data, err)
 				s.recycle(data)
 			})
 		}
-		v, _ = s.handles.LoadOrStore(r.Handle, &handle{n: n, who: who})
+		// From offset 0, a snapshot is kept again (within budget) for
+		// the offsets that follow.
+		v = &handle{n: n, who: who}
 	}
 	h := v.(*handle)
 	h.mu.Lock()
 	if h.data != nil && (r.Offset != 0 || h.fresh) {
 		h.fresh = false
-		r.RespondData(slice(h.data, r.Offset, r.Size))
+		out := slice(h.data, r.Offset, r.Size)
+		r.RespondData(out)
 		h.mu.Unlock()
+		if len(out) == 0 {
+			// The reader has read to the end: the snapshot goes now,
+			// not at close, which may be much later.
+			s.forget(r.Handle, h)
+		}
 		return false
 	}
 	// Not held while rendering: a render that never returns must not lock
@@ -456,10 +535,33 @@ func (s *server) read(r *fuse.ReadRequest) (abandoned bool) {
 		}
 		h.mu.Lock()
 		old := h.data
-		h.data, h.fresh = data, false
+		if old != nil {
+			s.drop(h.who, len(old))
+		}
+		kept := s.keep(h.who, len(data))
+		switch {
+		case kept && old == nil:
+			// Stored before the reply: the reader's next request (even
+			// its close) may come as soon as it has the reply.
+			if _, taken := s.handles.LoadOrStore(r.Handle, h); taken {
+				s.drop(h.who, len(data))
+				kept = false // another read kept a snapshot for it first
+			}
+		case !kept && old != nil:
+			// Over budget: this handle keeps nothing, and renders at
+			// each read.
+			s.handles.CompareAndDelete(r.Handle, h)
+		}
+		h.data, h.fresh = nil, false
+		if kept {
+			h.data = data
+		}
 		r.RespondData(slice(data, r.Offset, r.Size))
 		h.mu.Unlock()
 		s.recycle(old)
+		if !kept {
+			s.recycle(data)
+		}
 	})
 }
 

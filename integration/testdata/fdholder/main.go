@@ -10,6 +10,9 @@
 //	                       many reads showed each MemTotal
 //	fdholder open N FILE   each round opens FILE N more times and keeps them
 //	                       all open, printing the MemTotal the first one shows
+//	fdholder flood FILE... raises its soft descriptor limit to the hard one,
+//	                       opens the files in turn until no descriptor is
+//	                       left, prints how many, and exits at round 1
 package main
 
 import (
@@ -41,6 +44,8 @@ func run(args []string) error {
 	switch {
 	case len(args) == 2 && args[0] == "hold":
 		return hold(args[1])
+	case len(args) >= 2 && args[0] == "flood":
+		return flood(args[1:])
 	case len(args) == 3 && args[0] == "open":
 		n, err := strconv.Atoi(args[1])
 		if err != nil {
@@ -120,6 +125,31 @@ func open(n int, path string) error {
 		}
 		fmt.Printf("round=%d opened=%d memtotal=%s\n", round, len(keep), first)
 	}
+}
+
+func flood(paths []string) error {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return err
+	}
+	lim.Cur = lim.Max
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return fmt.Errorf("raise the soft descriptor limit to %d: %w", lim.Max, err)
+	}
+	n := 0
+	for ; ; n++ {
+		fd, err := syscall.Open(paths[n%len(paths)], syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+		if err == syscall.EMFILE || err == syscall.ENFILE {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("open #%d: %w", n, err)
+		}
+		_ = fd // kept open until the process exits
+	}
+	fmt.Printf("flooded=%d limit=%d\n", n, lim.Max)
+	waitCmd(1)
+	return nil
 }
 
 func waitCmd(round int) { waitFile(fmt.Sprintf("/tmp/cmd-%d", round)) }
