@@ -113,14 +113,22 @@ func Register(path string, pid int, timeout time.Duration) (uint32, error) {
 		return 0, fmt.Errorf("pidfd_open %d: %w", pid, err)
 	}
 	defer unix.Close(pidfd)
-	d := net.Dialer{Timeout: timeout}
+	deadline := time.Now().Add(timeout)
+	d := net.Dialer{Deadline: deadline}
 	conn, err := d.Dial("unix", path)
+	// Refused: the socket is there but no worker listens, as for the
+	// moment a killed worker is being replaced. No socket at all is a
+	// daemon that does not register: no waiting then.
+	for errors.Is(err, unix.ECONNREFUSED) && time.Now().Add(20*time.Millisecond).Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+		conn, err = d.Dial("unix", path)
+	}
 	if err != nil {
 		return 0, fmt.Errorf("connect to the daemon at %s: %w", path, err)
 	}
 	defer conn.Close()
 	c := conn.(*net.UnixConn)
-	c.SetDeadline(time.Now().Add(timeout))
+	c.SetDeadline(deadline)
 	if _, _, err := c.WriteMsgUnix([]byte{'r'}, unix.UnixRights(pidfd), nil); err != nil {
 		return 0, fmt.Errorf("send to the daemon at %s: %w", path, err)
 	}

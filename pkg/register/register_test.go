@@ -68,3 +68,29 @@ func TestRegisterGivesUp(t *testing.T) {
 		t.Errorf("gave up after %v with a 200ms timeout", took)
 	}
 }
+
+// A socket nobody listens on (a worker killed, its replacement starting)
+// is tried again until the timeout: the replacement answers.
+func TestRegisterWaitsForReplacement(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("only root may register")
+	}
+	sock := filepath.Join(t.TempDir(), SocketName)
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.SetUnlinkOnClose(false)
+	l.Close() // left behind, as by a killed worker
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	started := make(chan struct{})
+	go func() {
+		<-started
+		Serve(ctx, sock, func(int) (uint32, error) { return 7, nil }, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	}()
+	time.AfterFunc(100*time.Millisecond, func() { close(started) })
+	if id, err := Register(sock, os.Getpid(), 5*time.Second); err != nil || id != 7 {
+		t.Errorf("Register across a worker replacement = %d, %v; want 7", id, err)
+	}
+}
