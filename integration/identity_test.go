@@ -431,3 +431,98 @@ func TestIdentityPageCache(t *testing.T) {
 		}
 	}
 }
+
+// buildWithExtraFile builds lxcfs-fused as a later release that serves one
+// more file would be: proc/aaa-extra (first in name order) appended to
+// NodeTable and served. It uses go build -overlay, so the checkout is not
+// touched.
+func buildWithExtraFile(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	overlay := map[string]string{}
+	edit := func(src, old, new string) {
+		abs, err := filepath.Abs(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(abs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		i := strings.LastIndex(string(b), old)
+		if i < 0 {
+			t.Fatalf("%s has no %q to change for the test build; update buildWithExtraFile", src, old)
+		}
+		out := filepath.Join(dir, filepath.Base(src))
+		if err := os.WriteFile(out, []byte(string(b[:i])+new+string(b[i+len(old):])), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		overlay[abs] = out
+	}
+	edit("../pkg/fusefs/nodeids.go", "\n}", "\n\t\"proc/aaa-extra\",\n}")
+	edit("../cmd/lxcfs-fused/worker.go", "names := files.List()", `names := append(files.List(), "proc/aaa-extra")`)
+	b, err := json.Marshal(map[string]any{"Replace": overlay})
+	if err != nil {
+		t.Fatal(err)
+	}
+	overlayFile := filepath.Join(dir, "overlay.json")
+	if err := os.WriteFile(overlayFile, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "lxcfs-fused-extra")
+	cmd := exec.Command("go", "build", "-tags", "urfave_cli_no_docs", "-overlay", overlayFile, "-o", bin, "../cmd/lxcfs-fused")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build a release with one more file: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// filesLoop prints, at each round (/tmp/cmd-N), what a few of the served
+// files look like: every count is 1 when each file is what its name says.
+const filesLoop = `round=1; while true; do
+  while [ ! -e /tmp/cmd-$round ]; do sleep 0.01; done
+  echo "round=$round meminfo=$(grep -c '^MemTotal:' /proc/meminfo) stat=$(grep -c '^cpu ' /proc/stat) cpuinfo=$(grep -c '^processor' /proc/cpuinfo) uptime=$(grep -cE '^[0-9.]+ [0-9.]+$' /proc/uptime) loadavg=$(grep -cE '^[0-9.]+ [0-9.]+ [0-9.]+ [0-9]+/[0-9]+ [0-9]+$' /proc/loadavg) online=$(grep -cE '^[0-9]' /sys/devices/system/cpu/online)"
+  round=$((round+1))
+done`
+
+// TestIdentityUpgradeAcrossReleases: a live daemon is upgraded to a build
+// whose file table gained an entry that sorts first. Every file already
+// bound in running containers must still be the same file: node IDs were
+// positions in the sorted file list, and such a release showed another
+// file under each name.
+func TestIdentityUpgradeAcrossReleases(t *testing.T) {
+	requireRoot(t)
+	extra := buildWithExtraFile(t)
+	for _, mode := range hookModes {
+		t.Run(mode.name, func(t *testing.T) {
+			exe := filepath.Join(t.TempDir(), "lxcfs-fused")
+			copyFile(t, fusedBin, exe)
+			d := startDaemon(t, exe, "")
+			state := hookStateDir(t, d, mode.shared)
+			c := runDetached(t, d.mp, state, filesLoop)
+			checkMode(t, d, state, c, mode.shared)
+			want := "meminfo=1 stat=1 cpuinfo=1 uptime=1 loadavg=1 online=1"
+			c.touch(t, "cmd-1")
+			if got := waitLine(t, c, `round=1 (.*)`)[1]; got != want {
+				t.Fatalf("before the upgrade: %s, want %s", got, want)
+			}
+			_, worker, _ := fusedState(t, d)
+			copyFile(t, extra, exe+".new")
+			if err := os.Rename(exe+".new", exe); err != nil {
+				t.Fatal(err)
+			}
+			if out, err := exec.Command(exe, "--state-dir", d.stateDir, "upgrade").CombinedOutput(); err != nil {
+				t.Fatalf("upgrade: %v\n%s", err, out)
+			}
+			waitWorker(t, d, worker)
+			if _, err := os.Stat(filepath.Join(d.mp, "proc/aaa-extra")); err != nil {
+				t.Fatalf("the upgraded daemon does not serve its new file: %v", err)
+			}
+			c.touch(t, "cmd-2")
+			if got := waitLine(t, c, `round=2 (.*)`)[1]; got != want {
+				t.Errorf("after an upgrade to a release with one more file: %s, want %s", got, want)
+			}
+		})
+	}
+}
