@@ -400,34 +400,39 @@ func waitLineWithin(t *testing.T, c *container, re string, within time.Duration)
 }
 
 // pageCacheLoop waits for /tmp/go, then reads /proc/meminfo 300 times with
-// busybox cat (sendfile, through the page cache) and counts the reads that
-// did not show want kB.
+// busybox cat (sendfile, through the page cache) while fdholder maps it 300
+// times (a private map, through the page cache too), and counts the reads
+// and maps that did not show want kB.
 func pageCacheLoop(want int) string {
-	return fmt.Sprintf(`while [ ! -e /tmp/go ]; do sleep 0.01; done
+	return fmt.Sprintf(`/bin/fdholder mmap 300 %[1]d /proc/meminfo &
+while [ ! -e /tmp/go ]; do sleep 0.01; done
 n=0; bad=0
 while [ $n -lt 300 ]; do
   n=$((n+1))
-  cat /proc/meminfo | grep -q '^MemTotal: *%d kB$' || bad=$((bad+1))
+  cat /proc/meminfo | grep -q '^MemTotal: *%[1]d kB$' || bad=$((bad+1))
 done
-echo "DONE reads=$n bad=$bad"`, want)
+echo "DONE reads=$n bad=$bad"
+wait`, want)
 }
 
 // TestIdentityPageCache: two containers with different limits read
-// /proc/meminfo with busybox cat (sendfile reads through the page cache) at
-// the same time. Through files every container shares, one inode and its
-// page cache, about 3 reads in 100 showed the other container's MemTotal;
-// through each container's own files, none may.
+// /proc/meminfo with busybox cat (sendfile reads through the page cache) and
+// map it (so do private maps) at the same time. Through files every
+// container shares, one inode and its page cache, reads showed the other
+// container's MemTotal; through each container's own files, none may.
 func TestIdentityPageCache(t *testing.T) {
 	requireRoot(t)
 	d := startDaemon(t, fusedBin, "")
-	a := runDetached(t, d.mp, d.stateDir, pageCacheLoop(65536))
-	b := runDetached(t, d.mp, d.stateDir, pageCacheLoop(131072), withMemoryLimit(t, 128))
+	a := runDetached(t, d.mp, d.stateDir, pageCacheLoop(65536), withHolder(t))
+	b := runDetached(t, d.mp, d.stateDir, pageCacheLoop(131072), withHolder(t), withMemoryLimit(t, 128))
 	a.touch(t, "go")
 	b.touch(t, "go")
 	for _, c := range []*container{a, b} {
-		m := waitLineWithin(t, c, `DONE reads=(\d+) bad=(\d+)`, 120*time.Second)
-		if m[2] != "0" {
-			t.Errorf("%s of %s reads of the container's own meminfo showed another MemTotal", m[2], m[1])
+		for _, what := range []string{"reads", "mmaps"} {
+			m := waitLineWithin(t, c, `DONE `+what+`=(\d+) bad=(\d+)`, 120*time.Second)
+			if m[2] != "0" {
+				t.Errorf("%s of %s %s of the container's own meminfo showed another MemTotal", m[2], m[1], what)
+			}
 		}
 	}
 }

@@ -525,11 +525,16 @@ func TestServeContainerTrees(t *testing.T) {
 	}
 }
 
+// oneContainer is a counter whose readers are all in container 1.
+type oneContainer struct{ counter }
+
+func (c *oneContainer) Identify(int) uint32 { return 1 }
+
 // TestServeSnapshotBudget: a container holding many open files keeps at most
 // SnapshotLimit bytes of snapshots in the daemon; the files past it still
 // read right, and a snapshot goes once its reader has read to the end.
 func TestServeSnapshotBudget(t *testing.T) {
-	c := &counter{}
+	c := &oneContainer{}
 	var tree *FS
 	limit := 3 * (10240 + handleCost)
 	mp := mountTestWith(t, c, func(f *FS) { f.SnapshotLimit = limit; tree = f }, "proc/meminfo")

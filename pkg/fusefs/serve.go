@@ -44,10 +44,14 @@ type server struct {
 	conn    *fuse.Conn
 	nextFH  atomic.Uint32 // starts at random, see fileHandle
 	handles sync.Map      // fuse.HandleID -> *handle
-	stuck   atomic.Int64  // goroutines whose render outlived the timeout
+	stuck   atomic.Int64  // goroutines replaced while a render or store waits
 
 	heldMu sync.Mutex
 	held   map[uint32]int // snapshot bytes kept per container
+
+	readers  sync.WaitGroup // goroutines reading the device (spawn)
+	errMu    sync.Mutex
+	firstErr error
 }
 
 // Snapshots are what an open file costs the daemon: the content rendered at
@@ -167,17 +171,31 @@ func (f *FS) Serve(conn *fuse.Conn, workers int) error {
 	if runtime.GOMAXPROCS(0) < workers+2 {
 		runtime.GOMAXPROCS(workers + 2)
 	}
-	errs := make(chan error, workers)
 	for range workers {
-		go func() { errs <- s.loop() }()
+		s.spawn()
 	}
-	var first error
-	for range workers {
-		if err := <-errs; err != nil && first == nil {
-			first = err
+	// Every reading goroutine, replacements included, ends only when the
+	// connection does; one that was replaced ends early and is not a sign
+	// of it.
+	s.readers.Wait()
+	s.errMu.Lock()
+	defer s.errMu.Unlock()
+	return s.firstErr
+}
+
+// spawn starts a goroutine reading the device.
+func (s *server) spawn() {
+	s.readers.Add(1)
+	go func() {
+		defer s.readers.Done()
+		if err := s.loop(); err != nil {
+			s.errMu.Lock()
+			if s.firstErr == nil {
+				s.firstErr = err
+			}
+			s.errMu.Unlock()
 		}
-	}
-	return first
+	}()
 }
 
 func (s *server) loop() error {
@@ -361,7 +379,7 @@ func (s *server) withContent(req fuse.Request, name string, who uint32, answer f
 			return
 		}
 		if next == byTimerReplaced {
-			go s.loop()
+			s.spawn()
 		}
 		defer s.recoverEIO(req)
 		s.fs.log.Warn("render timed out; answered with the fallback", "file", name, "container", who, "timeout", s.fs.Timeout)
@@ -400,13 +418,17 @@ func (s *server) open(r *fuse.OpenRequest) (abandoned bool) {
 		return
 	}
 	h := &handle{n: n, who: s.owner(nr, r.Pid)}
+	var storeReplaced atomic.Bool
+	defer func() { abandoned = abandoned || storeReplaced.Load() }()
 	return s.withContent(r, n.name, h.who, func(data []byte, err error) {
 		if err != nil {
 			s.fs.log.Warn("render failed", "file", n.name, "pid", r.Pid, "container", h.who, "err", err)
 			r.RespondError(errno(syscall.EIO))
 			return
 		}
-		s.setSize(nr, data)
+		if s.setSize(nr, data) {
+			storeReplaced.Store(true)
+		}
 		id := fileHandle(h.who, s.nextFH.Add(1))
 		kept := s.keep(h.who, len(data))
 		if kept {
@@ -433,15 +455,49 @@ func (s *server) open(r *fuse.OpenRequest) (abandoned bool) {
 // does not bypass; at size 0 they would read nothing. Storing the content's
 // last byte at its offset grows the size to the content's length (a
 // zero-length store would not); a shorter later read shrinks it again.
-func (s *server) setSize(nr ref, data []byte) {
+//
+// The store waits for the page it writes, and a reader that maps the file
+// (or reads it through the page cache) holds that page locked until we
+// answer its READ: with every reading goroutine waiting in a store, nobody
+// would, and the daemon hung for every container. So a store that waits
+// longer than storeWait has another goroutine take its place reading the
+// device, and replaced reports that this one should stop once done.
+func (s *server) setSize(nr ref, data []byte) (replaced bool) {
 	if len(data) == 0 {
-		return
+		return false
 	}
+	const (
+		storing = iota
+		stored
+		byTimer
+	)
+	var state atomic.Int32
+	t := time.AfterFunc(storeWait, func() {
+		if s.stuck.Add(1) > maxStuck {
+			s.stuck.Add(-1)
+			return
+		}
+		if !state.CompareAndSwap(storing, byTimer) {
+			s.stuck.Add(-1)
+			return
+		}
+		s.spawn()
+	})
 	last := len(data) - 1
 	if err := s.conn.NotifyStore(nr.id, uint64(last), data[last:]); err != nil && !errors.Is(err, fuse.ErrNotCached) {
 		s.fs.log.Debug("notify store failed", "file", nr.n.name, "err", err)
 	}
+	if state.CompareAndSwap(storing, stored) {
+		t.Stop()
+		return false
+	}
+	s.stuck.Add(-1)
+	return true
 }
+
+// storeWait is how long a size store may hold its reading goroutine before
+// another one reads the device in its place (see setSize).
+const storeWait = 20 * time.Millisecond
 
 // getattr reports a file's size as the length of the caller's open handle's
 // snapshot (fstat), else of the content the caller would read now.

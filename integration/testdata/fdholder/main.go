@@ -10,6 +10,9 @@
 //	                       many reads showed each MemTotal
 //	fdholder open N FILE   each round opens FILE N more times and keeps them
 //	                       all open, printing the MemTotal the first one shows
+//	fdholder mmap N KB FILE  waits for /tmp/go, then N times opens FILE, maps
+//	                       it privately (through the page cache) and counts
+//	                       the maps whose MemTotal is not KB kB
 //	fdholder flood FILE... raises its soft descriptor limit to the hard one,
 //	                       opens the files in turn until no descriptor is
 //	                       left, prints how many, and exits at round 1
@@ -44,6 +47,12 @@ func run(args []string) error {
 	switch {
 	case len(args) == 2 && args[0] == "hold":
 		return hold(args[1])
+	case len(args) == 4 && args[0] == "mmap":
+		n, err := strconv.Atoi(args[1])
+		if err != nil {
+			return err
+		}
+		return mmapLoop(n, args[2], args[3])
 	case len(args) >= 2 && args[0] == "flood":
 		return flood(args[1:])
 	case len(args) == 3 && args[0] == "open":
@@ -125,6 +134,34 @@ func open(n int, path string) error {
 		}
 		fmt.Printf("round=%d opened=%d memtotal=%s\n", round, len(keep), first)
 	}
+}
+
+func mmapLoop(n int, want, path string) error {
+	waitFile("/tmp/go")
+	bad := 0
+	for range n {
+		f, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		st, err := f.Stat()
+		if err != nil || st.Size() == 0 {
+			f.Close()
+			return fmt.Errorf("stat %s: size %v, %v", path, st.Size(), err)
+		}
+		b, err := syscall.Mmap(int(f.Fd()), 0, int(st.Size()), syscall.PROT_READ, syscall.MAP_PRIVATE)
+		if err != nil {
+			f.Close()
+			return fmt.Errorf("mmap %s: %w", path, err)
+		}
+		if m := memTotal.FindSubmatch(b); m == nil || string(m[1]) != want {
+			bad++
+		}
+		syscall.Munmap(b)
+		f.Close()
+	}
+	fmt.Printf("DONE mmaps=%d bad=%d\n", n, bad)
+	return nil
 }
 
 func flood(paths []string) error {
