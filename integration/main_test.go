@@ -18,6 +18,7 @@ var (
 	nriBin   string
 	// sysinfoProg calls sysinfo(2) in containers (testdata/sysinfoprog).
 	sysinfoProg string
+	holderBin   string // testdata/fdholder, static, run inside containers
 )
 
 // testVersion is the version the binaries are built with (as the Makefile
@@ -45,7 +46,8 @@ func run(m *testing.M) int {
 	hookBin = filepath.Join(dir, "lxcfs-hook")
 	nriBin = filepath.Join(dir, "lxcfs-nri")
 	sysinfoProg = filepath.Join(dir, "sysinfoprog")
-	for bin, pkg := range map[string]string{fusedBin: "../cmd/lxcfs-fused", hookBin: "../cmd/lxcfs-hook", nriBin: "../cmd/lxcfs-nri", sysinfoProg: "./testdata/sysinfoprog"} {
+	holderBin = filepath.Join(dir, "fdholder")
+	for bin, pkg := range map[string]string{fusedBin: "../cmd/lxcfs-fused", hookBin: "../cmd/lxcfs-hook", nriBin: "../cmd/lxcfs-nri", sysinfoProg: "./testdata/sysinfoprog", holderBin: "./testdata/fdholder"} {
 		// Built as make build builds them (BUILD_TAGS and BUILD_ENV in the
 		// Makefile).
 		cmd := exec.Command("go", "build", "-tags", "urfave_cli_no_docs",

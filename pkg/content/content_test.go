@@ -33,7 +33,13 @@ type fakeResolver struct {
 }
 
 func (r *fakeResolver) Resolve(int) (*caller.Container, error) { return r.c, r.err }
-func (r *fakeResolver) Forget(*caller.Container)               { r.forgot++ }
+func (r *fakeResolver) Lookup(uint32) (*caller.Container, error) {
+	if r.c == nil && r.err == nil {
+		return nil, errors.New("no such container")
+	}
+	return r.c, r.err
+}
+func (r *fakeResolver) Forget(*caller.Container) { r.forgot++ }
 
 func files(t *testing.T, cgroupRoot string, r Resolver) *Files {
 	t.Helper()
@@ -54,7 +60,7 @@ func files(t *testing.T, cgroupRoot string, r Resolver) *Files {
 
 func ctr(path string) *caller.Container {
 	// Started 3990s after boot: 10.5s before Now.
-	return &caller.Container{NS: 1, InitPid: 4242, StartTicks: 399000, Cgroups: map[string]string{"": path}}
+	return &caller.Container{ID: 7, NS: 1, InitPid: 4242, StartTicks: 399000, Cgroups: map[string]string{"": path}}
 }
 
 func host(t *testing.T, name string) string {
@@ -107,7 +113,7 @@ func TestHostFallbacks(t *testing.T) {
 			if rname == "garbage" && name == Swaps {
 				continue // garbage memory.max: covered by Meminfo; swaps reads the same figures
 			}
-			got, err := f.Render(name, 7)
+			got, err := f.Render(name, f.Identify(4243))
 			if err != nil {
 				t.Fatalf("%s %s: %v", rname, name, err)
 			}
