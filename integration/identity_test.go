@@ -531,3 +531,64 @@ func TestIdentityUpgradeAcrossReleases(t *testing.T) {
 		})
 	}
 }
+
+// TestIdentityCPUDirOwnTree: a registered container's CPU directory is its
+// own tree's: a container in the host's pid namespace (whose readers look
+// like the host's) sees only its cpuset's cpuN/, with the host's content
+// inside, and a host process reading that container's tree sees the same,
+// while the shared tree shows the host reader every CPU.
+func TestIdentityCPUDirOwnTree(t *testing.T) {
+	requireRoot(t)
+	if host := cpuDirs(t, "/sys/devices/system/cpu"); len(host) < 2 {
+		t.Skipf("needs 2 host CPUs, has %v: the container's cpuset 0 must hide one", host)
+	}
+	d := startDaemon(t, fusedBin, "")
+	c := runDetached(t, d.mp, d.stateDir, `echo "cpudirs=$(ls /sys/devices/system/cpu | grep '^cpu[0-9]' | tr '\n' ' ')"
+echo "core=$(cat /sys/devices/system/cpu/cpu0/topology/core_id)"
+echo "online=$(cat /sys/devices/system/cpu/online)"
+exec sleep 1000`, withPidNS(t, ""))
+	if got := waitLine(t, c, `cpudirs=(.*)`)[1]; got != "cpu0 " {
+		t.Errorf("the container lists cpuN %q, want its cpuset's alone, \"cpu0 \"", got)
+	}
+	want := readTrim(t, "/sys/devices/system/cpu/cpu0/topology/core_id")
+	if got := waitLine(t, c, `core=(.*)`)[1]; got != want {
+		t.Errorf("cpu0/topology/core_id in the container = %q, want the host's %q", got, want)
+	}
+	if got := waitLine(t, c, `online=(.*)`)[1]; got != "0" {
+		t.Errorf("online in the container = %q, want 0", got)
+	}
+
+	own := viewRoot(t, d.stateDir, c)
+	if !strings.Contains(own, "/.containers/") {
+		t.Fatalf("the container's views are bound from %s, not from files of its own", own)
+	}
+	if got := cpuDirs(t, filepath.Join(own, "sys/devices/system/cpu")); strings.Join(got, " ") != "cpu0" {
+		t.Errorf("the host reading the container's tree lists %v, want [cpu0]: hidden by the tree's container, not the reader", got)
+	}
+	if _, err := os.Stat(filepath.Join(own, "sys/devices/system/cpu/cpu1")); !os.IsNotExist(err) {
+		t.Errorf("cpu1 in the container's tree: %v, want it hidden", err)
+	}
+	if got := readTrim(t, filepath.Join(own, "sys/devices/system/cpu/cpu0/topology/core_id")); got != want {
+		t.Errorf("the container's tree's cpu0 core_id = %q, want %q", got, want)
+	}
+	host := cpuDirs(t, "/sys/devices/system/cpu")
+	if got := cpuDirs(t, filepath.Join(d.mp, "sys/devices/system/cpu")); strings.Join(got, " ") != strings.Join(host, " ") {
+		t.Errorf("the host reading the shared tree lists %v, want the host's %v", got, host)
+	}
+}
+
+// cpuDirs lists the cpuN entries of a CPU directory.
+func cpuDirs(t *testing.T, dir string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range ents {
+		if regexp.MustCompile(`^cpu[0-9]+$`).MatchString(e.Name()) {
+			names = append(names, e.Name())
+		}
+	}
+	return names
+}
