@@ -583,10 +583,16 @@ func (s *server) getattr(nr ref, r *fuse.GetattrRequest) (abandoned bool) {
 		if v, ok := s.handles.Load(r.Handle); ok {
 			h := v.(*handle)
 			h.mu.Lock()
+			kept := h.data != nil
 			a.Size = uint64(len(h.data))
 			h.mu.Unlock()
-			r.Respond(&fuse.GetattrResponse{Attr: a})
-			return false
+			// A snapshot forgotten since the lookup (its reader read to
+			// the end) says nothing of the size: answering 0 would shrink
+			// the inode and a sendfile reader would read nothing.
+			if kept {
+				r.Respond(&fuse.GetattrResponse{Attr: a})
+				return false
+			}
 		}
 	}
 	who, ok := handleOwner(r.Handle)
