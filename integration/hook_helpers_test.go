@@ -79,6 +79,8 @@ type bundleOpts struct {
 	annotations map[string]string
 	files       map[string]string // host file -> path in the rootfs, copied in
 	memory      int               // memory limit with limits, bytes; 0: 64 MiB
+	// prepare changes the bundle (runDetached) before the hook is injected.
+	prepare []func(bundle string)
 }
 
 // busyboxBundle makes an OCI bundle under t.TempDir() whose rootfs holds the

@@ -18,6 +18,7 @@ var (
 	nriBin   string
 	// sysinfoProg calls sysinfo(2) in containers (testdata/sysinfoprog).
 	sysinfoProg string
+	holderBin   string // testdata/fdholder, static, run inside containers
 )
 
 // testVersion is the version the binaries are built with (as the Makefile
@@ -62,14 +63,15 @@ func run(m *testing.M) int {
 	hookBin = filepath.Join(dir, "lxcfs-hook")
 	nriBin = filepath.Join(dir, "lxcfs-nri")
 	sysinfoProg = filepath.Join(dir, "sysinfoprog")
+	holderBin = filepath.Join(dir, "fdholder")
 	// make test-vm builds them on the host, where Go builds are several
 	// times faster than in the emulated guest, and passes their directory.
 	if pre := os.Getenv(prebuiltEnv); pre != "" {
 		fusedBin, hookBin, nriBin = filepath.Join(pre, "lxcfs-fused"), filepath.Join(pre, "lxcfs-hook"), filepath.Join(pre, "lxcfs-nri")
-		sysinfoProg = filepath.Join(pre, "sysinfoprog")
+		sysinfoProg, holderBin = filepath.Join(pre, "sysinfoprog"), filepath.Join(pre, "fdholder")
 		return m.Run()
 	}
-	for bin, pkg := range map[string]string{fusedBin: "../cmd/lxcfs-fused", hookBin: "../cmd/lxcfs-hook", nriBin: "../cmd/lxcfs-nri", sysinfoProg: "./testdata/sysinfoprog"} {
+	for bin, pkg := range map[string]string{fusedBin: "../cmd/lxcfs-fused", hookBin: "../cmd/lxcfs-hook", nriBin: "../cmd/lxcfs-nri", sysinfoProg: "./testdata/sysinfoprog", holderBin: "./testdata/fdholder"} {
 		// Built as make build builds them (BUILD_TAGS and BUILD_ENV in the
 		// Makefile).
 		cmd := exec.Command("go", "build", "-tags", "urfave_cli_no_docs",

@@ -92,17 +92,20 @@ func (c *container) stopLoop(t *testing.T, last string) string {
 }
 
 // runDetached starts a limited busybox container with our hook recording
-// into stateDir, running script, with its stdout in a file. extra goes to
-// lxcfs-hook inject.
-func runDetached(t *testing.T, root, stateDir, script string, extra ...string) *container {
+// into stateDir, running script, with its stdout in a file. Each prepare
+// function may change the bundle before the container starts.
+func runDetached(t *testing.T, root, stateDir, script string, prepare ...func(bundle string)) *container {
 	t.Helper()
-	return runBundleDetached(t, root, stateDir, bundleOpts{script: script, limits: true}, extra...)
+	return runBundleDetached(t, root, stateDir, bundleOpts{script: script, limits: true, prepare: prepare})
 }
 
 // runBundleDetached is runDetached for a bundle of the caller's making.
 func runBundleDetached(t *testing.T, root, stateDir string, o bundleOpts, extra ...string) *container {
 	t.Helper()
 	bundle := busyboxBundle(t, o)
+	for _, p := range o.prepare {
+		p(bundle)
+	}
 	hookLog := injectHook(t, bundle, root, append([]string{"--state-dir", stateDir}, extra...)...)
 	runcSeq++
 	c := &container{

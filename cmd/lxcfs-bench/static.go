@@ -17,7 +17,8 @@ import (
 // daemon's figures are compared with.
 type fixed []byte
 
-func (f fixed) Render(string, int) ([]byte, error) { return f, nil }
+func (f fixed) Identify(int) uint32                   { return 0 }
+func (f fixed) Render(string, uint32) ([]byte, error) { return f, nil }
 
 func staticServerMain(args []string) error {
 	fl := flag.NewFlagSet("static-server", flag.ContinueOnError)

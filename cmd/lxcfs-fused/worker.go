@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
@@ -20,6 +21,7 @@ import (
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/content"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/fusefs"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/loadavg"
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/register"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/reread"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/stats"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/supervise"
@@ -74,7 +76,13 @@ func workerCmd(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	resolver, err := caller.NewResolver("/proc")
+	// Container IDs are shared by every process that serves this
+	// connection, through the state directory: a replacement or upgraded
+	// worker answers the handles its predecessors gave for their containers.
+	if err := os.MkdirAll(c.String("state-dir"), 0o755); err != nil {
+		return fmt.Errorf("--state-dir %s: %w (container IDs are kept there)", c.String("state-dir"), err)
+	}
+	resolver, err := caller.NewResolver("/proc", filepath.Join(c.String("state-dir"), "container-ids"))
 	if err != nil {
 		return err
 	}
@@ -89,6 +97,15 @@ func workerCmd(c *cli.Context) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go resolver.PruneEvery(ctx, time.Minute)
+	// The hook registers each new container here, to bind it files of its
+	// own (MOUNT/.containers/ID): containers that share a pid namespace
+	// cannot be told apart by their readers.
+	go func() {
+		sock := filepath.Join(c.String("state-dir"), register.SocketName)
+		if err := register.Serve(ctx, sock, resolver.Register, log); err != nil {
+			log.Error("container registration unavailable: the hook binds the shared files", "err", err)
+		}
+	}()
 	if c.Bool("enable-loadavg") {
 		s := loadavg.New("/proc", log)
 		files.Load = s
@@ -126,7 +143,7 @@ func workerCmd(c *cli.Context) error {
 	go func() {
 		for sig := range sigs {
 			if sig == syscall.SIGUSR1 {
-				logStats(log, resolver)
+				logStats(log, resolver, tree)
 				continue
 			}
 			// Requests read but not answered are resent by the supervisor
@@ -152,7 +169,7 @@ func workerCmd(c *cli.Context) error {
 // logStats reports what an operator (or the load test) watches for leaks.
 // Free memory is handed back to the kernel first, so RSS shows what the
 // worker holds rather than the high-water mark of its last burst.
-func logStats(log interface{ Info(string, ...any) }, r *caller.Resolver) {
+func logStats(log interface{ Info(string, ...any) }, r *caller.Resolver, tree *fusefs.FS) {
 	debug.FreeOSMemory()
 	fds, _ := os.ReadDir("/proc/self/fd")
 	var rss string
@@ -170,7 +187,8 @@ func logStats(log interface{ Info(string, ...any) }, r *caller.Resolver) {
 	runtime.ReadMemStats(&ms)
 	log.Info("stats", "goroutines", runtime.NumGoroutine(), "fds", len(fds), "rss", rss,
 		"cached_containers", r.Len(), "kept_files", reread.Kept(), "pinned_threads", r.Threads(),
-		"heap_inuse_kb", ms.HeapInuse>>10, "stack_inuse_kb", ms.StackInuse>>10, "go_sys_kb", ms.Sys>>10, "gc_cycles", ms.NumGC)
+		"heap_inuse_kb", ms.HeapInuse>>10, "stack_inuse_kb", ms.StackInuse>>10, "go_sys_kb", ms.Sys>>10, "gc_cycles", ms.NumGC,
+		"snapshot_kb", tree.Held()>>10)
 }
 
 // stallEnv names a marker file for the failover test: while it exists, the
@@ -183,9 +201,9 @@ type stallRenderer struct {
 	marker string
 }
 
-func (s stallRenderer) Render(name string, pid int) ([]byte, error) {
+func (s stallRenderer) Render(name string, who uint32) ([]byte, error) {
 	if name == content.Loadavg && os.Remove(s.marker) == nil {
 		select {}
 	}
-	return s.Files.Render(name, pid)
+	return s.Files.Render(name, who)
 }

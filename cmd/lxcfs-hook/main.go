@@ -7,8 +7,10 @@ package main
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -16,6 +18,7 @@ import (
 
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/hook"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/mountns"
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/register"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/stats"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/version"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/wrapper"
@@ -216,6 +219,7 @@ func createRuntime(c *cli.Context) error {
 		log.Warn("views not served: the container starts with the host's /proc and /sys files", "root", root, "err", err)
 		return nil
 	}
+	root = registered(c, log, root, state.Pid)
 	entries, err := hook.List(root)
 	if err != nil {
 		outcome = stats.NotServing
@@ -255,6 +259,25 @@ func createRuntime(c *cli.Context) error {
 	outcome = stats.Served
 	log.Info("views mounted", "reason", d.Reason, "rootfs", rootfs, "mounted", targets(res.Mounted), "skipped", len(res.Skipped), "took", time.Since(start).Round(time.Microsecond))
 	return nil
+}
+
+// registered registers the container with the daemon and returns the root of
+// its own files (ROOT/.containers/ID), answered for it whoever reads them;
+// or root, the files every container shares, answered per reader's pid
+// namespace, when the daemon does not register (an older release, LXCFS).
+func registered(c *cli.Context, log *slog.Logger, root string, pid int) string {
+	sock := filepath.Join(setFlag(c, "state-dir").String("state-dir"), register.SocketName)
+	id, err := register.Register(sock, pid, time.Second)
+	if err != nil {
+		log.Info("the daemon did not register the container: binding the shared files (containers sharing a pid namespace may see each other's figures)", "err", err)
+		return root
+	}
+	own := filepath.Join(root, ".containers", strconv.FormatUint(uint64(id), 10))
+	if _, err := os.Stat(filepath.Join(own, "proc")); err != nil {
+		log.Warn("the daemon registered the container but serves no files for it: binding the shared files", "dir", own, "err", err)
+		return root
+	}
+	return own
 }
 
 func targets(ms []hook.Mount) string {

@@ -15,7 +15,7 @@ func stateDirFlag() cli.Flag {
 	return &cli.StringFlag{
 		Name:  "state-dir",
 		Value: remount.DefaultStateDir,
-		Usage: "where served containers are recorded, so their views can be re-attached after the daemon's connection is lost (lxcfs-fused reads the same directory at start; \"lxcfs-hook remount\" on demand), and where each run counts its outcome (hook.counts) for the daemon's metrics",
+		Usage: "where served containers are recorded, so their views can be re-attached after the daemon's connection is lost (lxcfs-fused reads the same directory at start; \"lxcfs-hook remount\" on demand), where each run counts its outcome (hook.counts) for the daemon's metrics, and where lxcfs-fused listens for registrations (register.sock) that give a container files of its own; use the daemon's --state-dir",
 	}
 }
 

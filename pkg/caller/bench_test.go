@@ -19,7 +19,7 @@ func BenchmarkResolve(b *testing.B) {
 		b.Skip("needs root to create a pid namespace")
 	}
 	init, child := benchNamespace(b)
-	r, err := NewResolver("/proc")
+	r, err := NewResolver("/proc", "")
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -28,6 +28,7 @@ import (
 
 // Container is what the daemon needs to know about a reader's container.
 type Container struct {
+	ID         uint32            // never another container's in this boot (registry.go)
 	NS         uint64            // pid namespace inode, the cache key
 	InitPid    int               // host pid of the namespace's init
 	StartTicks uint64            // init start time, clock ticks after boot (/proc/PID/stat field 22)
@@ -75,6 +76,8 @@ type Resolver struct {
 
 	mu        sync.Mutex
 	byNS      map[uint64]*entry
+	byID      map[uint32]*entry
+	ids       *registry
 	lastPrune time.Time
 
 	// Reader threads' namespaces (threads.go).
@@ -97,16 +100,30 @@ const maxWalk = 64
 // NewResolver builds a resolver over the proc file system at procDir (/proc
 // on a real host). Processes in the resolver's own pid namespace are the
 // host: they get no Container.
-func NewResolver(procDir string) (*Resolver, error) {
+//
+// idFile is where container IDs are kept for every process serving the
+// same connection (see registry.go); "" keeps them in this process only.
+func NewResolver(procDir, idFile string) (*Resolver, error) {
 	fs, err := procfs.NewFS(procDir)
 	if err != nil {
 		return nil, fmt.Errorf("open proc file system %s: %w", procDir, err)
 	}
 	r := &Resolver{proc: fs, procDir: procDir, idle: time.Minute, byNS: map[uint64]*entry{},
-		threads: map[int]thread{}, onceSeen: map[int]uint64{}}
+		byID: map[uint32]*entry{}, threads: map[int]thread{}, onceSeen: map[int]uint64{}}
 	r.hostNS, err = r.pidNS("self")
 	if err != nil {
 		return nil, fmt.Errorf("read the daemon's own pid namespace: %w", err)
+	}
+	if idFile == "" {
+		r.ids = &registry{byInit: map[initKey]uint32{}, inits: map[uint32]idRecord{}}
+		return r, nil
+	}
+	boot, err := os.ReadFile(filepath.Join(procDir, "sys/kernel/random/boot_id"))
+	if err != nil {
+		return nil, fmt.Errorf("read the boot ID (container IDs are kept per boot): %w", err)
+	}
+	if r.ids, err = openRegistry(idFile, strings.TrimSpace(string(boot))); err != nil {
+		return nil, err
 	}
 	return r, nil
 }
@@ -155,7 +172,102 @@ func (r *Resolver) Resolve(pid int) (*Container, error) {
 		r.dropLocked(ns, old)
 	}
 	r.byNS[ns] = e
+	r.byID[e.c.ID] = e
 	r.pruneLocked(now)
+	return e.c, nil
+}
+
+// Register gives an ID to the container whose init is the process behind
+// pidfd (sent by the hook), whatever its pid namespace: a container that
+// shares the host's pid namespace, or another container's, is its own
+// process tree's, not the namespace's init's. Lookup then finds it.
+func (r *Resolver) Register(pidfd int) (uint32, error) {
+	pid, err := pidfdPid(pidfd)
+	if err != nil {
+		return 0, err
+	}
+	start, err := r.startTicks(pid)
+	if err != nil {
+		return 0, err
+	}
+	ns, err := r.pidNS(strconv.Itoa(pid))
+	if err != nil {
+		return 0, err
+	}
+	// Read after the figures: the pid was still this process's then.
+	if !alive(pidfd) {
+		return 0, fmt.Errorf("process %d exited while being registered", pid)
+	}
+	return r.ids.assign(idRecord{pid: pid, start: start, ns: ns})
+}
+
+// pidfdPid reads the pid a pidfd refers to, in our pid namespace.
+func pidfdPid(pidfd int) (int, error) {
+	path := "/proc/self/fdinfo/" + strconv.Itoa(pidfd)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, fmt.Errorf("read %s: %w", path, err)
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "Pid:"); ok {
+			pid, err := strconv.Atoi(strings.TrimSpace(v))
+			if err != nil || pid <= 0 {
+				return 0, fmt.Errorf("%s: not a live process's pidfd (Pid: %s)", path, strings.TrimSpace(v))
+			}
+			return pid, nil
+		}
+	}
+	return 0, fmt.Errorf("%s: not a pidfd", path)
+}
+
+// Alive says whether the container given id still runs.
+func (r *Resolver) Alive(id uint32) bool {
+	_, err := r.Lookup(id)
+	return err == nil
+}
+
+// Lookup returns the container given id, by this resolver or by another
+// process's over the same ID file, as long as its init lives. It never
+// returns another container: the init is proven by its start time.
+func (r *Resolver) Lookup(id uint32) (*Container, error) {
+	now := time.Now()
+	r.mu.Lock()
+	if e, ok := r.byID[id]; ok {
+		if !e.dropped && alive(e.pidfd) {
+			e.lastUsed = now
+			r.mu.Unlock()
+			return e.c, nil
+		}
+		delete(r.byID, id)
+	}
+	r.mu.Unlock()
+	rec, ok := r.ids.record(id)
+	if !ok {
+		return nil, fmt.Errorf("container ID %d: no such container (it exited, or the ID is from another boot)", id)
+	}
+	if e := r.cached(rec.ns, now); e != nil && e.c.InitPid == rec.pid && e.c.StartTicks == rec.start {
+		r.mu.Lock()
+		r.byID[id] = e
+		r.mu.Unlock()
+		return e.c, nil
+	}
+	e, err := r.pin(rec.pid, rec.ns, rec.start)
+	if err != nil {
+		return nil, fmt.Errorf("container ID %d: %w", id, err)
+	}
+	e.c.ID = id
+	e.lastUsed = now
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if old, ok := r.byNS[rec.ns]; ok && alive(old.pidfd) && old.c.InitPid == rec.pid && old.c.StartTicks == rec.start {
+		unix.Close(e.pidfd)
+		r.byID[id] = old
+		return old.c, nil
+	} else if ok {
+		r.dropLocked(rec.ns, old)
+	}
+	r.byNS[rec.ns] = e
+	r.byID[id] = e
 	return e.c, nil
 }
 
@@ -189,6 +301,15 @@ func (r *Resolver) pruneLocked(now time.Time) {
 			r.dropLocked(ns, e)
 		}
 	}
+	for id, e := range r.byID {
+		if e.dropped {
+			delete(r.byID, id)
+		}
+	}
+	r.ids.sweep(func(rec idRecord) bool {
+		start, err := r.startTicks(rec.pid)
+		return err != nil || start != rec.start
+	})
 }
 
 // Prune drops the entries of containers whose init has exited and of those
@@ -232,6 +353,9 @@ func (r *Resolver) dropLocked(ns uint64, e *entry) {
 	unix.Close(e.pidfd)
 	e.dropped = true
 	delete(r.byNS, ns)
+	if r.byID[e.c.ID] == e {
+		delete(r.byID, e.c.ID)
+	}
 	e.c.release()
 }
 
@@ -250,6 +374,7 @@ func (r *Resolver) Close() {
 		r.dropLocked(ns, e)
 	}
 	r.pruneThreadsLocked(true)
+	r.ids.close()
 }
 
 // lookup finds the init of pid's namespace, pins it with a pidfd and reads
@@ -263,6 +388,20 @@ func (r *Resolver) lookup(pid int, ns uint64) (*entry, error) {
 	if err != nil {
 		return nil, err
 	}
+	e, err := r.pin(init, ns, start)
+	if err != nil {
+		return nil, err
+	}
+	if e.c.ID, err = r.ids.assign(idRecord{pid: init, start: start, ns: ns}); err != nil {
+		unix.Close(e.pidfd)
+		return nil, err
+	}
+	return e, nil
+}
+
+// pin opens a pidfd on init, proves it is the process that started at start
+// in namespace ns, and reads its cgroups.
+func (r *Resolver) pin(init int, ns, start uint64) (*entry, error) {
 	pidfd, err := unix.PidfdOpen(init, 0)
 	if err != nil {
 		return nil, fmt.Errorf("pidfd_open %d: %w", init, err)

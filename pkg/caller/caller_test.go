@@ -39,7 +39,7 @@ func TestParseNSLink(t *testing.T) {
 func rootResolver(t *testing.T) *Resolver {
 	t.Helper()
 	needRoot(t)
-	r, err := NewResolver("/proc")
+	r, err := NewResolver("/proc", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +108,7 @@ func TestResolveLive(t *testing.T) {
 	}
 	defer func() { ns.Process.Kill(); ns.Wait() }()
 	joined := waitChild(t, ns.Process.Pid)
-	r2, _ := NewResolver("/proc")
+	r2, _ := NewResolver("/proc", "")
 	defer r2.Close()
 	if c3, err := r2.Resolve(joined); err != nil || c3 == nil || c3.InitPid != init.Process.Pid {
 		t.Fatalf("setns'd process %d: got %+v, %v; want init %d", joined, c3, err, init.Process.Pid)

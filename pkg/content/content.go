@@ -56,6 +56,9 @@ type LoadSource interface {
 // *caller.Resolver is the real one.
 type Resolver interface {
 	Resolve(pid int) (*caller.Container, error)
+	// Lookup returns the container that Resolve (here or in another
+	// process serving the same connection) gave the ID id, while it lives.
+	Lookup(id uint32) (*caller.Container, error)
 	// Forget drops what is cached about a container whose cgroups have
 	// vanished (its init moved elsewhere), so the next read looks again.
 	Forget(c *caller.Container)
@@ -188,9 +191,35 @@ func (f *Files) readHost(name string, buf []byte) ([]byte, error) {
 	return f.hostSingle.ReadIn(dir, file, buf, f.HostMaxAge)
 }
 
-// Render implements fusefs.Renderer. An error means even the host file could
-// not be read. The answer is rendered into a buffer that Recycle takes back.
-func (f *Files) Render(name string, pid int) ([]byte, error) {
+// Identify implements fusefs.Renderer: the ID of pid's container, 0 (the
+// host's view) for a host process, or caller.Unresolved (also the host's
+// view, counted as a fallback) for a reader that cannot be resolved.
+func (f *Files) Identify(pid int) uint32 {
+	c, err := f.Callers.Resolve(pid)
+	if err != nil {
+		// Readers that exit before their open is served land here; it is
+		// routine, so not a warning.
+		f.Log.Debug("reader not resolved; serving the host file", "pid", pid, "err", err)
+		return caller.Unresolved
+	}
+	if c == nil {
+		return 0
+	}
+	return c.ID
+}
+
+// Alive implements fusefs.Scoper: whether container who (registered by the
+// hook, or resolved from a reader) still runs.
+func (f *Files) Alive(who uint32) bool {
+	_, err := f.Callers.Lookup(who)
+	return err == nil
+}
+
+// Render implements fusefs.Renderer: name's content for the container who
+// (an ID from Identify), or the host's for 0. An error means even the host
+// file could not be read. The answer is rendered into a buffer that Recycle
+// takes back.
+func (f *Files) Render(name string, who uint32) ([]byte, error) {
 	bp := hostBufs.Get().(*[]byte)
 	host, err := f.readHost(name, (*bp)[:0])
 	*bp = host[:0]
@@ -199,7 +228,7 @@ func (f *Files) Render(name string, pid int) ([]byte, error) {
 		return nil, fmt.Errorf("read host file for %s: %w", name, err)
 	}
 	op := outBufs.Get().(*[]byte)
-	out := f.renderFor(name, pid, host, (*op)[:0])
+	out := f.renderFor(name, who, host, (*op)[:0])
 	hostBufs.Put(bp)
 	return out, nil
 }
@@ -237,17 +266,18 @@ func (f *Files) Fallback(name string) ([]byte, error) {
 	return host, nil
 }
 
-// renderFor appends to dst name's content for pid, from the host's.
-func (f *Files) renderFor(name string, pid int, host, dst []byte) []byte {
-	c, err := f.Callers.Resolve(pid)
-	if err != nil {
-		// Readers that exit before their read is served land here; it is
-		// routine, so not a warning.
-		f.Log.Debug("reader not resolved; serving the host file", "file", name, "pid", pid, "err", err)
-		f.Stats.Fallback(name, stats.Unresolved)
+// renderFor appends to dst name's content for the container who, from the
+// host's.
+func (f *Files) renderFor(name string, who uint32, host, dst []byte) []byte {
+	if who == 0 {
 		return append(dst, host...)
 	}
-	if c == nil {
+	c, err := f.Callers.Lookup(who)
+	if err != nil {
+		// The container exited while a file of it stayed open (passed to
+		// a host process, say): nobody else's figures, the host's.
+		f.Log.Debug("container gone; serving the host file", "file", name, "id", who, "err", err)
+		f.Stats.Fallback(name, stats.Unresolved)
 		return append(dst, host...)
 	}
 	g := f.group(c)
@@ -260,7 +290,7 @@ func (f *Files) renderFor(name string, pid int, host, dst []byte) []byte {
 			f.Callers.Forget(c)
 		}
 		f.Log.Log(context.Background(), level, "container view failed; serving the host file",
-			"file", name, "pid", pid, "init", c.InitPid, "err", err)
+			"file", name, "id", who, "init", c.InitPid, "err", err)
 		f.Stats.Fallback(name, stats.ViewError)
 		return append(dst, host...)
 	}
@@ -387,17 +417,17 @@ func (f *Files) HostDir(dir string) string {
 // reader's container does not see (view.CPUDirHidden), named by the same
 // decision as online and cpuinfo. A host reader, or one whose container's
 // CPUs cannot be read, sees every host entry, as it sees the host's files.
-func (f *Files) Hidden(dir string, pid int) func(name string) bool {
-	if dir != CPUDir {
+func (f *Files) Hidden(dir string, who uint32) func(name string) bool {
+	if dir != CPUDir || who == 0 {
 		return nil
 	}
-	c, err := f.Callers.Resolve(pid)
-	if err != nil || c == nil {
+	c, err := f.Callers.Lookup(who)
+	if err != nil {
 		return nil
 	}
 	cpus, err := f.visibleCPUs(f.group(c))
 	if err != nil {
-		f.Log.Debug("container CPUs not read; listing the host's CPU directories", "pid", pid, "init", c.InitPid, "err", err)
+		f.Log.Debug("container CPUs not read; listing the host's CPU directories", "id", who, "init", c.InitPid, "err", err)
 		return nil
 	}
 	return func(name string) bool { return view.CPUDirHidden(name, cpus) }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/caller"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/cgroup"
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/stats"
 )
 
 func TestMain(m *testing.M) {
@@ -33,7 +34,13 @@ type fakeResolver struct {
 }
 
 func (r *fakeResolver) Resolve(int) (*caller.Container, error) { return r.c, r.err }
-func (r *fakeResolver) Forget(*caller.Container)               { r.forgot++ }
+func (r *fakeResolver) Lookup(uint32) (*caller.Container, error) {
+	if r.c == nil && r.err == nil {
+		return nil, errors.New("no such container")
+	}
+	return r.c, r.err
+}
+func (r *fakeResolver) Forget(*caller.Container) { r.forgot++ }
 
 func files(t *testing.T, cgroupRoot string, r Resolver) *Files {
 	t.Helper()
@@ -54,7 +61,7 @@ func files(t *testing.T, cgroupRoot string, r Resolver) *Files {
 
 func ctr(path string) *caller.Container {
 	// Started 3990s after boot: 10.5s before Now.
-	return &caller.Container{NS: 1, InitPid: 4242, StartTicks: 399000, Cgroups: map[string]string{"": path}}
+	return &caller.Container{ID: 7, NS: 1, InitPid: 4242, StartTicks: 399000, Cgroups: map[string]string{"": path}}
 }
 
 func host(t *testing.T, name string) string {
@@ -107,7 +114,7 @@ func TestHostFallbacks(t *testing.T) {
 			if rname == "garbage" && name == Swaps {
 				continue // garbage memory.max: covered by Meminfo; swaps reads the same figures
 			}
-			got, err := f.Render(name, 7)
+			got, err := f.Render(name, f.Identify(4243))
 			if err != nil {
 				t.Fatalf("%s %s: %v", rname, name, err)
 			}
@@ -402,5 +409,44 @@ func TestCPUDirAndVmstatTrees(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestFallbackReasons: a reader whose container cannot be told, and a
+// container gone by the time its file is read, count as unresolved
+// fallbacks; garbage cgroup figures as view errors; a host reader as none.
+func TestFallbackReasons(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		r    *fakeResolver
+		who  func(f *Files) uint32
+		want map[string]uint64
+	}{
+		{"unresolved at open", &fakeResolver{err: errors.New("process 99 exited")}, func(f *Files) uint32 { return f.Identify(7) }, map[string]uint64{"unresolved": 1}},
+		{"gone at read", &fakeResolver{}, func(*Files) uint32 { return 5 }, map[string]uint64{"unresolved": 1}},
+		{"garbage", &fakeResolver{c: ctr("/garbage")}, func(f *Files) uint32 { return f.Identify(7) }, map[string]uint64{"view_error": 1}},
+		{"host", &fakeResolver{}, func(f *Files) uint32 { return f.Identify(7) }, map[string]uint64{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := files(t, "testdata/v2", tc.r)
+			st, err := stats.Create(stats.Path(t.TempDir()), []string{Meminfo})
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.Stats = st
+			if _, err := f.Render(Meminfo, tc.who(f)); err != nil {
+				t.Fatal(err)
+			}
+			for _, fc := range st.Snapshot().Files {
+				for reason, n := range fc.Fallbacks {
+					if n != tc.want[reason] {
+						t.Errorf("%s fallbacks %s = %d, want %d", fc.Name, reason, n, tc.want[reason])
+					}
+				}
+			}
+		})
+	}
+	if caller.Unresolved == 0 || caller.Unresolved <= caller.MaxID {
+		t.Errorf("caller.Unresolved = %d: must be no container's ID and not the host's 0", caller.Unresolved)
 	}
 }

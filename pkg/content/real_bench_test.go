@@ -50,7 +50,7 @@ func BenchmarkRenderLive(b *testing.B) {
 	if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0o644); err != nil {
 		b.Fatal(err)
 	}
-	res, err := caller.NewResolver("/proc")
+	res, err := caller.NewResolver("/proc", "")
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -61,7 +61,7 @@ func BenchmarkRenderLive(b *testing.B) {
 		b.Run(filepath.Base(name), func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				out, err := f.Render(name, pid)
+				out, err := f.Render(name, f.Identify(pid))
 				if err != nil {
 					b.Fatal(err)
 				}

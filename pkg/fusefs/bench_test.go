@@ -14,7 +14,8 @@ import (
 // is the FUSE round trips and this package's own work.
 type fixedContent []byte
 
-func (f fixedContent) Render(string, int) ([]byte, error) { return f, nil }
+func (f fixedContent) Identify(int) uint32                   { return 0 }
+func (f fixedContent) Render(string, uint32) ([]byte, error) { return f, nil }
 
 // BenchmarkOpenReadClose is one reader's open / read to EOF / close of a
 // served file of meminfo's size, as monitoring agents do it; allocations

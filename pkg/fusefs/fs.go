@@ -17,6 +17,7 @@ import (
 	"path"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -26,9 +27,16 @@ import (
 )
 
 // Renderer produces the content of the file at name (a slash-separated path
-// below the mount, such as "proc/meminfo") for the process pid.
+// below the mount, such as "proc/meminfo") for a container.
+//
+// A container is named by an ID that Identify gives, below 1<<31, 0 being
+// the host's view. The FS asks once, at open, and keeps the ID in the handle
+// it gives the kernel: an ID must name the same container, or none, to
+// every process that serves the connection (replacement workers, upgraded
+// binaries), and never another container.
 type Renderer interface {
-	Render(name string, pid int) ([]byte, error)
+	Identify(pid int) uint32
+	Render(name string, who uint32) ([]byte, error)
 }
 
 // Fallbacker is a Renderer that has an answer that cannot hang (the host's
@@ -44,12 +52,61 @@ type Recycler interface {
 	Recycle([]byte)
 }
 
+// Scoper is a Renderer that registers containers (see pkg/register): each
+// registered container that still runs has a tree of its own at
+// MOUNT/.containers/ID/, the served files again, answered for that
+// container whoever reads them. Their node IDs are ID<<32 | the file's
+// NodeTable ID, so they are distinct inodes per container (a page cached
+// for one is never another's), and mean the same to every process serving
+// the connection.
+type Scoper interface {
+	Alive(who uint32) bool
+}
+
+const (
+	containersName = ".containers"
+	containersNode = 1<<32 - 1 // no NodeTable ID gets that high
+	baseMask       = 1<<32 - 1
+)
+
+// ref is a node as the kernel names it: a node of the tree, in the tree
+// every reader shares (who 0) or in container who's own.
+type ref struct {
+	n   *node
+	id  fuse.NodeID
+	who uint32 // set only in a container's own tree
+}
+
+// ref finds the node the kernel calls id.
+func (f *FS) ref(id fuse.NodeID) (ref, bool) {
+	if id == containersNode {
+		return ref{n: f.containers, id: id}, f.sc != nil
+	}
+	if uint64(id)&ptBit != 0 {
+		who := ptWho(uint64(id))
+		if who != 0 && f.sc == nil {
+			return ref{}, false
+		}
+		n := f.ptNode(id)
+		if n == nil {
+			return ref{}, false
+		}
+		return ref{n: n, id: id, who: who}, true
+	}
+	n := f.node(fuse.NodeID(uint64(id) & baseMask))
+	if n == nil {
+		return ref{}, false
+	}
+	return ref{n: n, id: id, who: uint32(uint64(id) >> 32)}, true
+}
+
 // entryValid is how long the kernel may cache names. The tree never changes
 // while the daemon runs.
 const entryValid = time.Second
 
 // node is a file or directory of the fixed tree. Its index in FS.nodes is
-// its inode number and FUSE node ID; 1 is the root, as FUSE requires.
+// its inode number and FUSE node ID (NodeTable); 1 is the root, as FUSE
+// requires.
 type node struct {
 	inode    uint64
 	name     string // path below the mount, "" for the root
@@ -71,71 +128,109 @@ type FS struct {
 	// Timeout bounds a render when the Renderer is a Fallbacker: past it
 	// the request is answered with the fallback. 0 waits forever.
 	Timeout time.Duration
+	// SnapshotLimit and SnapshotTotal bound the bytes open files keep,
+	// per container and in all (0: DefaultSnapshotLimit, DefaultSnapshotTotal).
+	SnapshotLimit, SnapshotTotal int
 	// Stats, when set before Serve, counts requests, their latency, render
 	// errors and timeouts per file.
 	Stats *stats.Region
 
-	nodes   []*node // index = inode; 0 unused
-	r       Renderer
-	fb      Fallbacker // r, when it has a fallback
-	rc      Recycler   // r, when it takes answers back
-	pt      Passthrough
-	ptState ptState
-	log     *slog.Logger
-	started time.Time
+	held atomic.Int64 // snapshot bytes kept, see Held
+
+	nodes      []*node // index = inode; nil for IDs not served here
+	containers *node   // .containers, when r is a Scoper
+	r          Renderer
+	fb         Fallbacker // r, when it has a fallback
+	rc         Recycler   // r, when it takes answers back
+	sc         Scoper     // r, when it registers containers
+	pt         Passthrough
+	ptState    ptState
+	log        *slog.Logger
+	started    time.Time
 }
 
 // New builds a tree holding exactly the given files (paths such as
-// "proc/meminfo"), served by r. Inode numbers are assigned in sorted path
-// order, so the same file list always gives the same numbers.
+// "proc/meminfo"), served by r. Node IDs come from NodeTable, so the same
+// file has the same ID in every process and release; a file missing from
+// it is an error.
 func New(files []string, r Renderer, log *slog.Logger) (*FS, error) {
-	sorted := append([]string(nil), files...)
-	sort.Strings(sorted)
+	return newFS(NodeTable, files, r, log)
+}
+
+// newFS builds the tree of files, numbered by table (see NodeTable).
+func newFS(table, files []string, r Renderer, log *slog.Logger) (*FS, error) {
 	f := &FS{r: r, log: log, started: time.Now()}
 	f.fb, _ = r.(Fallbacker)
 	f.rc, _ = r.(Recycler)
+	f.sc, _ = r.(Scoper)
 	f.pt, _ = r.(Passthrough)
 	f.ptState.nodes = map[uint64]*node{}
-	f.nodes = []*node{nil, {inode: 1, dir: true, children: map[string]uint64{}}}
-	for _, name := range sorted {
+	if f.sc != nil {
+		// Not listed in the root, whose listing stays LXCFS's; the hook
+		// looks its container's tree up by name.
+		f.containers = &node{inode: containersNode, name: containersName, dir: true, children: map[string]uint64{}}
+		f.containers.dirents = f.listing(f.containers)
+	}
+	ids := map[string]uint64{"": 1}
+	isDir := map[string]bool{"": true}
+	next := uint64(2)
+	for _, name := range table {
 		if name == "" || path.IsAbs(name) || path.Clean(name) != name || strings.HasPrefix(name, "..") {
 			return nil, fmt.Errorf("file %q: want a clean relative path such as proc/meminfo", name)
 		}
-		parts := strings.Split(name, "/")
-		d := f.nodes[1]
-		for i, p := range parts[:len(parts)-1] {
-			ino, ok := d.children[p]
-			if !ok {
-				ino = f.add(strings.Join(parts[:i+1], "/"), true)
-				d.children[p] = ino
-			}
-			if !f.nodes[ino].dir {
-				return nil, fmt.Errorf("file %q: %s is a file, not a directory", name, p)
-			}
-			d = f.nodes[ino]
-		}
-		leaf := parts[len(parts)-1]
-		if _, dup := d.children[leaf]; dup {
+		if _, dup := ids[name]; dup {
 			return nil, fmt.Errorf("file %q listed twice", name)
 		}
-		d.children[leaf] = f.add(name, false)
+		parts := strings.Split(name, "/")
+		for i := range parts[:len(parts)-1] {
+			dir := strings.Join(parts[:i+1], "/")
+			if _, ok := ids[dir]; !ok {
+				ids[dir], isDir[dir] = next, true
+				next++
+			} else if !isDir[dir] {
+				return nil, fmt.Errorf("file %q: %s is a file, not a directory", name, dir)
+			}
+		}
+		ids[name] = next
+		next++
+	}
+	f.nodes = make([]*node, next)
+	f.nodes[1] = &node{inode: 1, dir: true, children: map[string]uint64{}}
+	for _, name := range files {
+		id, ok := ids[name]
+		if !ok || isDir[name] {
+			return nil, fmt.Errorf("file %q has no node ID: append it to NodeTable (pkg/fusefs/nodeids.go)", name)
+		}
+		if f.nodes[id] != nil {
+			return nil, fmt.Errorf("file %q listed twice", name)
+		}
+		f.nodes[id] = &node{inode: id, name: name}
+		// Its directories, up to one already there.
+		for child := name; child != ""; {
+			parent := path.Dir(child)
+			if parent == "." {
+				parent = ""
+			}
+			d := f.nodes[ids[parent]]
+			fresh := d == nil
+			if fresh {
+				d = &node{inode: ids[parent], name: parent, dir: true, children: map[string]uint64{}}
+				f.nodes[d.inode] = d
+			}
+			d.children[path.Base(child)] = ids[child]
+			if !fresh {
+				break
+			}
+			child = parent
+		}
 	}
 	for _, n := range f.nodes[1:] {
-		if n.dir {
+		if n != nil && n.dir {
 			n.dirents = f.listing(n)
 		}
 	}
 	f.setupPassthrough()
 	return f, nil
-}
-
-func (f *FS) add(name string, dir bool) uint64 {
-	n := &node{inode: uint64(len(f.nodes)), name: name, dir: dir}
-	if dir {
-		n.children = map[string]uint64{}
-	}
-	f.nodes = append(f.nodes, n)
-	return n.inode
 }
 
 // listing encodes a directory's entries in name order, with "." and "..".
@@ -166,12 +261,13 @@ func (f *FS) node(id fuse.NodeID) *node {
 	return f.nodes[id]
 }
 
-// attr describes n. Files report their size as 0, as /proc does: the content
-// depends on who reads it. Opening a file tells the kernel the opener's
-// size (see open).
-func (f *FS) attr(n *node) fuse.Attr {
+// attr describes the node. Files report their size as 0, as /proc does:
+// the content depends on who reads it. Opening a file tells the kernel the
+// opener's size (see open).
+func (f *FS) attr(nr ref) fuse.Attr {
+	n := nr.n
 	a := fuse.Attr{
-		Inode: n.inode,
+		Inode: uint64(nr.id),
 		Nlink: 1,
 		Mode:  0o444,
 		Atime: f.started, Mtime: f.started, Ctime: f.started,
@@ -186,6 +282,10 @@ func (f *FS) attr(n *node) fuse.Attr {
 	}
 	return a
 }
+
+// Held reports the bytes that open files keep (snapshots and handles), for
+// the worker's stats.
+func (f *FS) Held() int64 { return f.held.Load() }
 
 // errno is what a request that cannot be served answers.
 func errno(e syscall.Errno) fuse.Errno { return fuse.Errno(e) }

@@ -33,52 +33,101 @@ func TestNewRejectsBadTrees(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if _, err := New(tt.files, nil, slog.Default()); err == nil {
+			if _, err := newFS(tt.files, tt.files, nil, slog.Default()); err == nil {
 				t.Errorf("New(%q) accepted a bad tree", tt.files)
 			}
 		})
 	}
 }
 
-// Inode numbers (which are also the FUSE node IDs) must not depend on the
-// order files are listed in: a restarted daemon hands the kernel the same
-// numbers.
-func TestNewInodesAreDeterministic(t *testing.T) {
-	a, err := New([]string{"proc/stat", "proc/meminfo", "sys/devices/system/cpu/online"}, nil, slog.Default())
+// TestNodeTable pins the node ID of every file and directory given so far:
+// the kernel keeps them across upgrades, in containers' bind mounts. It
+// fails on any change to NodeTable but an append; when you append a file,
+// append its line (and any new directory's) here too.
+func TestNodeTable(t *testing.T) {
+	pinned := []struct {
+		id   uint64
+		name string
+	}{
+		{1, ""},
+		{2, "proc"},
+		{3, "proc/cpuinfo"},
+		{4, "proc/diskstats"},
+		{5, "proc/loadavg"},
+		{6, "proc/meminfo"},
+		{7, "proc/pressure"},
+		{8, "proc/pressure/cpu"},
+		{9, "proc/pressure/io"},
+		{10, "proc/pressure/memory"},
+		{11, "proc/stat"},
+		{12, "proc/swaps"},
+		{13, "proc/uptime"},
+		{14, "sys"},
+		{15, "sys/devices"},
+		{16, "sys/devices/system"},
+		{17, "sys/devices/system/cpu"},
+		{18, "sys/devices/system/cpu/online"},
+		{19, "proc/vmstat"},
+		{20, "sys/devices/system/cpu/possible"},
+		{21, "sys/devices/system/cpu/present"},
+		{22, "sys/devices/system/cpu/offline"},
+	}
+	all, err := New(NodeTable, nil, slog.Default())
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := New([]string{"sys/devices/system/cpu/online", "proc/meminfo", "proc/stat"}, nil, slog.Default())
+	got := inodes(all)
+	for _, p := range pinned {
+		if got[p.name] != p.id {
+			t.Errorf("%q has node ID %d, was %d in earlier releases: NodeTable is append only", p.name, got[p.name], p.id)
+		}
+	}
+	if len(got) < len(pinned) {
+		t.Errorf("NodeTable gives %d IDs, fewer than the %d pinned: an entry was removed", len(got), len(pinned))
+	}
+
+	// A host without some files (no PSI) serves the rest under the same IDs.
+	some, err := New([]string{"proc/meminfo", "sys/devices/system/cpu/online", "proc/stat"}, nil, slog.Default())
 	if err != nil {
 		t.Fatal(err)
 	}
-	ia, ib := inodes(a), inodes(b)
-	if fmt.Sprint(ia) != fmt.Sprint(ib) {
-		t.Errorf("inodes differ with listing order:\n%v\n%v", ia, ib)
+	want := map[string]uint64{"": 1, "proc": 2, "proc/meminfo": 6, "proc/stat": 11, "sys": 14, "sys/devices": 15,
+		"sys/devices/system": 16, "sys/devices/system/cpu": 17, "sys/devices/system/cpu/online": 18}
+	if fmt.Sprint(inodes(some)) != fmt.Sprint(want) {
+		t.Errorf("a subset of the files is numbered %v, want %v", inodes(some), want)
 	}
-	// root, proc, 2 files, sys, devices, system, cpu, online.
-	if len(ia) != 9 || ia[""] != 1 || ia["proc/meminfo"] != 3 || ia["sys/devices/system/cpu/online"] != 9 {
-		t.Errorf("unexpected numbering: %v", ia)
+	if _, err := New([]string{"proc/vmstat-never-listed"}, nil, slog.Default()); err == nil {
+		t.Errorf("a file missing from NodeTable was given a node ID")
 	}
 }
 
 func inodes(f *FS) map[string]uint64 {
 	out := map[string]uint64{}
 	for _, n := range f.nodes[1:] {
-		out[n.name] = n.inode
+		if n != nil {
+			out[n.name] = n.inode
+		}
 	}
 	return out
 }
 
-// counter renders "gen=N pid=P" padded to 10 KiB, so reads at later offsets
-// can tell which generation they see; proc/panic panics.
+// counter renders "gen=N who=W" padded to 10 KiB, so reads at later offsets
+// can tell which generation they see; proc/panic panics. Each reader pid is
+// its own container, its ID the pid.
 type counter struct {
 	mu   sync.Mutex
 	gen  int
 	pids []int
 }
 
-func (c *counter) Render(name string, pid int) ([]byte, error) {
+func (c *counter) Identify(pid int) uint32 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.pids = append(c.pids, pid)
+	return uint32(pid)
+}
+
+func (c *counter) Render(name string, who uint32) ([]byte, error) {
 	if name == "proc/panic" {
 		panic("render exploded")
 	}
@@ -87,10 +136,9 @@ func (c *counter) Render(name string, pid int) ([]byte, error) {
 	}
 	c.mu.Lock()
 	c.gen++
-	c.pids = append(c.pids, pid)
 	g := c.gen
 	c.mu.Unlock()
-	s := fmt.Sprintf("gen=%d pid=%d\n", g, pid)
+	s := fmt.Sprintf("gen=%d who=%d\n", g, who)
 	return []byte(s + strings.Repeat(strconv.Itoa(g%10), 10240-len(s))), nil
 }
 
@@ -109,7 +157,8 @@ func mountTestWith(t testing.TB, r Renderer, setup func(*FS), files ...string) s
 	}
 	mp := t.TempDir()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	tree, err := New(files, r, log)
+	// The test's own files, numbered in the order given.
+	tree, err := newFS(files, files, r, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,7 +270,9 @@ type slow struct {
 	release chan struct{}
 }
 
-func (s *slow) Render(name string, pid int) ([]byte, error) {
+func (s *slow) Identify(int) uint32 { return 1 }
+
+func (s *slow) Render(name string, who uint32) ([]byte, error) {
 	if name == "proc/slow" {
 		<-s.release
 	}
@@ -302,7 +353,9 @@ type recycler struct {
 	wrong []string
 }
 
-func (r *recycler) Render(name string, pid int) ([]byte, error) {
+func (r *recycler) Identify(int) uint32 { return 1 }
+
+func (r *recycler) Render(name string, who uint32) ([]byte, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.gen++
@@ -479,11 +532,132 @@ type failingSlow struct {
 	s *slow
 }
 
-func (f failingSlow) Render(name string, pid int) ([]byte, error) {
+func (f failingSlow) Identify(pid int) uint32 { return f.c.Identify(pid) }
+
+func (f failingSlow) Render(name string, who uint32) ([]byte, error) {
 	if name == "proc/slow" {
-		return f.s.Render(name, pid)
+		return f.s.Render(name, who)
 	}
-	return f.c.Render(name, pid)
+	return f.c.Render(name, who)
 }
 
 func (f failingSlow) Fallback(name string) ([]byte, error) { return f.s.Fallback(name) }
+
+// A file handle names its opener's container for whichever process is
+// handed it later; directories' handles and older releases' name none.
+func TestFileHandleOwner(t *testing.T) {
+	for _, who := range []uint32{0, 1, 7, 1<<31 - 1} {
+		for _, n := range []uint32{0, 1, 1<<32 - 1} {
+			got, ok := handleOwner(fileHandle(who, n))
+			if !ok || got != who {
+				t.Errorf("handle of container %d (counter %d) names %d, %v", who, n, got, ok)
+			}
+		}
+	}
+	if _, ok := handleOwner(42); ok {
+		t.Errorf("an untagged handle (a directory's, or an older release's) named a container")
+	}
+	if fileHandle(1, 5) == fileHandle(2, 5) {
+		t.Errorf("two containers' handles with the same counter are the same number")
+	}
+}
+
+// scoped is a counter whose container 5 is registered and running.
+type scoped struct{ counter }
+
+func (s *scoped) Alive(who uint32) bool { return who == 5 }
+
+// A registered container's own files (.containers/ID/) are answered for that
+// container whoever reads them, under inode numbers of their own; other IDs
+// have no files, and the shared tree stays as it was.
+func TestServeContainerTrees(t *testing.T) {
+	s := &scoped{}
+	mp := mountTest(t, s, "proc/meminfo")
+	own := filepath.Join(mp, ".containers/5/proc/meminfo")
+	b, err := os.ReadFile(own)
+	if err != nil || !strings.Contains(string(b), " who=5\n") {
+		t.Fatalf("read of container 5's file by this process: %q, %v; want it rendered for 5", b[:min(len(b), 20)], err)
+	}
+	b, err = os.ReadFile(filepath.Join(mp, "proc/meminfo"))
+	if err != nil || strings.Contains(string(b), " who=5\n") {
+		t.Errorf("shared file read for %q, %v; want this reader's", b[:min(len(b), 20)], err)
+	}
+	var shared, mine unix.Stat_t
+	if err := unix.Stat(filepath.Join(mp, "proc/meminfo"), &shared); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Stat(own, &mine); err != nil {
+		t.Fatal(err)
+	}
+	if shared.Ino == mine.Ino {
+		t.Errorf("container 5's meminfo shares inode %d with the shared one: one page cache for both", mine.Ino)
+	}
+	for _, p := range []string{".containers/6/proc/meminfo", ".containers/05/proc/meminfo", ".containers/x", ".containers/5/proc/nope"} {
+		if _, err := os.Stat(filepath.Join(mp, p)); !os.IsNotExist(err) {
+			t.Errorf("%s: %v, want it absent", p, err)
+		}
+	}
+	entries, _ := os.ReadDir(mp)
+	for _, e := range entries {
+		if e.Name() == ".containers" {
+			t.Errorf("the root lists .containers; its listing must stay LXCFS's")
+		}
+	}
+}
+
+// oneContainer is a counter whose readers are all in container 1.
+type oneContainer struct{ counter }
+
+func (c *oneContainer) Identify(int) uint32 { return 1 }
+
+// TestServeSnapshotBudget: a container holding many open files keeps at most
+// SnapshotLimit bytes of snapshots in the daemon; the files past it still
+// read right, and a snapshot goes once its reader has read to the end.
+func TestServeSnapshotBudget(t *testing.T) {
+	c := &oneContainer{}
+	var tree *FS
+	limit := 3 * (10240 + handleCost)
+	mp := mountTestWith(t, c, func(f *FS) { f.SnapshotLimit = limit; tree = f }, "proc/meminfo")
+	path := filepath.Join(mp, "proc/meminfo")
+	var files []*os.File
+	for range 20 {
+		f, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, f)
+	}
+	if held := tree.Held(); held > int64(limit) {
+		t.Errorf("20 open files keep %d bytes, over the %d limit", held, limit)
+	}
+	buf := make([]byte, 20000)
+	for i, f := range files {
+		n, err := f.ReadAt(buf, 0)
+		if n != 10240 || (err != nil && err != io.EOF) || !strings.HasPrefix(string(buf), "gen=") {
+			t.Errorf("file %d past the budget: read %d bytes, %v", i, n, err)
+		}
+	}
+	for _, f := range files {
+		f.Close()
+	}
+	waitHeld := func(want int64, what string) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); tree.Held() != want; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %d bytes kept, want %d", what, tree.Held(), want)
+			}
+		}
+	}
+	waitHeld(0, "all files closed")
+
+	// Read to the end and kept open: nothing kept.
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if b, err := io.ReadAll(f); err != nil || len(b) != 10240 {
+		t.Fatalf("read %d bytes, %v", len(b), err)
+	}
+	waitHeld(0, "a file read to its end and kept open")
+}

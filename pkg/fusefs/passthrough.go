@@ -26,15 +26,25 @@ type Passthrough interface {
 	// HostDir names the host directory whose entries the served
 	// directory dir (such as "sys/devices/system/cpu") shows, or "".
 	HostDir(dir string) string
-	// Hidden returns which of dir's host entries pid must not see, or
-	// nil for none. It is asked for the directory's own entries only:
-	// what lies below a shown entry is the host's.
-	Hidden(dir string, pid int) func(name string) bool
+	// Hidden returns which of dir's host entries container who (an ID
+	// from Identify, 0 for the host) must not see, or nil for none. It is
+	// asked for the directory's own entries only: what lies below a shown
+	// entry is the host's.
+	Hidden(dir string, who uint32) func(name string) bool
 }
 
 // Pass-through entries get node IDs of their own, out of the fixed tree's
-// range: the top bit set and a hash of the served path, so a daemon that
-// takes over the connection gives every path the ID the kernel holds.
+// range and of the per-container trees' (who<<32 | NodeTable ID, bit 63
+// clear):
+//
+//	bit 63      1
+//	bits 62-32  the tree's container ID, 0 for the shared tree
+//	bits 31-0   a hash of the served path
+//
+// So a daemon that takes over the connection gives every path of every
+// tree the ID the kernel holds, and a container's cpuN directory is an
+// inode of its own tree, never aliased with another tree's. Two paths whose
+// hashes collide: the later one stays hidden (see register).
 const (
 	ptBit       = uint64(1) << 63
 	maxPTRead   = 1 << 20 // a sysfs attribute is a page; binary ones are bounded here
@@ -47,14 +57,17 @@ type ptState struct {
 	mu       sync.RWMutex
 	nodes    map[uint64]*node
 	rescanMu sync.Mutex
-	rescanAt time.Time
+	rescanAt map[uint32]time.Time // per tree
 }
 
-func ptID(name string) uint64 {
-	h := fnv.New64a()
+func ptID(who uint32, name string) uint64 {
+	h := fnv.New32a()
 	h.Write([]byte(name))
-	return ptBit | h.Sum64()&^ptBit
+	return ptBit | uint64(who&0x7fffffff)<<32 | uint64(h.Sum32())
 }
+
+// ptWho is the container whose tree a pass-through ID belongs to.
+func ptWho(id uint64) uint32 { return uint32(id>>32) & 0x7fffffff }
 
 // setupPassthrough marks the fixed directories that show a host directory.
 func (f *FS) setupPassthrough() {
@@ -62,7 +75,7 @@ func (f *FS) setupPassthrough() {
 		return
 	}
 	for _, n := range f.nodes[1:] {
-		if n.dir {
+		if n != nil && n.dir {
 			if root := f.pt.HostDir(n.name); root != "" {
 				n.hostRoot, n.hostRel = root, "."
 			}
@@ -70,13 +83,13 @@ func (f *FS) setupPassthrough() {
 	}
 }
 
-// register returns the pass-through node for the entry name of dir, adding
-// it to the table; nil when its ID is another path's (a hash collision,
-// which then stays hidden rather than showing the other file) or the table
-// is full.
-func (f *FS) register(dir *node, name string, mode uint32) *node {
+// register returns the pass-through node for the entry name of dir in the
+// tree of container who, adding it to the table; nil when its ID is another
+// path's (a hash collision, which then stays hidden rather than showing the
+// other file) or the table is full even of live containers' entries.
+func (f *FS) register(dir *node, who uint32, name string, mode uint32) *node {
 	served := path.Join(dir.name, name)
-	id := ptID(served)
+	id := ptID(who, served)
 	f.ptState.mu.RLock()
 	n, ok := f.ptState.nodes[id]
 	f.ptState.mu.RUnlock()
@@ -104,42 +117,62 @@ func (f *FS) register(dir *node, name string, mode uint32) *node {
 		return old
 	}
 	if len(f.ptState.nodes) >= maxPTNodes {
+		f.pruneDead()
+	}
+	if len(f.ptState.nodes) >= maxPTNodes {
 		return nil
 	}
 	f.ptState.nodes[id] = n
 	return n
 }
 
-// lookupNode returns the node with the given ID, fixed or pass-through. A
-// pass-through ID this process has not seen (a daemon that took over the
-// connection) is found by walking the host directories again.
-func (f *FS) lookupNode(id fuse.NodeID) *node {
-	if uint64(id)&ptBit == 0 {
-		return f.node(id)
+// pruneDead drops the entries of containers' trees whose container is gone,
+// so that exited containers do not fill the table. Called with mu held.
+func (f *FS) pruneDead() {
+	alive := map[uint32]bool{0: true}
+	for id := range f.ptState.nodes {
+		who := ptWho(id)
+		live, ok := alive[who]
+		if !ok {
+			live = f.sc != nil && f.sc.Alive(who)
+			alive[who] = live
+		}
+		if !live {
+			delete(f.ptState.nodes, id)
+		}
 	}
+}
+
+// ptNode returns the pass-through node with the given ID. One this process
+// has not seen (a daemon that took over the connection) is found by
+// walking the host directories again for its tree.
+func (f *FS) ptNode(id fuse.NodeID) *node {
 	f.ptState.mu.RLock()
 	n := f.ptState.nodes[uint64(id)]
 	f.ptState.mu.RUnlock()
 	if n != nil {
 		return n
 	}
-	f.rescan()
+	f.rescan(ptWho(uint64(id)))
 	f.ptState.mu.RLock()
 	defer f.ptState.mu.RUnlock()
 	return f.ptState.nodes[uint64(id)]
 }
 
-// rescan registers every entry below the pass-through directories, at most
-// once per rescanEvery.
-func (f *FS) rescan() {
+// rescan registers every entry below the pass-through directories in the
+// tree of container who, at most once per rescanEvery.
+func (f *FS) rescan(who uint32) {
 	f.ptState.rescanMu.Lock()
 	defer f.ptState.rescanMu.Unlock()
-	if time.Since(f.ptState.rescanAt) < rescanEvery {
+	if time.Since(f.ptState.rescanAt[who]) < rescanEvery {
 		return
 	}
-	f.ptState.rescanAt = time.Now()
+	if f.ptState.rescanAt == nil || len(f.ptState.rescanAt) > 1024 {
+		f.ptState.rescanAt = map[uint32]time.Time{} // bounded; a forgotten time only allows one more walk
+	}
+	f.ptState.rescanAt[who] = time.Now()
 	for _, top := range f.nodes[1:] {
-		if top.hostRoot == "" {
+		if top == nil || top.hostRoot == "" {
 			continue
 		}
 		dirs := map[string]*node{".": top}
@@ -159,7 +192,7 @@ func (f *FS) rescan() {
 			if _, fixed := parent.children[d.Name()]; fixed {
 				return nil
 			}
-			n := f.register(parent, d.Name(), typeBits(d.Type()))
+			n := f.register(parent, who, d.Name(), typeBits(d.Type()))
 			if n != nil && n.dir {
 				dirs[rel] = n
 			}
@@ -290,12 +323,14 @@ func modeType(m uint32) os.FileMode {
 }
 
 // lookupPT answers a lookup of name in d from the host directory. Entries
-// of a fixed directory may be hidden from the reader, so the kernel is told
-// to ask again on every walk (entry valid 0) rather than keep the answer
-// one container got for the next.
-func (s *server) lookupPT(d *node, r *fuse.LookupRequest) {
+// of a fixed directory may be hidden from the reader (in the shared tree,
+// the reader's container; in a container's own, that container), so the
+// kernel is told to ask again on every walk (entry valid 0) rather than
+// keep the answer one container got for the next.
+func (s *server) lookupPT(dr ref, r *fuse.LookupRequest) {
+	d := dr.n
 	if !d.pt {
-		if hide := s.fs.pt.Hidden(d.name, int(r.Pid)); hide != nil && hide(r.Name) {
+		if hide := s.fs.pt.Hidden(d.name, s.owner(dr, r.Pid)); hide != nil && hide(r.Name) {
 			r.RespondError(errno(syscall.ENOENT))
 			return
 		}
@@ -310,7 +345,7 @@ func (s *server) lookupPT(d *node, r *fuse.LookupRequest) {
 		r.RespondError(errno(syscall.ENOENT))
 		return
 	}
-	n := s.fs.register(d, r.Name, st.Mode)
+	n := s.fs.register(d, dr.who, r.Name, st.Mode)
 	if n == nil {
 		r.RespondError(errno(syscall.ENOENT))
 		return
@@ -336,8 +371,9 @@ func (s *server) ptGetattr(n *node, r *fuse.GetattrRequest) {
 }
 
 func (s *server) readlink(r *fuse.ReadlinkRequest) {
-	n := s.fs.lookupNode(r.Hdr().Node)
-	if n == nil || !n.link {
+	nr, ok := s.fs.ref(r.Hdr().Node)
+	n := nr.n
+	if !ok || !n.link {
 		r.RespondError(errno(syscall.EINVAL))
 		return
 	}
@@ -349,9 +385,11 @@ func (s *server) readlink(r *fuse.ReadlinkRequest) {
 	r.Respond(target)
 }
 
-// listPT encodes d's listing for pid: its fixed entries, then the host
-// directory's entries not hidden from pid, in name order.
-func (s *server) listPT(d *node, pid int) ([]byte, error) {
+// listPT encodes d's listing for container who (see lookupPT): its fixed
+// entries, then the host directory's entries not hidden from who, in name
+// order.
+func (s *server) listPT(dr ref, who uint32) ([]byte, error) {
+	d := dr.n
 	fd, err := hostOpen(d.hostRoot, d.hostRel, unix.O_RDONLY|unix.O_DIRECTORY)
 	if err != nil {
 		return nil, err
@@ -364,7 +402,7 @@ func (s *server) listPT(d *node, pid int) ([]byte, error) {
 	}
 	var hide func(string) bool
 	if !d.pt {
-		hide = s.fs.pt.Hidden(d.name, pid)
+		hide = s.fs.pt.Hidden(d.name, who)
 	}
 	type ent struct {
 		name string
@@ -377,13 +415,13 @@ func (s *server) listPT(d *node, pid int) ([]byte, error) {
 		if s.fs.nodes[ino].dir {
 			typ = fuse.DT_Dir
 		}
-		list = append(list, ent{name, ino, typ})
+		list = append(list, ent{name, uint64(dr.who)<<32 | ino, typ})
 	}
 	for _, e := range entries {
 		if _, fixed := d.children[e.Name()]; fixed || (hide != nil && hide(e.Name())) {
 			continue
 		}
-		n := s.fs.register(d, e.Name(), typeBits(e.Type()))
+		n := s.fs.register(d, dr.who, e.Name(), typeBits(e.Type()))
 		if n == nil {
 			continue
 		}
@@ -397,8 +435,8 @@ func (s *server) listPT(d *node, pid int) ([]byte, error) {
 		list = append(list, ent{e.Name(), n.inode, typ})
 	}
 	sort.Slice(list, func(i, j int) bool { return list[i].name < list[j].name })
-	buf := fuse.AppendDirent(nil, fuse.Dirent{Inode: d.inode, Name: ".", Type: fuse.DT_Dir})
-	buf = fuse.AppendDirent(buf, fuse.Dirent{Inode: d.inode, Name: "..", Type: fuse.DT_Dir})
+	buf := fuse.AppendDirent(nil, fuse.Dirent{Inode: uint64(dr.id), Name: ".", Type: fuse.DT_Dir})
+	buf = fuse.AppendDirent(buf, fuse.Dirent{Inode: uint64(dr.id), Name: "..", Type: fuse.DT_Dir})
 	for _, e := range list {
 		buf = fuse.AppendDirent(buf, fuse.Dirent{Inode: e.ino, Name: e.name, Type: e.typ})
 	}

@@ -20,14 +20,16 @@ type ptRenderer struct {
 	hide atomic.Value // []string
 }
 
-func (p *ptRenderer) Render(name string, pid int) ([]byte, error) { return []byte("0\n"), nil }
+func (p *ptRenderer) Identify(pid int) uint32                        { return 1 }
+func (p *ptRenderer) Render(name string, who uint32) ([]byte, error) { return []byte("0\n"), nil }
 func (p *ptRenderer) HostDir(dir string) string {
 	if dir == "sys/devices/system/cpu" {
 		return p.host
 	}
 	return ""
 }
-func (p *ptRenderer) Hidden(dir string, pid int) func(string) bool {
+func (p *ptRenderer) Alive(who uint32) bool { return who == 5 }
+func (p *ptRenderer) Hidden(dir string, who uint32) func(string) bool {
 	hide, _ := p.hide.Load().([]string)
 	return func(name string) bool { return slices.Contains(hide, name) }
 }
@@ -148,16 +150,26 @@ func TestPassthroughIDsAfterTakeover(t *testing.T) {
 	must(t, err)
 	b, err := New(files, r, nil)
 	must(t, err)
-	id := ptID("sys/devices/system/cpu/cpu0/topology/core_id")
-	if a.lookupNode(0) != nil {
+	id := ptID(0, "sys/devices/system/cpu/cpu0/topology/core_id")
+	if _, ok := a.ref(0); ok {
 		t.Fatal("node 0 exists")
 	}
-	n := b.lookupNode(fuseNodeID(id))
-	if n == nil || n.hostRel != "cpu0/topology/core_id" || n.inode != id {
-		t.Fatalf("takeover: node %#x = %+v, want cpu0/topology/core_id", id, n)
+	nr, ok := b.ref(fuseNodeID(id))
+	if !ok || nr.n.hostRel != "cpu0/topology/core_id" || nr.n.inode != id || nr.who != 0 {
+		t.Fatalf("takeover: node %#x = %+v, want cpu0/topology/core_id", id, nr.n)
 	}
-	if b.lookupNode(fuseNodeID(ptID("sys/devices/system/cpu/escape/key"))) != nil {
+	if _, ok := b.ref(fuseNodeID(ptID(0, "sys/devices/system/cpu/escape/key"))); ok {
 		t.Errorf("a path through a host symlink got a node")
+	}
+	// A container's own tree: the same path is another inode, found again
+	// after a takeover, named by its container.
+	cid := ptID(5, "sys/devices/system/cpu/cpu0/topology/core_id")
+	if cid == id || cid&ptBit == 0 || cid>>32&0x7fffffff != 5 {
+		t.Fatalf("container 5's ID %#x: want bit 63, the container in bits 62-32, and not the shared tree's %#x", cid, id)
+	}
+	nr, ok = b.ref(fuseNodeID(cid))
+	if !ok || nr.who != 5 || nr.n.inode != cid || nr.n.hostRel != "cpu0/topology/core_id" {
+		t.Fatalf("takeover in container 5's tree: %#x = %+v (who %d)", cid, nr.n, nr.who)
 	}
 }
 

@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"runtime"
 	"runtime/debug"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -20,16 +22,17 @@ import (
 // trip on close. bazil.org/fuse has no name for it.
 const openNoFlush fuse.OpenResponseFlags = 1 << 5
 
-// handle is one open file. The opener's pid is kept from open time: reads may
-// come from another thread (or, after fork, another process) sharing the fd,
-// and the file must describe the container that opened it.
+// handle is one open file. The opener's container is found once, at open,
+// and kept: reads may come from another thread (or, after fork, another
+// process) sharing the fd, and the file must describe the container that
+// opened it. Its ID is in the handle number too (see fileHandle).
 //
 // data is only read, replies included, and only replaced with mu held, so
 // the slice replaced (or the last one, at release) goes back to the
 // Renderer (Recycler) with nothing still writing it out.
 type handle struct {
 	n   *node
-	pid int
+	who uint32
 
 	mu      sync.Mutex
 	data    []byte
@@ -37,13 +40,114 @@ type handle struct {
 	listing bool // data is a directory listing, not the Renderer's
 }
 
-// server is one connection's state: the open handles.
+// server is one connection's state: the open handles that hold a snapshot.
+// A handle without one needs no entry: its number names its container.
 type server struct {
 	fs      *FS
 	conn    *fuse.Conn
-	nextFH  atomic.Uint64
-	handles sync.Map     // fuse.HandleID -> *handle
-	stuck   atomic.Int64 // goroutines whose render outlived the timeout
+	nextFH  atomic.Uint32 // starts at random, see fileHandle
+	handles sync.Map      // fuse.HandleID -> *handle
+	stuck   atomic.Int64  // goroutines replaced while a render or store waits
+
+	heldMu sync.Mutex
+	held   map[uint32]int // snapshot bytes kept per container
+
+	readers  sync.WaitGroup // goroutines reading the device (spawn)
+	errMu    sync.Mutex
+	firstErr error
+}
+
+// Snapshots are what an open file costs the daemon: the content rendered at
+// open (or at a read from offset 0), kept so that later offsets read the
+// same file. A container that opens files by the hundred thousand and never
+// closes them would keep that many in a daemon the OOM killer spares. So
+// each container keeps at most SnapshotLimit bytes of them, and all
+// containers together SnapshotTotal; a handle past either keeps none and
+// renders at each read instead (a reader that reads it in chunks smaller
+// than the file may then see two renders' chunks). A snapshot also goes
+// once its reader has read to the end (a read at EOF).
+const (
+	DefaultSnapshotLimit = 4 << 20
+	DefaultSnapshotTotal = 64 << 20
+	// handleCost is what a kept handle costs besides its bytes.
+	handleCost = 256
+)
+
+// keep reserves a snapshot of n bytes for container who; false means over
+// budget.
+func (s *server) keep(who uint32, n int) bool {
+	n += handleCost
+	limit, total := s.fs.SnapshotLimit, s.fs.SnapshotTotal
+	if limit <= 0 {
+		limit = DefaultSnapshotLimit
+	}
+	if total <= 0 {
+		total = DefaultSnapshotTotal
+	}
+	s.heldMu.Lock()
+	defer s.heldMu.Unlock()
+	if s.held[who]+n > limit || int(s.fs.held.Load())+n > total {
+		return false
+	}
+	s.held[who] += n
+	s.fs.held.Add(int64(n))
+	return true
+}
+
+// drop gives back what keep reserved.
+func (s *server) drop(who uint32, n int) {
+	n += handleCost
+	s.heldMu.Lock()
+	defer s.heldMu.Unlock()
+	if s.held[who] -= n; s.held[who] <= 0 {
+		delete(s.held, who)
+	}
+	s.fs.held.Add(-int64(n))
+}
+
+// forget removes h (numbered id) from the table and frees its snapshot.
+func (s *server) forget(id fuse.HandleID, h *handle) {
+	if !s.handles.CompareAndDelete(id, h) {
+		return
+	}
+	h.mu.Lock()
+	data := h.data
+	h.data = nil
+	h.mu.Unlock()
+	if data != nil {
+		s.drop(h.who, len(data))
+		if !h.listing {
+			s.recycle(data)
+		}
+	}
+}
+
+// The kernel keeps the handle numbers it was given for as long as the files
+// are open, across worker replacements and upgrades, and passes the number
+// back with every READ. So a file handle is:
+//
+//	bit 63      1 (0: a directory's, or one given by a release before this)
+//	bits 62-32  the opener's container ID (Renderer.Identify), 0 the host
+//	bits 31-0   a counter that starts at random in every serving process
+//
+// A process that is handed a number it never gave (it replaced the one that
+// did) renders for the container named in it: it cannot pick another
+// container, since the ID is never another's; and a new process's own
+// numbers do not repeat the old one's for the same container except by a
+// 1 in 2^32 chance, which would only share that container's snapshot.
+const fhTagged = 1 << 63
+
+func fileHandle(who uint32, n uint32) fuse.HandleID {
+	return fuse.HandleID(fhTagged | uint64(who&0x7fffffff)<<32 | uint64(n))
+}
+
+// handleOwner returns the container ID in a file handle, and false for a
+// handle that names none (a directory's, or an older release's).
+func handleOwner(id fuse.HandleID) (uint32, bool) {
+	if id&fhTagged == 0 {
+		return 0, false
+	}
+	return uint32(uint64(id)>>32) & 0x7fffffff, true
 }
 
 // DefaultWorkers is how many goroutines read the device by default: one per
@@ -66,27 +170,42 @@ func DefaultWorkers() int { return max(2, runtime.NumCPU()) }
 // concurrent readers on 2 CPUs. With a P per reader to spare, a woken
 // reader carries on at once, as a libfuse thread would.
 func (f *FS) Serve(conn *fuse.Conn, workers int) error {
-	s := &server{fs: f, conn: conn}
+	s := &server{fs: f, conn: conn, held: map[uint32]int{}}
 	for _, n := range f.nodes[1:] {
-		if !n.dir {
+		if n != nil && !n.dir {
 			n.st = f.Stats.File(n.name)
 		}
 	}
+	s.nextFH.Store(rand.Uint32())
 	workers = max(workers, 1)
 	if runtime.GOMAXPROCS(0) < workers+2 {
 		runtime.GOMAXPROCS(workers + 2)
 	}
-	errs := make(chan error, workers)
 	for range workers {
-		go func() { errs <- s.loop() }()
+		s.spawn()
 	}
-	var first error
-	for range workers {
-		if err := <-errs; err != nil && first == nil {
-			first = err
+	// Every reading goroutine, replacements included, ends only when the
+	// connection does; one that was replaced ends early and is not a sign
+	// of it.
+	s.readers.Wait()
+	s.errMu.Lock()
+	defer s.errMu.Unlock()
+	return s.firstErr
+}
+
+// spawn starts a goroutine reading the device.
+func (s *server) spawn() {
+	s.readers.Add(1)
+	go func() {
+		defer s.readers.Done()
+		if err := s.loop(); err != nil {
+			s.errMu.Lock()
+			if s.firstErr == nil {
+				s.firstErr = err
+			}
+			s.errMu.Unlock()
 		}
-	}
-	return first
+	}()
 }
 
 func (s *server) loop() error {
@@ -118,41 +237,23 @@ func (s *server) handle(req fuse.Request) (abandoned bool) {
 	hdr := req.Hdr()
 	switch r := req.(type) {
 	case *fuse.LookupRequest:
-		d := s.fs.lookupNode(hdr.Node)
-		if d == nil || !d.dir {
-			r.RespondError(errno(syscall.ENOENT))
-			return
-		}
-		ino, ok := d.children[r.Name]
-		if !ok && d.hostRoot != "" {
-			s.lookupPT(d, r)
-			return
-		}
+		s.lookup(r)
+
+	case *fuse.GetattrRequest:
+		nr, ok := s.fs.ref(hdr.Node)
 		if !ok {
 			r.RespondError(errno(syscall.ENOENT))
 			return
 		}
-		n := s.fs.nodes[ino]
-		if !n.dir {
-			s.keepSize(fuse.NodeID(ino), n.name)
-		}
-		r.Respond(&fuse.LookupResponse{Node: fuse.NodeID(ino), EntryValid: entryValid, Attr: s.fs.attr(n)})
-
-	case *fuse.GetattrRequest:
-		n := s.fs.lookupNode(hdr.Node)
-		if n == nil {
-			r.RespondError(errno(syscall.ENOENT))
+		if nr.n.pt && (nr.n.dir || nr.n.link) {
+			s.ptGetattr(nr.n, r)
 			return
 		}
-		if n.pt && (n.dir || n.link) {
-			s.ptGetattr(n, r)
+		if nr.n.dir {
+			r.Respond(&fuse.GetattrResponse{Attr: s.fs.attr(nr)})
 			return
 		}
-		if n.dir {
-			r.Respond(&fuse.GetattrResponse{Attr: s.fs.attr(n)})
-			return
-		}
-		return s.getattr(n, r)
+		return s.getattr(nr, r)
 
 	case *fuse.OpenRequest:
 		return s.open(r)
@@ -168,15 +269,8 @@ func (s *server) handle(req fuse.Request) (abandoned bool) {
 		return s.read(r)
 
 	case *fuse.ReleaseRequest:
-		if v, ok := s.handles.LoadAndDelete(r.Handle); ok {
-			h := v.(*handle)
-			h.mu.Lock()
-			data := h.data
-			h.data = nil
-			h.mu.Unlock()
-			if !h.listing {
-				s.recycle(data)
-			}
+		if v, ok := s.handles.Load(r.Handle); ok {
+			s.forget(r.Handle, v.(*handle))
 		}
 		r.Respond()
 
@@ -219,6 +313,51 @@ func (s *server) handle(req fuse.Request) (abandoned bool) {
 	return false
 }
 
+func (s *server) lookup(r *fuse.LookupRequest) {
+	d, ok := s.fs.ref(r.Hdr().Node)
+	if !ok || !d.n.dir {
+		r.RespondError(errno(syscall.ENOENT))
+		return
+	}
+	var child ref
+	switch {
+	case d.id == containersNode:
+		// A registered container's tree, while the container runs.
+		who, err := strconv.ParseUint(r.Name, 10, 31)
+		if err != nil || who == 0 || strconv.FormatUint(who, 10) != r.Name || !s.fs.sc.Alive(uint32(who)) {
+			r.RespondError(errno(syscall.ENOENT))
+			return
+		}
+		child = ref{n: s.fs.nodes[1], id: fuse.NodeID(who<<32 | 1), who: uint32(who)}
+	case d.id == 1 && r.Name == containersName && s.fs.sc != nil:
+		child = ref{n: s.fs.containers, id: containersNode}
+	default:
+		ino, ok := d.n.children[r.Name]
+		if !ok && d.n.hostRoot != "" {
+			s.lookupPT(d, r)
+			return
+		}
+		if !ok {
+			r.RespondError(errno(syscall.ENOENT))
+			return
+		}
+		child = ref{n: s.fs.nodes[ino], id: fuse.NodeID(uint64(d.who)<<32 | ino), who: d.who}
+	}
+	if !child.n.dir {
+		s.keepSize(child.id, child.n.name)
+	}
+	r.Respond(&fuse.LookupResponse{Node: child.id, EntryValid: entryValid, Attr: s.fs.attr(child)})
+}
+
+// owner is the container a file is read for: the tree's, in a container's
+// own tree, else the reader's.
+func (s *server) owner(nr ref, pid uint32) uint32 {
+	if nr.who != 0 {
+		return nr.who
+	}
+	return s.fs.r.Identify(int(pid))
+}
+
 func (s *server) recoverEIO(req fuse.Request) {
 	if rec := recover(); rec != nil {
 		s.fs.log.Error("panic serving request; answered EIO", "request", req.String(),
@@ -231,16 +370,16 @@ func (s *server) recoverEIO(req fuse.Request) {
 // past it, no replacement reader is started (the others keep serving).
 const maxStuck = 256
 
-// withContent renders name for pid and passes the result to answer, exactly
-// once. When the render outlives FS.Timeout (a wedged cgroup file), a timer
+// withContent renders name for the container who and passes the result to
+// answer, exactly once. When the render outlives FS.Timeout (a wedged cgroup file), a timer
 // answers with the Renderer's fallback (the host's file) instead and starts
 // a new reading goroutine, and withContent reports the calling goroutine
 // abandoned once the render returns. The timer costs no goroutine unless it
 // fires, unlike running every render in a goroutine of its own.
-func (s *server) withContent(req fuse.Request, name string, pid int, answer func([]byte, error)) (abandoned bool) {
+func (s *server) withContent(req fuse.Request, name string, who uint32, answer func([]byte, error)) (abandoned bool) {
 	fb := s.fs.fb
 	if s.fs.Timeout <= 0 || fb == nil {
-		answer(s.fs.r.Render(name, pid))
+		answer(s.fs.r.Render(name, who))
 		return false
 	}
 	const (
@@ -264,14 +403,14 @@ func (s *server) withContent(req fuse.Request, name string, pid int, answer func
 			return
 		}
 		if next == byTimerReplaced {
-			go s.loop()
+			s.spawn()
 		}
 		defer s.recoverEIO(req)
-		s.fs.log.Warn("render timed out; answered with the fallback", "file", name, "pid", pid, "timeout", s.fs.Timeout)
+		s.fs.log.Warn("render timed out; answered with the fallback", "file", name, "container", who, "timeout", s.fs.Timeout)
 		s.fs.Stats.Fallback(name, stats.Timeout)
 		answer(fb.Fallback(name))
 	})
-	data, err := s.fs.r.Render(name, pid)
+	data, err := s.fs.r.Render(name, who)
 	if state.CompareAndSwap(rendering, byRender) {
 		t.Stop()
 		answer(data, err)
@@ -287,18 +426,19 @@ func (s *server) withContent(req fuse.Request, name string, pid int, answer func
 
 // content is withContent for a served file, and the host's file for a
 // pass-through one.
-func (s *server) content(req fuse.Request, n *node, pid int, answer func([]byte, error)) (abandoned bool) {
+func (s *server) content(req fuse.Request, n *node, who uint32, answer func([]byte, error)) (abandoned bool) {
 	if n.pt {
 		answer(hostRead(n))
 		return false
 	}
-	return s.withContent(req, n.name, pid, answer)
+	return s.withContent(req, n.name, who, answer)
 }
 
 func (s *server) open(r *fuse.OpenRequest) (abandoned bool) {
-	n := s.fs.lookupNode(r.Hdr().Node)
+	nr, ok := s.fs.ref(r.Hdr().Node)
+	n := nr.n
 	switch {
-	case n == nil:
+	case !ok:
 		r.RespondError(errno(syscall.ENOENT))
 		return
 	case n.dir && n.hostRoot != "":
@@ -307,15 +447,29 @@ func (s *server) open(r *fuse.OpenRequest) (abandoned bool) {
 			return
 		}
 		// Listed at open for the opener, as its files are rendered for
-		// it, and not cached: the next container's listing differs.
-		list, err := s.listPT(n, int(r.Pid))
+		// it, and not cached: the next container's listing differs. The
+		// handle names the container, as a file's does, and costs its
+		// snapshot budget; past it the reads list afresh.
+		who := nr.who
+		if !n.pt {
+			who = s.owner(nr, r.Pid)
+		}
+		list, err := s.listPT(nr, who)
 		if err != nil {
 			s.fs.log.Warn("listing a pass-through directory failed", "dir", n.name, "err", err)
 			r.RespondError(errnoOf(err))
 			return
 		}
-		id := fuse.HandleID(s.nextFH.Add(1))
-		s.handles.Store(id, &handle{n: n, pid: int(r.Pid), data: list, listing: true})
+		id := fileHandle(who, s.nextFH.Add(1))
+		if s.keep(who, len(list)) {
+			h := &handle{n: n, who: who, data: list, listing: true}
+			for {
+				if _, taken := s.handles.LoadOrStore(id, h); !taken {
+					break
+				}
+				id = fileHandle(who, s.nextFH.Add(1))
+			}
+		}
 		r.Respond(&fuse.OpenResponse{Handle: id})
 		return
 	case n.dir:
@@ -330,27 +484,46 @@ func (s *server) open(r *fuse.OpenRequest) (abandoned bool) {
 		return
 	}
 	start := time.Now()
-	h := &handle{n: n, pid: int(r.Pid)}
-	return s.content(r, n, h.pid, func(data []byte, err error) {
+	who := nr.who
+	if !n.pt {
+		who = s.owner(nr, r.Pid)
+	}
+	h := &handle{n: n, who: who}
+	var storeReplaced atomic.Bool
+	defer func() { abandoned = abandoned || storeReplaced.Load() }()
+	return s.content(r, n, h.who, func(data []byte, err error) {
 		if err != nil && n.pt {
 			r.RespondError(errnoOf(err))
 			return
 		}
 		if err != nil {
-			s.fs.log.Warn("render failed", "file", n.name, "pid", h.pid, "err", err)
+			s.fs.log.Warn("render failed", "file", n.name, "pid", r.Pid, "container", h.who, "err", err)
 			n.st.RenderError()
 			r.RespondError(errno(syscall.EIO))
 			n.st.Observe(stats.OpOpen, time.Since(start))
 			return
 		}
-		h.data, h.fresh = data, true
-		s.setSize(n, data)
-		id := fuse.HandleID(s.nextFH.Add(1))
-		s.handles.Store(id, h)
+		if s.setSize(nr, data) {
+			storeReplaced.Store(true)
+		}
+		id := fileHandle(h.who, s.nextFH.Add(1))
+		kept := s.keep(h.who, len(data))
+		if kept {
+			h.data, h.fresh = data, true
+			for {
+				if _, taken := s.handles.LoadOrStore(id, h); !taken {
+					break
+				}
+				id = fileHandle(h.who, s.nextFH.Add(1))
+			}
+		}
 		// Direct I/O keeps the page cache out of read(2): each reader's
 		// reads reach us, so no reader sees a page cached for another.
 		r.Respond(&fuse.OpenResponse{Handle: id, Flags: fuse.OpenDirectIO | openNoFlush})
 		n.st.Observe(stats.OpOpen, time.Since(start))
+		if !kept {
+			s.recycle(data) // over budget: the first read renders again
+		}
 	})
 }
 
@@ -360,33 +533,78 @@ func (s *server) open(r *fuse.OpenRequest) (abandoned bool) {
 // does not bypass; at size 0 they would read nothing. Storing the content's
 // last byte at its offset grows the size to the content's length (a
 // zero-length store would not); a shorter later read shrinks it again.
-func (s *server) setSize(n *node, data []byte) {
+//
+// The store waits for the page it writes, and a reader that maps the file
+// (or reads it through the page cache) holds that page locked until we
+// answer its READ: with every reading goroutine waiting in a store, nobody
+// would, and the daemon hung for every container. So a store that waits
+// longer than storeWait has another goroutine take its place reading the
+// device, and replaced reports that this one should stop once done.
+func (s *server) setSize(nr ref, data []byte) (replaced bool) {
 	if len(data) == 0 {
-		return
+		return false
 	}
+	const (
+		storing = iota
+		stored
+		byTimer
+	)
+	var state atomic.Int32
+	t := time.AfterFunc(storeWait, func() {
+		if s.stuck.Add(1) > maxStuck {
+			s.stuck.Add(-1)
+			return
+		}
+		if !state.CompareAndSwap(storing, byTimer) {
+			s.stuck.Add(-1)
+			return
+		}
+		s.spawn()
+	})
 	last := len(data) - 1
-	if err := s.conn.NotifyStore(fuse.NodeID(n.inode), uint64(last), data[last:]); err != nil && !errors.Is(err, fuse.ErrNotCached) {
-		s.fs.log.Debug("notify store failed", "file", n.name, "err", err)
+	if err := s.conn.NotifyStore(nr.id, uint64(last), data[last:]); err != nil && !errors.Is(err, fuse.ErrNotCached) {
+		s.fs.log.Debug("notify store failed", "file", nr.n.name, "err", err)
 	}
+	if state.CompareAndSwap(storing, stored) {
+		t.Stop()
+		return false
+	}
+	s.stuck.Add(-1)
+	return true
 }
+
+// storeWait is how long a size store may hold its reading goroutine before
+// another one reads the device in its place (see setSize).
+const storeWait = 20 * time.Millisecond
 
 // getattr reports a file's size as the length of the caller's open handle's
 // snapshot (fstat), which the kernel takes as the file's size, else of the
 // content the caller would read now, which only the caller gets (keepSize).
-func (s *server) getattr(n *node, r *fuse.GetattrRequest) (abandoned bool) {
-	a := s.fs.attr(n)
+func (s *server) getattr(nr ref, r *fuse.GetattrRequest) (abandoned bool) {
+	n := nr.n
+	a := s.fs.attr(nr)
 	if r.Flags&fuse.GetattrFh != 0 {
 		if v, ok := s.handles.Load(r.Handle); ok {
 			h := v.(*handle)
 			h.mu.Lock()
+			kept := h.data != nil
 			a.Size = uint64(len(h.data))
 			h.mu.Unlock()
-			r.Respond(&fuse.GetattrResponse{Attr: a})
-			return false
+			// A snapshot forgotten since the lookup (its reader read to
+			// the end) says nothing of the size: answering 0 would shrink
+			// the inode and a sendfile reader would read nothing.
+			if kept {
+				r.Respond(&fuse.GetattrResponse{Attr: a})
+				return false
+			}
 		}
 	}
-	s.keepSize(fuse.NodeID(n.inode), n.name)
-	return s.content(r, n, int(r.Pid), func(data []byte, err error) {
+	who, ok := handleOwner(r.Handle)
+	if r.Flags&fuse.GetattrFh == 0 || !ok {
+		who = s.owner(nr, r.Pid)
+	}
+	s.keepSize(nr.id, n.name)
+	return s.content(r, n, who, func(data []byte, err error) {
 		if err == nil {
 			a.Size = uint64(len(data))
 		}
@@ -423,38 +641,61 @@ func (s *server) recycle(data []byte) {
 // file open and pread from 0 every refresh), except for the first read after
 // open, which uses the content rendered at open; later offsets come from the
 // same snapshot, so a reader reading in small chunks sees one consistent
-// file. A handle this process never opened (the kernel kept it across a
-// daemon restart) is adopted for the reading pid.
+// file. A handle this process never gave (the kernel kept it across a
+// worker replacement, an upgrade or a restart) is taken on for the container
+// named in it; one of a release that named none is answered for the process
+// reading now, afresh each time, and never kept: another container's file
+// may have the same number.
 func (s *server) read(r *fuse.ReadRequest) (abandoned bool) {
 	start := time.Now()
 	v, ok := s.handles.Load(r.Handle)
 	if !ok {
-		n := s.fs.lookupNode(r.Hdr().Node)
-		if n == nil || n.dir {
+		nr, ok := s.fs.ref(r.Hdr().Node)
+		n := nr.n
+		if !ok || n.dir {
 			r.RespondError(errno(syscall.EBADF))
 			return false
 		}
-		v, _ = s.handles.LoadOrStore(r.Handle, &handle{n: n, pid: int(r.Pid)})
+		who, tagged := handleOwner(r.Handle)
+		if !tagged || r.Offset != 0 {
+			if !tagged {
+				who = s.owner(nr, r.Pid)
+			}
+			return s.content(r, n, who, func(data []byte, err error) {
+				s.answerRead(r, n, data, err)
+				s.recycle(data)
+				n.st.Observe(stats.OpRead, time.Since(start))
+			})
+		}
+		// From offset 0, a snapshot is kept again (within budget) for
+		// the offsets that follow.
+		v = &handle{n: n, who: who}
 	}
 	h := v.(*handle)
 	h.mu.Lock()
 	if h.data != nil && (r.Offset != 0 || h.fresh) {
 		h.fresh = false
-		r.RespondData(slice(h.data, r.Offset, r.Size))
+		out := slice(h.data, r.Offset, r.Size)
+		r.RespondData(out)
 		h.mu.Unlock()
 		h.n.st.Observe(stats.OpRead, time.Since(start))
+		if len(out) == 0 {
+			// The reader has read to the end: the snapshot goes now,
+			// not at close, which may be much later.
+			s.forget(r.Handle, h)
+		}
 		return false
 	}
 	// Not held while rendering: a render that never returns must not lock
 	// the handle for the timer answering in its place.
 	h.mu.Unlock()
-	return s.content(r, h.n, h.pid, func(data []byte, err error) {
+	return s.content(r, h.n, h.who, func(data []byte, err error) {
 		if err != nil && h.n.pt {
 			r.RespondError(errnoOf(err))
 			return
 		}
 		if err != nil {
-			s.fs.log.Warn("render failed", "file", h.n.name, "pid", h.pid, "err", err)
+			s.fs.log.Warn("render failed", "file", h.n.name, "container", h.who, "err", err)
 			h.n.st.RenderError()
 			r.RespondError(errno(syscall.EIO))
 			h.n.st.Observe(stats.OpRead, time.Since(start))
@@ -462,12 +703,50 @@ func (s *server) read(r *fuse.ReadRequest) (abandoned bool) {
 		}
 		h.mu.Lock()
 		old := h.data
-		h.data, h.fresh = data, false
+		if old != nil {
+			s.drop(h.who, len(old))
+		}
+		kept := s.keep(h.who, len(data))
+		switch {
+		case kept && old == nil:
+			// Stored before the reply: the reader's next request (even
+			// its close) may come as soon as it has the reply.
+			if _, taken := s.handles.LoadOrStore(r.Handle, h); taken {
+				s.drop(h.who, len(data))
+				kept = false // another read kept a snapshot for it first
+			}
+		case !kept && old != nil:
+			// Over budget: this handle keeps nothing, and renders at
+			// each read.
+			s.handles.CompareAndDelete(r.Handle, h)
+		}
+		h.data, h.fresh = nil, false
+		if kept {
+			h.data = data
+		}
 		r.RespondData(slice(data, r.Offset, r.Size))
 		h.mu.Unlock()
 		s.recycle(old)
+		if !kept {
+			s.recycle(data)
+		}
 		h.n.st.Observe(stats.OpRead, time.Since(start))
 	})
+}
+
+// answerRead answers r from data, rendered for it alone.
+func (s *server) answerRead(r *fuse.ReadRequest, n *node, data []byte, err error) {
+	if err != nil && n.pt {
+		r.RespondError(errnoOf(err))
+		return
+	}
+	if err != nil {
+		s.fs.log.Warn("render failed", "file", n.name, "pid", r.Pid, "err", err)
+		n.st.RenderError()
+		r.RespondError(errno(syscall.EIO))
+		return
+	}
+	r.RespondData(slice(data, r.Offset, r.Size))
 }
 
 // slice is data[off:off+size], clipped to data.
@@ -484,15 +763,24 @@ func (s *server) readDir(r *fuse.ReadRequest) {
 		r.RespondData(slice(v.(*handle).data, r.Offset, r.Size))
 		return
 	}
-	d := s.fs.lookupNode(r.Hdr().Node)
-	if d == nil || !d.dir {
+	nr, ok := s.fs.ref(r.Hdr().Node)
+	d := nr.n
+	if !ok || !d.dir {
 		r.RespondError(errno(syscall.ENOTDIR))
 		return
 	}
 	dirents := d.dirents
 	if d.hostRoot != "" {
-		// A handle from before a takeover: list afresh for the reader.
-		list, err := s.listPT(d, int(r.Pid))
+		// A handle from before a takeover, or past the budget: list
+		// afresh, for the container the handle names when it names one.
+		who, tagged := handleOwner(r.Handle)
+		if !tagged {
+			who = nr.who
+			if !d.pt {
+				who = s.owner(nr, r.Pid)
+			}
+		}
+		list, err := s.listPT(nr, who)
 		if err != nil {
 			r.RespondError(errnoOf(err))
 			return

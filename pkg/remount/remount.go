@@ -165,9 +165,10 @@ type Outcome struct {
 	Err        error
 }
 
-// Run re-attaches dead views served from root in every recorded container,
-// and drops the records of containers that are gone. Records of other roots
-// are left alone.
+// Run re-attaches dead views served from root (the shared files, or a
+// registered container's own below root/.containers) in every recorded
+// container, and drops the records of containers that are gone. Records of
+// other roots are left alone.
 func Run(stateDir, root string) ([]Outcome, []error) {
 	records, errs := Load(stateDir)
 	if abs, err := filepath.Abs(root); err == nil {
@@ -175,7 +176,7 @@ func Run(stateDir, root string) ([]Outcome, []error) {
 	}
 	var out []Outcome
 	for _, r := range records {
-		if filepath.Clean(r.Root) != root {
+		if !servedFrom(r, root) {
 			continue
 		}
 		o := Outcome{ID: r.ID}
@@ -194,6 +195,13 @@ func Run(stateDir, root string) ([]Outcome, []error) {
 	return out, errs
 }
 
+// servedFrom reports whether r's views are served from root: the shared
+// files, or a registered container's own below root/.containers.
+func servedFrom(r Record, root string) bool {
+	rr := filepath.Clean(r.Root)
+	return rr == root || strings.HasPrefix(rr, root+"/.containers/")
+}
+
 // CountLive counts the recorded containers served from root that still run:
 // the containers a daemon serving root gives views to.
 func CountLive(stateDir, root string) (int, []error) {
@@ -203,7 +211,7 @@ func CountLive(stateDir, root string) (int, []error) {
 	}
 	n := 0
 	for _, r := range records {
-		if filepath.Clean(r.Root) != root {
+		if !servedFrom(r, root) {
 			continue
 		}
 		if start, err := StartTicks(r.Pid); err == nil && start == r.StartTicks {

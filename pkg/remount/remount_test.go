@@ -83,13 +83,16 @@ func TestCountLive(t *testing.T) {
 	Save(dir, Record{ID: "live-elsewhere", Pid: os.Getpid(), StartTicks: start, Root: "/other"})
 	Save(dir, Record{ID: "recycled", Pid: os.Getpid(), StartTicks: start + 1, Root: "/r"})
 	Save(dir, Record{ID: "dead", Pid: 1 << 30, StartTicks: 1, Root: "/r/"})
-	if n, errs := CountLive(dir, "/r"); n != 1 || len(errs) != 0 {
-		t.Errorf("CountLive = %d, %v; want 1", n, errs)
+	// A registered container is served from its own files below the root.
+	Save(dir, Record{ID: "registered", Pid: os.Getpid(), StartTicks: start, Root: "/r/.containers/3"})
+	Save(dir, Record{ID: "lookalike", Pid: os.Getpid(), StartTicks: start, Root: "/r2/.containers/3"})
+	if n, errs := CountLive(dir, "/r"); n != 2 || len(errs) != 0 {
+		t.Errorf("CountLive = %d, %v; want 2", n, errs)
 	}
 	if n, _ := CountLive(t.TempDir(), "/r"); n != 0 {
 		t.Errorf("no records: %d", n)
 	}
-	if left, _ := Load(dir); len(left) != 4 {
+	if left, _ := Load(dir); len(left) != 6 {
 		t.Errorf("CountLive changed the records: %+v", left)
 	}
 }

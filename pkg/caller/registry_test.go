@@ -1,0 +1,114 @@
+package caller
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// A container's ID means the same container to every resolver over the same
+// file (a replacement worker, an upgraded binary), and no other container
+// ever: not a second container, not one started after the first died.
+func TestIDsSharedAndNeverReused(t *testing.T) {
+	needRoot(t)
+	file := filepath.Join(t.TempDir(), "ids")
+	r1, err := NewResolver("/proc", file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r1.Close()
+	initA, childA := startInNewPidNS(t)
+	a, err := r1.Resolve(childA)
+	if err != nil || a == nil || a.ID == 0 {
+		t.Fatalf("resolve A: %+v, %v; want a container with an ID", a, err)
+	}
+	_, childB := startInNewPidNS(t)
+	b, err := r1.Resolve(childB)
+	if err != nil || b == nil || b.ID == 0 || b.ID == a.ID {
+		t.Fatalf("resolve B: %+v, %v; want an ID of its own (A has %d)", b, err, a.ID)
+	}
+
+	// A second resolver, as a new worker: same IDs, same containers.
+	r2, err := NewResolver("/proc", file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r2.Close()
+	for _, want := range []*Container{a, b} {
+		got, err := r2.Lookup(want.ID)
+		if err != nil || got.InitPid != want.InitPid || got.StartTicks != want.StartTicks {
+			t.Errorf("new resolver: ID %d = %+v, %v; want init %d", want.ID, got, err, want.InitPid)
+		}
+	}
+	if again, err := r2.Resolve(childA); err != nil || again.ID != a.ID {
+		t.Errorf("new resolver resolved A to ID %v (%v), want the recorded %d", again, err, a.ID)
+	}
+	if _, err := r2.Lookup(b.ID + 100); err == nil {
+		t.Errorf("an ID never given resolved to a container")
+	}
+
+	// A dies: its ID names nothing any more, and a new container gets
+	// a new ID.
+	initA.Process.Kill()
+	initA.Wait()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		r2.Prune()
+		if _, err := r2.Lookup(a.ID); err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ID %d of a dead container still resolves", a.ID)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	r3, err := NewResolver("/proc", file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r3.Close()
+	if _, err := r3.Lookup(a.ID); err == nil {
+		t.Errorf("ID %d of a dead container resolves in a resolver started after it died", a.ID)
+	}
+	_, childC := startInNewPidNS(t)
+	c, err := r3.Resolve(childC)
+	if err != nil || c.ID == a.ID || c.ID == b.ID || c.ID == 0 {
+		t.Errorf("container C got ID %v (%v); A had %d, B %d", c, err, a.ID, b.ID)
+	}
+}
+
+// A file left by another boot names processes that are not there any more
+// (their pids and start times may be taken again): it is started afresh.
+func TestIDFileOfAnotherBoot(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "ids")
+	reg, err := openRegistry(file, "boot-one")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := reg.assign(idRecord{pid: 42, start: 1000, ns: 7})
+	if err != nil || id != 1 {
+		t.Fatalf("first ID %d, %v; want 1", id, err)
+	}
+	reg.close()
+	same, err := openRegistry(file, "boot-one")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec, ok := same.record(1); !ok || rec.pid != 42 {
+		t.Errorf("same boot: record 1 = %+v, %v", rec, ok)
+	}
+	same.close()
+	other, err := openRegistry(file, "boot-two")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.close()
+	if rec, ok := other.record(1); ok {
+		t.Errorf("another boot's record 1 still read: %+v", rec)
+	}
+	b, _ := os.ReadFile(file)
+	if len(b) != recSize {
+		t.Errorf("a file started afresh holds %d bytes, want only its header", len(b))
+	}
+}

@@ -1,0 +1,149 @@
+// Package register lets the hook tell the daemon which process is a new
+// container's init, so the daemon can serve that container files of its own
+// (per-container views), whoever reads them. Containers that share a pid
+// namespace with the host or with each other cannot be told apart by their
+// readers' pid namespace; a registered container needs no such telling.
+//
+// The hook sends a pidfd of the init over a unix socket that only root can
+// connect to: a pidfd names one process and cannot be forged or outlive
+// it, unlike a pid. The daemon answers with the container's ID.
+package register
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// SocketName is the socket's name in the state directory.
+const SocketName = "register.sock"
+
+// Func registers the process behind pidfd (an open pidfd the callee may not
+// keep) and returns its container's ID.
+type Func func(pidfd int) (uint32, error)
+
+// Serve answers registrations on a unix socket at path (replacing a stale
+// one) until ctx is done. Only root may connect.
+func Serve(ctx context.Context, path string, register Func, log *slog.Logger) error {
+	os.Remove(path)
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", path, err)
+	}
+	// Connecting needs write permission on the socket; the peer's uid is
+	// checked too.
+	if err := os.Chmod(path, 0o600); err != nil {
+		l.Close()
+		return fmt.Errorf("restrict %s to root: %w", path, err)
+	}
+	l.SetUnlinkOnClose(false) // a newer worker may have taken the path
+	go func() { <-ctx.Done(); l.Close() }()
+	for {
+		c, err := l.AcceptUnix()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("accept on %s: %w", path, err)
+		}
+		go serveOne(c, register, log)
+	}
+}
+
+func serveOne(c *net.UnixConn, register Func, log *slog.Logger) {
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	reply := func(format string, args ...any) { fmt.Fprintf(c, format+"\n", args...) }
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return
+	}
+	var cred *unix.Ucred
+	raw.Control(func(fd uintptr) { cred, err = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED) })
+	if err != nil || cred.Uid != 0 {
+		reply("error only root may register containers")
+		return
+	}
+	buf, oob := make([]byte, 16), make([]byte, unix.CmsgSpace(4))
+	_, oobn, _, _, err := c.ReadMsgUnix(buf, oob)
+	if err != nil {
+		reply("error read: %v", err)
+		return
+	}
+	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+	var fds []int
+	for _, m := range msgs {
+		if got, err := unix.ParseUnixRights(&m); err == nil {
+			fds = append(fds, got...)
+		}
+	}
+	defer func() {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	}()
+	if err != nil || len(fds) != 1 {
+		reply("error want exactly one pidfd")
+		return
+	}
+	id, err := register(fds[0])
+	if err != nil {
+		log.Warn("container registration refused", "err", err)
+		reply("error %v", err)
+		return
+	}
+	reply("ok %d", id)
+}
+
+// Register sends a pidfd of pid to the daemon's socket at path and returns
+// the container's ID. It gives up after timeout: a daemon that does not
+// answer (an older release, LXCFS) must not hold the container's start.
+func Register(path string, pid int, timeout time.Duration) (uint32, error) {
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return 0, fmt.Errorf("pidfd_open %d: %w", pid, err)
+	}
+	defer unix.Close(pidfd)
+	deadline := time.Now().Add(timeout)
+	d := net.Dialer{Deadline: deadline}
+	conn, err := d.Dial("unix", path)
+	// Refused: the socket is there but no worker listens, as for the
+	// moment a killed worker is being replaced. No socket at all is a
+	// daemon that does not register: no waiting then.
+	for errors.Is(err, unix.ECONNREFUSED) && time.Now().Add(20*time.Millisecond).Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+		conn, err = d.Dial("unix", path)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("connect to the daemon at %s: %w", path, err)
+	}
+	defer conn.Close()
+	c := conn.(*net.UnixConn)
+	c.SetDeadline(deadline)
+	if _, _, err := c.WriteMsgUnix([]byte{'r'}, unix.UnixRights(pidfd), nil); err != nil {
+		return 0, fmt.Errorf("send to the daemon at %s: %w", path, err)
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return 0, fmt.Errorf("no answer from the daemon at %s: %w", path, err)
+	}
+	line = strings.TrimSpace(line)
+	if msg, ok := strings.CutPrefix(line, "error "); ok {
+		return 0, errors.New("the daemon refused: " + msg)
+	}
+	v, ok := strings.CutPrefix(line, "ok ")
+	id, err := strconv.ParseUint(v, 10, 32)
+	if !ok || err != nil || id == 0 {
+		return 0, fmt.Errorf("unexpected answer from the daemon at %s: %q", path, line)
+	}
+	return uint32(id), nil
+}

@@ -1,0 +1,96 @@
+package register
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The daemon gets a pidfd of the very process the hook names, and the hook
+// gets the daemon's ID back.
+func TestRegisterRoundTrip(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("only root may register")
+	}
+	sock := filepath.Join(t.TempDir(), SocketName)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	got := make(chan string, 1)
+	serve := func(pidfd int) (uint32, error) {
+		b, err := os.ReadFile("/proc/self/fdinfo/" + strconv.Itoa(pidfd))
+		got <- string(b)
+		return 42, err
+	}
+	go Serve(ctx, sock, serve, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	var id uint32
+	var err error
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if id, err = Register(sock, os.Getpid(), time.Second); err == nil {
+			break
+		}
+	}
+	if err != nil || id != 42 {
+		t.Fatalf("Register = %d, %v; want 42", id, err)
+	}
+	if info := <-got; !strings.Contains(info, "Pid:\t"+strconv.Itoa(os.Getpid())+"\n") {
+		t.Errorf("the daemon got a descriptor that is not a pidfd of the hook's pid %d:\n%s", os.Getpid(), info)
+	}
+	if st, err := os.Stat(sock); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("socket mode %v (%v), want 0600: only root may register", st.Mode(), err)
+	}
+}
+
+// A daemon that never answers (or is not there) costs the hook at most its
+// timeout; it then binds the shared files.
+func TestRegisterGivesUp(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := Register(filepath.Join(dir, "absent.sock"), os.Getpid(), time.Second); err == nil {
+		t.Errorf("registered with no daemon")
+	}
+	mute := filepath.Join(dir, "mute.sock")
+	l, err := net.Listen("unix", mute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	start := time.Now()
+	if _, err := Register(mute, os.Getpid(), 200*time.Millisecond); err == nil {
+		t.Errorf("registered with a daemon that never answered")
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("gave up after %v with a 200ms timeout", took)
+	}
+}
+
+// A socket nobody listens on (a worker killed, its replacement starting)
+// is tried again until the timeout: the replacement answers.
+func TestRegisterWaitsForReplacement(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("only root may register")
+	}
+	sock := filepath.Join(t.TempDir(), SocketName)
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.SetUnlinkOnClose(false)
+	l.Close() // left behind, as by a killed worker
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	started := make(chan struct{})
+	go func() {
+		<-started
+		Serve(ctx, sock, func(int) (uint32, error) { return 7, nil }, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	}()
+	time.AfterFunc(100*time.Millisecond, func() { close(started) })
+	if id, err := Register(sock, os.Getpid(), 5*time.Second); err != nil || id != 7 {
+		t.Errorf("Register across a worker replacement = %d, %v; want 7", id, err)
+	}
+}
