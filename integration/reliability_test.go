@@ -187,6 +187,19 @@ func (c *container) waitReads(t *testing.T, from, n int) int {
 	}
 }
 
+// readingContainer starts the daemon from a copy of its binary, so that an
+// upgrade can replace the binary at its path, and a container running
+// readLoop, and waits for the loop's first readsPerStep reads.
+func readingContainer(t *testing.T) (d *daemon, exe string, c *container, done int) {
+	t.Helper()
+	exe = filepath.Join(t.TempDir(), "lxcfs-fused")
+	copyFile(t, fusedBin, exe)
+	d = startDaemon(t, exe, "")
+	memLines := strings.Count(readFile(t, "/proc/meminfo"), "\n")
+	c = runDetached(t, d.mp, d.stateDir, readLoop(memLines))
+	return d, exe, c, c.waitReads(t, 0, readsPerStep)
+}
+
 // readsPerStep is how many reads the container completes after each kill
 // and upgrade before the next one: enough that every kill lands while the
 // loop is reading (each step sees reads both before and after it), whatever
@@ -201,13 +214,7 @@ const readsPerStep = 30
 // guarantee, not a guess at how fast the machine is.
 func TestReliabilityKillsAndUpgrades(t *testing.T) {
 	requireRoot(t)
-	// Run from a copy, so the "upgrade" can replace the binary at its path.
-	exe := filepath.Join(t.TempDir(), "lxcfs-fused")
-	copyFile(t, fusedBin, exe)
-	d := startDaemon(t, exe, "")
-	memLines := strings.Count(readFile(t, "/proc/meminfo"), "\n")
-	c := runDetached(t, d.mp, d.stateDir, readLoop(memLines))
-	done := c.waitReads(t, 0, readsPerStep)
+	d, exe, c, done := readingContainer(t)
 
 	_, worker, _ := fusedState(t, d)
 	for i := range 5 {
@@ -543,12 +550,7 @@ func waitCount(t *testing.T, what string, n *atomic.Int64, want int64) {
 // forever on a supervisor thread stuck on a request the retired worker held.
 func TestReliabilityBackToBackUpgrades(t *testing.T) {
 	requireRoot(t)
-	exe := filepath.Join(t.TempDir(), "lxcfs-fused")
-	copyFile(t, fusedBin, exe)
-	d := startDaemon(t, exe, "")
-	memLines := strings.Count(readFile(t, "/proc/meminfo"), "\n")
-	c := runDetached(t, d.mp, d.stateDir, readLoop(memLines))
-	done := c.waitReads(t, 0, readsPerStep)
+	d, exe, c, done := readingContainer(t)
 	for range 2 {
 		if out, err := exec.Command(exe, "--state-dir", d.stateDir, "upgrade").CombinedOutput(); err != nil {
 			t.Fatalf("upgrade: %v\n%s", err, out)
