@@ -84,10 +84,13 @@ func newApp() *cli.App {
 		Description: `As a createRuntime hook, lxcfs-hook reads the OCI state on stdin and the
 bundle's config.json, decides whether the container is served, checks that
 the views are being served at --lxcfs-root (a live FUSE mount, from
-lxcfs-fused or LXCFS), joins the container's mount namespace and binds every
-file under ROOT/proc and the directory ROOT/sys/devices/system/cpu (only its
-online file where the daemon serves no possible file there) read-only over
-the same path in the container. Targets missing in the container, and a CPU
+lxcfs-fused or LXCFS), registers the container with lxcfs-fused (a pidfd of
+its init over STATE-DIR/register.sock), joins the container's mount namespace
+and binds every file under ROOT/.containers/ID/proc, the container's own
+files (ROOT/proc when the daemon does not register: LXCFS, an older
+lxcfs-fused), and the directory .../sys/devices/system/cpu (only its online
+file where the daemon serves no possible file there) read-only over the same
+path in the container. Targets missing in the container, and a CPU
 directory the runtime masked with a tmpfs, are skipped.
 
 Opt-in: a container is served when it has the annotation io.lxcfs.enabled=true
