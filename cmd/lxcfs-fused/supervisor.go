@@ -15,6 +15,7 @@ import (
 	"bazil.org/fuse"
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
 
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/fusefs"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/metrics"
@@ -33,6 +34,7 @@ const fdStorePrefix = "lxcfs-fuse"
 // (`status`).
 type state struct {
 	Pid        int       `json:"pid"`
+	PidStart   uint64    `json:"pid_start,omitempty"` // its start time in clock ticks: tells the pid from a reuse
 	Worker     int       `json:"worker"`
 	Generation int       `json:"generation"`
 	Mountpoint string    `json:"mountpoint"`
@@ -78,7 +80,9 @@ func superviseCmd(c *cli.Context) error {
 		return err
 	}
 	counts := openStats(stateDir, files.List(), how == howUpgrade, log)
-	base := state{Pid: os.Getpid(), Mountpoint: mp, Version: version.String(), Started: counts.Created(),
+	// An exec (upgrade) keeps both the pid and its start time.
+	start, _ := remount.StartTicks(os.Getpid())
+	base := state{Pid: os.Getpid(), PidStart: start, Mountpoint: mp, Version: version.String(), Started: counts.Created(),
 		Connection: how, Kernel: connFeatures(conn, stored || how == howFDStore)}
 	if base.Started.IsZero() {
 		base.Started = time.Now()
@@ -171,6 +175,9 @@ func acquire(mp string, fromStore map[string]*os.File, log *slog.Logger) (conn *
 			continue
 		}
 		proto, flags, err := parseStoreName(name)
+		if err == nil {
+			err = isFUSEDevice(f)
+		}
 		if err != nil {
 			log.Warn("ignoring fd from the service manager", "name", name, "err", err)
 			f.Close()
@@ -190,6 +197,20 @@ func acquire(mp string, fromStore map[string]*os.File, log *slog.Logger) (conn *
 		stored = true
 	}
 	return conn, "mounted", stored, nil
+}
+
+// isFUSEDevice checks that f is /dev/fuse (character device 10:229): a
+// descriptor handed back under our name is served as a FUSE connection, and
+// anything else (a stale or mixed-up fd store) must not be.
+func isFUSEDevice(f *os.File) error {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return fmt.Errorf("stat: %w", err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFCHR || unix.Major(st.Rdev) != 10 || unix.Minor(st.Rdev) != 229 {
+		return fmt.Errorf("not /dev/fuse (mode %#o, device %d:%d)", st.Mode, unix.Major(st.Rdev), unix.Minor(st.Rdev))
+	}
+	return nil
 }
 
 func parseStoreName(name string) (fuse.Protocol, fuse.InitFlags, error) {
@@ -263,6 +284,11 @@ func upgradeCmd(c *cli.Context) error {
 	before, err := readState(dir)
 	if err != nil {
 		return err
+	}
+	// The state file outlives a supervisor killed without cleaning up, and
+	// its pid may since belong to another process, which SIGHUP would stop.
+	if now, err := remount.StartTicks(before.Pid); before.PidStart != 0 && (err != nil || now != before.PidStart) {
+		return fmt.Errorf("pid %d in %s is no longer the lxcfs-fused supervisor (it exited; the pid is gone or reused): start the daemon instead of upgrading it", before.Pid, statePath(dir))
 	}
 	if err := syscall.Kill(before.Pid, syscall.SIGHUP); err != nil {
 		return fmt.Errorf("signal supervisor %d: %w", before.Pid, err)

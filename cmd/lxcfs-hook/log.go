@@ -7,6 +7,7 @@ import (
 	"log/syslog"
 	"os"
 	"strings"
+	"syscall"
 
 	"github.com/coreos/go-systemd/v22/journal"
 
@@ -39,7 +40,9 @@ func newLogger(file, level string, stderr io.Writer) (*slog.Logger, func(), erro
 }
 
 func openSink(file string) (io.Writer, func(), error) {
-	f, ferr := os.OpenFile(file, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	// Not through a symlink: the hook runs as root, and a link planted at
+	// the log's path would have it append to any file.
+	f, ferr := os.OpenFile(file, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW, 0o640)
 	if ferr == nil {
 		return f, func() { f.Close() }, nil
 	}
