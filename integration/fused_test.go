@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"os"
@@ -433,5 +434,27 @@ func TestHookLogNotThroughSymlink(t *testing.T) {
 	cmd.CombinedOutput() // fails on the state; what matters is where it logged
 	if b, _ := os.ReadFile(target); string(b) != "untouched\n" {
 		t.Errorf("the hook wrote through the symlink at its log path: %q", b)
+	}
+}
+
+// TestShippedDaemonHasNoTestSwitches: make build's daemon cannot be wedged
+// on purpose through the environment; only the tests' build has the stall
+// switches.
+func TestShippedDaemonHasNoTestSwitches(t *testing.T) {
+	requireRoot(t)
+	bin := filepath.Join(t.TempDir(), "lxcfs-fused")
+	cmd := exec.Command("go", "build", "-tags", "urfave_cli_no_docs", "-o", bin, "../cmd/lxcfs-fused")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build as make build does: %v\n%s", err, out)
+	}
+	for path, shipped := range map[string]bool{bin: true, fusedBin: false} {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if has := bytes.Contains(b, []byte("LXCFS_FUSED_TEST_STALL")); has == shipped {
+			t.Errorf("%s (shipped %v) holds the test stall switch: %v", path, shipped, has)
+		}
 	}
 }

@@ -475,7 +475,7 @@ func buildWithExtraFile(t *testing.T) string {
 		t.Fatal(err)
 	}
 	bin := filepath.Join(dir, "lxcfs-fused-extra")
-	cmd := exec.Command("go", "build", "-tags", "urfave_cli_no_docs", "-overlay", overlayFile, "-o", bin, "../cmd/lxcfs-fused")
+	cmd := exec.Command("go", "build", "-tags", testBuildTags, "-overlay", overlayFile, "-o", bin, "../cmd/lxcfs-fused")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("build a release with one more file: %v\n%s", err, out)

@@ -42,6 +42,10 @@ func ociRuntime() string {
 	return "runc"
 }
 
+// testBuildTags are make build's tags plus lxcfs_test_stall, which adds the
+// daemon's switches for wedging a worker on purpose (cmd/lxcfs-fused/stall.go).
+const testBuildTags = "urfave_cli_no_docs lxcfs_test_stall"
+
 func TestMain(m *testing.M) {
 	// The load test re-executes this binary as its container readers.
 	if os.Getenv(readerEnv) != "" {
@@ -73,8 +77,8 @@ func run(m *testing.M) int {
 	}
 	for bin, pkg := range map[string]string{fusedBin: "../cmd/lxcfs-fused", hookBin: "../cmd/lxcfs-hook", nriBin: "../cmd/lxcfs-nri", sysinfoProg: "./testdata/sysinfoprog", holderBin: "./testdata/fdholder"} {
 		// Built as make build builds them (BUILD_TAGS and BUILD_ENV in the
-		// Makefile).
-		cmd := exec.Command("go", "build", "-tags", "urfave_cli_no_docs",
+		// Makefile), plus the daemon's test-only stall switches.
+		cmd := exec.Command("go", "build", "-tags", testBuildTags,
 			"-ldflags", "-X github.com/lxcfs-oci/lxcfs-oci/pkg/version.Version="+testVersion, "-o", bin, pkg)
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr

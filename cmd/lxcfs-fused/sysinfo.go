@@ -16,7 +16,6 @@ import (
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/sdnotify"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/supervise"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/sysinfo"
-	"github.com/lxcfs-oci/lxcfs-oci/pkg/view"
 )
 
 // sysinfoSocket is where runtimes register containers' seccomp listeners;
@@ -115,14 +114,7 @@ func serveSysinfo(c *cli.Context, files *content.Files, log *slog.Logger) (*sysi
 		return nil, err
 	}
 	srv := &sysinfo.Server{Figures: files.Sysinfo, Timeout: c.Duration("sysinfo-timeout"), Log: log}
-	if marker := os.Getenv(stallSysinfoEnv); marker != "" {
-		srv.Figures = func(pid int, ticks uint64, host view.Sysinfo) (view.Sysinfo, error) {
-			if os.Remove(marker) == nil {
-				select {}
-			}
-			return files.Sysinfo(pid, ticks, host)
-		}
-	}
+	withSysinfoStall(srv, files)
 	if e.Slots != nil {
 		if srv.Slots, err = sysinfo.OpenSlots(e.Slots); err != nil {
 			log.Warn("sysinfo: no slots; a call in progress when this worker dies waits until its caller is signalled", "err", err)
@@ -136,11 +128,6 @@ func serveSysinfo(c *cli.Context, files *content.Files, log *slog.Logger) (*sysi
 	}
 	return srv, nil
 }
-
-// stallSysinfoEnv names a marker file for the recovery test: while it
-// exists, the next sysinfo answer removes it and never completes, as a
-// worker killed mid-answer would leave it. Only tests set it.
-const stallSysinfoEnv = "LXCFS_FUSED_TEST_STALL_SYSINFO"
 
 // receiveContainers serves each container the supervisor registers.
 func receiveContainers(ctl *os.File, srv *sysinfo.Server, log *slog.Logger) {

@@ -116,11 +116,7 @@ func workerCmd(c *cli.Context) error {
 		return err
 	}
 	names := files.List()
-	var r fusefs.Renderer = files
-	if marker := os.Getenv(stallEnv); marker != "" {
-		r = stallRenderer{files, marker}
-	}
-	tree, err := fusefs.New(names, r, log)
+	tree, err := fusefs.New(names, withStall(files), log)
 	if err != nil {
 		return err
 	}
@@ -189,21 +185,4 @@ func logStats(log interface{ Info(string, ...any) }, r *caller.Resolver, tree *f
 		"cached_containers", r.Len(), "kept_files", reread.Kept(), "pinned_threads", r.Threads(),
 		"heap_inuse_kb", ms.HeapInuse>>10, "stack_inuse_kb", ms.StackInuse>>10, "go_sys_kb", ms.Sys>>10, "gc_cycles", ms.NumGC,
 		"snapshot_kb", tree.Held()>>10)
-}
-
-// stallEnv names a marker file for the failover test: while it exists, the
-// next read of proc/loadavg removes it and never returns, as a worker wedged
-// mid-request would. Only tests set it.
-const stallEnv = "LXCFS_FUSED_TEST_STALL"
-
-type stallRenderer struct {
-	*content.Files
-	marker string
-}
-
-func (s stallRenderer) Render(name string, who uint32) ([]byte, error) {
-	if name == content.Loadavg && os.Remove(s.marker) == nil {
-		select {}
-	}
-	return s.Files.Render(name, who)
 }
