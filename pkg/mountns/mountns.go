@@ -72,15 +72,36 @@ func BindReadOnly(pid int, rootfs string, mounts []hook.Mount) (Result, error) {
 
 func bindInNamespace(pid int, rootfs string, mounts []hook.Mount) (Result, error) {
 	var res Result
+	gone := func(err error) error {
+		return fmt.Errorf("%w: container process %d does not exist (exited before the hook ran?): %w", ErrRefused, pid, err)
+	}
+	// A pidfd pins which process pid is: if it is still alive after its
+	// namespace file is open, that file is its own and not a process's
+	// that got the pid since (kernels before 5.3 have no pidfd_open and go
+	// without the check).
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	switch {
+	case err == nil:
+		defer unix.Close(pidfd)
+	case errors.Is(err, unix.ESRCH):
+		return res, gone(err)
+	default:
+		pidfd = -1
+	}
 	nsPath := "/proc/" + strconv.Itoa(pid) + "/ns/mnt"
 	nsFd, err := unix.Open(nsPath, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ESRCH) {
-			return res, fmt.Errorf("%w: container process %d does not exist (exited before the hook ran?): open %s: %w", ErrRefused, pid, nsPath, err)
+			return res, gone(fmt.Errorf("open %s: %w", nsPath, err))
 		}
 		return res, fmt.Errorf("open %s: %w", nsPath, err)
 	}
 	defer unix.Close(nsFd)
+	if pidfd >= 0 {
+		if err := unix.PidfdSendSignal(pidfd, 0, nil, 0); err != nil {
+			return res, gone(err)
+		}
+	}
 	var theirs, ours unix.Stat_t
 	if err := unix.Fstat(nsFd, &theirs); err != nil {
 		return res, fmt.Errorf("stat %s: %w", nsPath, err)
@@ -90,6 +111,14 @@ func bindInNamespace(pid int, rootfs string, mounts []hook.Mount) (Result, error
 	}
 	if theirs.Dev == ours.Dev && theirs.Ino == ours.Ino {
 		return res, fmt.Errorf("%w: process %d shares the hook's own mount namespace, so it is not a container init: mounting there would cover the host's files (is the hook configured at the createRuntime stage, and is state.pid the container's?)", ErrRefused, pid)
+	}
+	// The hook may itself run in a namespace of its own (a DaemonSet's, or
+	// unshare'd); the host's is pid 1's. Where that is unreadable (a
+	// hardened /proc, or a sandbox such as the one this project is tested
+	// in, where root may not look at pid 1's namespaces), the check above
+	// is what is left.
+	if hostMountNS(theirs) {
+		return res, fmt.Errorf("%w: process %d is in the host's mount namespace (pid 1's), so it is not a container init: mounting there would cover the host's files", ErrRefused, pid)
 	}
 
 	if err := unix.Unshare(unix.CLONE_FS); err != nil {
@@ -354,4 +383,21 @@ func fstatCached(fd int) (fileID, error) {
 		return fileID{}, err
 	}
 	return fileID{Mode: uint32(stx.Mode), Dev: unix.Mkdev(stx.Dev_major, stx.Dev_minor), Ino: stx.Ino}, nil
+}
+
+// hostMountNS reports whether ns (a stat of a mount namespace file) is pid
+// 1's, the host's. Stat of /proc/1/ns/mnt can be refused where its link is
+// still readable ("mnt:[INODE]"; namespaces all live on one nsfs device),
+// so the link's inode is the fallback. Neither readable: false, and the
+// comparison with the hook's own namespace is what is left.
+func hostMountNS(ns unix.Stat_t) bool {
+	var host unix.Stat_t
+	if err := unix.Stat("/proc/1/ns/mnt", &host); err == nil {
+		return ns.Dev == host.Dev && ns.Ino == host.Ino
+	}
+	link, err := os.Readlink("/proc/1/ns/mnt")
+	if err != nil {
+		return false
+	}
+	return link == "mnt:["+strconv.FormatUint(ns.Ino, 10)+"]"
 }
