@@ -171,38 +171,61 @@ func threadIDReuse(t *testing.T, shared bool) {
 	a.touch(t, "thread-exit")
 	waitLine(t, a, "thread exited")
 
-	b := runDetached(t, d.mp, state,
-		`mkfifo /tmp/fork && echo ready && while read line < /tmp/fork; do sleep 1000 & echo "forked $!"; done`,
-		withMemoryLimit(t, 128))
+	b := runDetached(t, d.mp, state, "echo ready; exec sleep 100000", withMemoryLimit(t, 128))
 	waitLine(t, b, "ready")
-	bNS, err := os.Readlink("/proc/" + strconv.Itoa(b.pid(t)) + "/ns/pid")
+	bPid := strconv.Itoa(b.pid(t))
+	bNS, err := os.Readlink("/proc/" + bPid + "/ns/pid")
 	if err != nil {
 		t.Fatal(err)
 	}
+	// B's processes are forked by nsenter inside B's pid namespace. A
+	// FIFO read by B's shell did this before, and the test blocked opening
+	// it forever once that shell had gone.
 	taken := false
 	for attempt := 1; attempt <= 100 && !taken; attempt++ {
 		// Other processes on the host may take the pid first; each try
 		// starts once the id is free again.
-		for deadline := time.Now().Add(10 * time.Second); pidExists(tid); time.Sleep(10 * time.Millisecond) {
+		for deadline := time.Now().Add(30 * time.Second); pidExists(tid); time.Sleep(10 * time.Millisecond) {
 			if ns, _ := os.Readlink("/proc/" + strconv.Itoa(tid) + "/ns/pid"); ns == bNS {
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("pid %d stayed taken by another process for 10s", tid)
+				comm, _ := os.ReadFile("/proc/" + strconv.Itoa(tid) + "/comm")
+				status, _ := os.ReadFile("/proc/" + strconv.Itoa(tid) + "/status")
+				t.Fatalf("pid %d stayed taken by another process (%s) for 30s:\n%s", tid, strings.TrimSpace(string(comm)), status)
 			}
 		}
-		if err := os.WriteFile("/proc/sys/kernel/ns_last_pid", []byte(strconv.Itoa(tid-1)), 0o644); err != nil {
-			t.Fatalf("steer the next pid: %v", err)
+		// The shell steers the next pid and becomes nsenter (exec: no pid
+		// of its own), whose child in B's namespace gets the steered pid
+		// unless another process on the host forks in between.
+		fork := exec.Command("sh", "-c", fmt.Sprintf("echo %d > /proc/sys/kernel/ns_last_pid && exec nsenter --target %s --pid -- sleep 100000", tid-1, bPid))
+		if err := fork.Start(); err != nil {
+			t.Fatalf("fork in B's pid namespace: %v", err)
 		}
-		fifo, err := os.OpenFile(filepath.Join(b.bundle, "rootfs/tmp/fork"), os.O_WRONLY, 0)
-		if err != nil {
-			t.Fatal(err)
+		t.Cleanup(func() { fork.Process.Kill(); fork.Wait() })
+		// nsenter forks its child and waits for it: the child is there
+		// once nsenter has one.
+		var child string
+		for deadline := time.Now().Add(30 * time.Second); child == ""; time.Sleep(5 * time.Millisecond) {
+			b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", fork.Process.Pid, fork.Process.Pid))
+			if f := strings.Fields(string(b)); len(f) > 0 {
+				child = f[0]
+			} else if time.Now().After(deadline) {
+				t.Fatalf("nsenter started no child in B's pid namespace within 30s")
+			}
 		}
-		fifo.WriteString("fork\n")
-		fifo.Close()
-		waitOutput(t, b, func(out string) bool { return strings.Count(out, "forked ") >= attempt })
-		ns, _ := os.Readlink("/proc/" + strconv.Itoa(tid) + "/ns/pid")
-		taken = ns == bNS
+		if child == strconv.Itoa(tid) {
+			ns, _ := os.Readlink("/proc/" + child + "/ns/pid")
+			taken = ns == bNS
+		}
+		if !taken {
+			// Missed: free whatever pid this try's processes took.
+			fork.Process.Kill()
+			fork.Wait()
+			if pid, err := strconv.Atoi(child); err == nil {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
 	}
 	if !taken {
 		t.Fatalf("no process of B got pid %d in 100 tries", tid)
