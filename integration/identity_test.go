@@ -331,7 +331,7 @@ func TestIdentitySharedPidNamespaces(t *testing.T) {
 	if !strings.Contains(own, "/.containers/") {
 		t.Fatalf("B's views are bound from %s, not from files of its own", own)
 	}
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		if _, err := os.Stat(filepath.Join(own, "proc/meminfo")); os.IsNotExist(err) {
 			break
 		}

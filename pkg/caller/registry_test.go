@@ -52,7 +52,7 @@ func TestIDsSharedAndNeverReused(t *testing.T) {
 	// a new ID.
 	initA.Process.Kill()
 	initA.Wait()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		r2.Prune()
 		if _, err := r2.Lookup(a.ID); err != nil {

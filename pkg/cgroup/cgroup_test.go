@@ -49,6 +49,29 @@ func v2Group(t testing.TB, root, path string) *Group {
 	return h.ForPaths(map[string]string{"": path})
 }
 
+// damagedGroup is ctr1's group over a copy of the v1 or v2 fixture tree in
+// which file (relative to the tree) holds content, or is removed.
+func damagedGroup(t *testing.T, v2 bool, file, content string, remove bool) *Group {
+	t.Helper()
+	src, group := v1Root, "/machine/ctr1"
+	if v2 {
+		src, group = v2Root, "/machine.slice/ctr1"
+	}
+	root := copyTree(t, src)
+	path := filepath.Join(root, file)
+	if remove {
+		if err := os.Remove(path); err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		writeFile(t, path, content)
+	}
+	if v2 {
+		return v2Group(t, root, group)
+	}
+	return v1Group(t, root, group)
+}
+
 // copyTree copies a fixture tree so a test can damage it.
 func copyTree(t *testing.T, src string) string {
 	t.Helper()
@@ -331,25 +354,7 @@ func TestMemoryErrors(t *testing.T) {
 		{name: "v2 missing stat", v2: true, file: "machine.slice/ctr1/memory.stat", remove: true, inErr: "memory.stat", notExist: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			src, group := v1Root, "/machine/ctr1"
-			if tc.v2 {
-				src, group = v2Root, "/machine.slice/ctr1"
-			}
-			root := copyTree(t, src)
-			path := filepath.Join(root, tc.file)
-			if tc.remove {
-				if err := os.Remove(path); err != nil {
-					t.Fatal(err)
-				}
-			} else {
-				writeFile(t, path, tc.content)
-			}
-			var g *Group
-			if tc.v2 {
-				g = v2Group(t, root, group)
-			} else {
-				g = v1Group(t, root, group)
-			}
+			g := damagedGroup(t, tc.v2, tc.file, tc.content, tc.remove)
 			_, err := g.Memory()
 			if err == nil {
 				t.Fatal("Memory() succeeded on a damaged tree")

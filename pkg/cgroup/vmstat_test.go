@@ -3,8 +3,6 @@ package cgroup
 import (
 	"errors"
 	"io/fs"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -59,23 +57,7 @@ func TestMemStatValuesErrors(t *testing.T) {
 		{name: "v2 missing", v2: true, file: "machine.slice/ctr1/memory.stat", remove: true, inErr: "memory.stat", notExist: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			src, group := v1Root, "/machine/ctr1"
-			if tc.v2 {
-				src, group = v2Root, "/machine.slice/ctr1"
-			}
-			root := copyTree(t, src)
-			path := filepath.Join(root, tc.file)
-			if tc.remove {
-				if err := os.Remove(path); err != nil {
-					t.Fatal(err)
-				}
-			} else {
-				writeFile(t, path, tc.content)
-			}
-			g := v1Group(t, root, group)
-			if tc.v2 {
-				g = v2Group(t, root, group)
-			}
+			g := damagedGroup(t, tc.v2, tc.file, tc.content, tc.remove)
 			_, err := g.MemStatValues()
 			if err == nil || !strings.Contains(err.Error(), tc.inErr) {
 				t.Fatalf("MemStatValues() error = %v, want one mentioning %q", err, tc.inErr)

@@ -642,7 +642,7 @@ func TestServeSnapshotBudget(t *testing.T) {
 	}
 	waitHeld := func(want int64, what string) {
 		t.Helper()
-		for deadline := time.Now().Add(5 * time.Second); tree.Held() != want; time.Sleep(10 * time.Millisecond) {
+		for deadline := time.Now().Add(30 * time.Second); tree.Held() != want; time.Sleep(10 * time.Millisecond) {
 			if time.Now().After(deadline) {
 				t.Fatalf("%s: %d bytes kept, want %d", what, tree.Held(), want)
 			}

@@ -31,7 +31,7 @@ func TestRegisterRoundTrip(t *testing.T) {
 	go Serve(ctx, sock, serve, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	var id uint32
 	var err error
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 		if id, err = Register(sock, os.Getpid(), time.Second); err == nil {
 			break
 		}
