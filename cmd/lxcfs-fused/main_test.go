@@ -16,6 +16,7 @@ func TestFlagErrors(t *testing.T) {
 		{[]string{"--workers", "0"}, "--workers 0: want at least 1"},
 		{[]string{"--host-max-age", "2s"}, "--host-max-age 2s: want 0 (read for every render) up to 1s"},
 		{[]string{"--memstat-max-age", "-1ms"}, "--memstat-max-age -1ms: want 0 (read for every render) up to 1s"},
+		{[]string{"--cache-ttl", "-1s"}, "--cache-ttl -1s: want 0 (render at every read) up to 1m"},
 		{[]string{"--log-level", "loud"}, `--log-level "loud": want debug, info, warn or error`},
 		{[]string{"--cgroup-root", "/nonexistent-cgroup-root"}, "--cgroup-root /nonexistent-cgroup-root: detect cgroup layout"},
 		{[]string{"serve"}, `unexpected argument "serve"`},

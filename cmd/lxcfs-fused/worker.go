@@ -38,6 +38,9 @@ func loadConfig(c *cli.Context) (*content.Files, error) {
 			return nil, fmt.Errorf("--%s %v: want 0 (read for every render) up to 1s", flag, age)
 		}
 	}
+	if t := c.Duration("cache-ttl"); t < 0 || t > time.Minute {
+		return nil, fmt.Errorf("--cache-ttl %v: want 0 (render at every read) up to 1m (readers see figures that old)", t)
+	}
 	if t := c.Duration("sysinfo-timeout"); t <= 0 || t > 10*time.Second {
 		return nil, fmt.Errorf("--sysinfo-timeout %v: want more than 0 up to 10s (a sysinfo call waits that long at most)", t)
 	}
@@ -122,6 +125,9 @@ func workerCmd(c *cli.Context) error {
 	}
 	tree.Timeout = c.Duration("read-timeout")
 	tree.Stats = counts
+	tree.CacheTTL = c.Duration("cache-ttl")
+	// A predecessor's cached pages are forgotten before this worker serves.
+	tree.Known = resolver.IDs
 
 	if path := c.String("cpuprofile"); path != "" {
 		f, err := os.Create(path)
@@ -152,7 +158,7 @@ func workerCmd(c *cli.Context) error {
 	}()
 
 	log.Info("worker serving", "version", version.String(), "cgroup_root", files.Cgroups.Root, "cgroup_v2", files.Cgroups.V2,
-		"cfs", files.CFS, "loadavg", files.Load != nil, "files", strings.Join(names, ","))
+		"cfs", files.CFS, "cache_ttl", tree.CacheTTL, "loadavg", files.Load != nil, "files", strings.Join(names, ","))
 	if err := tree.Serve(conn, c.Int("workers")); err != nil {
 		return err
 	}

@@ -220,6 +220,11 @@ func pidfdPid(pidfd int) (int, error) {
 	return 0, fmt.Errorf("%s: not a pidfd", path)
 }
 
+// IDs lists the container IDs in the ID file when it was opened, and those
+// given or read since: every container whose files a process serving the
+// same connection may have answered.
+func (r *Resolver) IDs() []uint32 { return r.ids.ids() }
+
 // Alive says whether the container given id still runs.
 func (r *Resolver) Alive(id uint32) bool {
 	_, err := r.Lookup(id)

@@ -233,6 +233,17 @@ func (reg *registry) sweep(dead func(idRecord) bool) {
 	}
 }
 
+// ids lists the IDs this process knows (see Resolver.IDs).
+func (reg *registry) ids() []uint32 {
+	reg.mu.Lock()
+	defer reg.mu.Unlock()
+	out := make([]uint32, 0, len(reg.inits))
+	for id := range reg.inits {
+		out = append(out, id)
+	}
+	return out
+}
+
 // Len reports how many containers this process knows IDs of.
 func (reg *registry) len() int {
 	reg.mu.Lock()

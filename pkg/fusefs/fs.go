@@ -134,8 +134,19 @@ type FS struct {
 	// Stats, when set before Serve, counts requests, their latency, render
 	// errors and timeouts per file.
 	Stats *stats.Region
+	// CacheTTL, when above 0, lets the kernel cache the files of the
+	// containers' own trees for that long (see kcache.go); the shared tree
+	// is never cached. 0 renders at every open and read.
+	CacheTTL time.Duration
+	// Now is the cache's clock (tests); nil is time.Now.
+	Now func() time.Time
+	// Known lists the containers whose files a process that served the
+	// connection before this one may have left in the kernel's cache:
+	// with CacheTTL set, Serve has the kernel forget them first.
+	Known func() []uint32
 
 	held atomic.Int64 // snapshot bytes kept, see Held
+	kc   *kcache      // the serving connection's cache, for tests
 
 	nodes      []*node // index = inode; nil for IDs not served here
 	containers *node   // .containers, when r is a Scoper
@@ -281,6 +292,20 @@ func (f *FS) attr(nr ref) fuse.Attr {
 		a.Valid = entryValid
 	}
 	return a
+}
+
+// containerFiles lists the node IDs of the rendered files of the given
+// containers' own trees.
+func (f *FS) containerFiles(who []uint32) []fuse.NodeID {
+	var ids []fuse.NodeID
+	for _, w := range who {
+		for _, n := range f.nodes[1:] {
+			if w != 0 && n != nil && !n.dir && !n.pt {
+				ids = append(ids, fuse.NodeID(uint64(w)<<32|n.inode))
+			}
+		}
+	}
+	return ids
 }
 
 // Held reports the bytes that open files keep (snapshots and handles), for

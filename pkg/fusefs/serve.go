@@ -38,6 +38,7 @@ type handle struct {
 	data    []byte
 	fresh   bool // data was rendered at open and no read has used it yet
 	listing bool // data is a directory listing, not the Renderer's
+	shared  bool // data is a cache entry's (kcache.go): counted and freed there
 }
 
 // server is one connection's state: the open handles that hold a snapshot.
@@ -45,6 +46,7 @@ type handle struct {
 type server struct {
 	fs      *FS
 	conn    *fuse.Conn
+	kc      *kcache       // nil: FS.CacheTTL is 0, nothing is cached
 	nextFH  atomic.Uint32 // starts at random, see fileHandle
 	handles sync.Map      // fuse.HandleID -> *handle
 	stuck   atomic.Int64  // goroutines replaced while a render or store waits
@@ -114,6 +116,10 @@ func (s *server) forget(id fuse.HandleID, h *handle) {
 	data := h.data
 	h.data = nil
 	h.mu.Unlock()
+	if data != nil && h.shared {
+		s.drop(h.who, 0)
+		return
+	}
 	if data != nil {
 		s.drop(h.who, len(data))
 		if !h.listing {
@@ -177,6 +183,18 @@ func (f *FS) Serve(conn *fuse.Conn, workers int) error {
 		}
 	}
 	s.nextFH.Store(rand.Uint32())
+	if f.CacheTTL > 0 && f.sc != nil {
+		s.kc = newKcache(f.CacheTTL, f.Now)
+		if f.kc != nil {
+			s.kc.invalidated = f.kc.invalidated // a test's
+		}
+		f.kc = s.kc
+		if f.Known != nil {
+			s.kc.forgetAll(f.containerFiles(f.Known()))
+		}
+		go s.sweep()
+		defer close(s.kc.stop)
+	}
 	workers = max(workers, 1)
 	if runtime.GOMAXPROCS(0) < workers+2 {
 		runtime.GOMAXPROCS(workers + 2)
@@ -237,7 +255,7 @@ func (s *server) handle(req fuse.Request) (abandoned bool) {
 	hdr := req.Hdr()
 	switch r := req.(type) {
 	case *fuse.LookupRequest:
-		s.lookup(r)
+		return s.lookup(r)
 
 	case *fuse.GetattrRequest:
 		nr, ok := s.fs.ref(hdr.Node)
@@ -252,6 +270,11 @@ func (s *server) handle(req fuse.Request) (abandoned bool) {
 		if nr.n.dir {
 			r.Respond(&fuse.GetattrResponse{Attr: s.fs.attr(nr)})
 			return
+		}
+		if s.cached(nr) {
+			return s.entry(r, nr, func(e *centry, data []byte, err error) {
+				r.Respond(&fuse.GetattrResponse{Attr: s.cachedAttr(nr, e, data)})
+			})
 		}
 		return s.getattr(nr, r)
 
@@ -313,7 +336,7 @@ func (s *server) handle(req fuse.Request) (abandoned bool) {
 	return false
 }
 
-func (s *server) lookup(r *fuse.LookupRequest) {
+func (s *server) lookup(r *fuse.LookupRequest) (abandoned bool) {
 	d, ok := s.fs.ref(r.Hdr().Node)
 	if !ok || !d.n.dir {
 		r.RespondError(errno(syscall.ENOENT))
@@ -343,10 +366,18 @@ func (s *server) lookup(r *fuse.LookupRequest) {
 		}
 		child = ref{n: s.fs.nodes[ino], id: fuse.NodeID(uint64(d.who)<<32 | ino), who: d.who}
 	}
+	if s.cached(child) {
+		// The entry's size, cached as long as the entry lives: a stat
+		// or read before the open needs no GETATTR.
+		return s.entry(r, child, func(e *centry, data []byte, err error) {
+			r.Respond(&fuse.LookupResponse{Node: child.id, EntryValid: entryValid, Attr: s.cachedAttr(child, e, data)})
+		})
+	}
 	if !child.n.dir {
 		s.keepSize(child.id, child.n.name)
 	}
 	r.Respond(&fuse.LookupResponse{Node: child.id, EntryValid: entryValid, Attr: s.fs.attr(child)})
+	return false
 }
 
 // owner is the container a file is read for: the tree's, in a container's
@@ -482,6 +513,8 @@ func (s *server) open(r *fuse.OpenRequest) (abandoned bool) {
 	case !r.Flags.IsReadOnly():
 		r.RespondError(errno(syscall.EACCES))
 		return
+	case s.cached(nr):
+		return s.openCached(r, nr)
 	}
 	start := time.Now()
 	who := nr.who
@@ -647,6 +680,9 @@ func (s *server) recycle(data []byte) {
 // reading now, afresh each time, and never kept: another container's file
 // may have the same number.
 func (s *server) read(r *fuse.ReadRequest) (abandoned bool) {
+	if nr, ok := s.fs.ref(r.Hdr().Node); ok && s.cached(nr) {
+		return s.readCached(r, nr)
+	}
 	start := time.Now()
 	v, ok := s.handles.Load(r.Handle)
 	if !ok {

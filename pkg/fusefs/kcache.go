@@ -1,0 +1,329 @@
+package fusefs
+
+import (
+	"errors"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"bazil.org/fuse"
+
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/stats"
+)
+
+// Kernel caching of the per-container files (FS.CacheTTL).
+//
+// A file of a container's own tree (.containers/ID/...) has one answer,
+// that container's, whoever reads it: its inode is its alone, so the
+// kernel's page cache and attribute cache may serve it. Each such file read
+// since the last invalidation has one render here, its entry, valid for the
+// TTL: opens answer FOPEN_KEEP_CACHE without rendering, reads fill the page
+// cache from it, attributes give its length and stay valid until it
+// expires. Repeated open/read/close then costs the daemon an OPEN and a
+// RELEASE, and no render, until the entry expires; then one goroutine drops
+// the entry and tells the kernel to forget the file's pages and size
+// (FUSE_NOTIFY_INVAL_INODE), and the next read renders again. A file nobody
+// reads has no entry and costs nothing.
+//
+// Entries are queued in the order they were made; the TTL is the same for
+// all, so that is the order they expire in, and the queue is a FIFO: no
+// heap, no timer per file. There is at most one entry per file of a running
+// container in the queue, and its bytes count against the snapshot budget
+// (server.keep), so the cache is bounded like the snapshots are.
+
+// DefaultCacheTTL is lxcfs-fused's --cache-ttl: see docs/benchmarks.md for
+// how it was chosen.
+const DefaultCacheTTL = 500 * time.Millisecond
+
+// centry is one render of a cached file, valid until expires.
+type centry struct {
+	data    []byte
+	who     uint32
+	expires time.Time
+	opened  atomic.Int64 // unix ns of the last open on it (or read from 0)
+}
+
+// Invalidating a file's pages while a reader is part way through it would
+// have the rest of its read come from the next render: the kernel asks
+// again for the pages it dropped. A reader that opens and reads a file
+// takes microseconds, so the sweep starts graceFor(ttl) before an entry
+// expires and waits, within that window, until no open has come for grace:
+// a reader that finishes within grace of its open is never torn. The entry
+// never outlives its TTL: at expiry it goes whoever reads.
+func graceFor(ttl time.Duration) time.Duration {
+	return min(ttl/4, 100*time.Millisecond)
+}
+
+type dueItem struct {
+	id fuse.NodeID
+	e  *centry // nil: invalidate without an entry to drop (a predecessor's)
+	at time.Time
+}
+
+type kcache struct {
+	ttl   time.Duration
+	grace time.Duration
+	now   func() time.Time
+
+	mu    sync.Mutex
+	files map[fuse.NodeID]*centry
+	due   []dueItem // FIFO by at
+	wake  chan struct{}
+	stop  chan struct{}
+
+	// invalidated, when set (tests), is told of every invalidation sent.
+	invalidated func(fuse.NodeID)
+}
+
+func newKcache(ttl time.Duration, now func() time.Time) *kcache {
+	if now == nil {
+		now = time.Now
+	}
+	return &kcache{ttl: ttl, grace: graceFor(ttl), now: now, files: map[fuse.NodeID]*centry{},
+		wake: make(chan struct{}, 1), stop: make(chan struct{})}
+}
+
+// cached says whether the node nr is served from the kernel's cache: a
+// rendered file of a container's own tree, with a TTL set.
+func (s *server) cached(nr ref) bool {
+	return s.kc != nil && nr.who != 0 && !nr.n.dir && !nr.n.pt
+}
+
+// opening notes an open of e, or a read of it from 0: a reader starts.
+func (c *kcache) opening(e *centry) {
+	if e != nil {
+		e.opened.Store(c.now().UnixNano())
+	}
+}
+
+// get returns the live entry of file id, or nil.
+func (c *kcache) get(id fuse.NodeID) *centry {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e := c.files[id]; e != nil && c.now().Before(e.expires) {
+		return e
+	}
+	return nil
+}
+
+// put makes data the entry of file id, unless another render made a live
+// one meanwhile, which is returned instead (and ok false: data is not kept).
+func (c *kcache) put(id fuse.NodeID, who uint32, data []byte) (e *centry, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.now()
+	if e := c.files[id]; e != nil && now.Before(e.expires) {
+		return e, false
+	}
+	e = &centry{data: data, who: who, expires: now.Add(c.ttl)}
+	c.files[id] = e
+	c.due = append(c.due, dueItem{id: id, e: e, at: e.expires.Add(-c.grace)})
+	c.poke()
+	return e, true
+}
+
+// forgetAll queues an invalidation, due now, of every file in ids: what a
+// process that served the connection before this one may have left in the
+// kernel's cache (see FS.Known).
+func (c *kcache) forgetAll(ids []fuse.NodeID) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.now()
+	for _, id := range ids {
+		c.due = append(c.due, dueItem{id: id, at: now})
+	}
+	c.poke()
+}
+
+func (c *kcache) poke() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// next pops the first item due, or says how long until one is (0: none
+// queued).
+func (c *kcache) next() (it dueItem, wait time.Duration, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.due) == 0 {
+		return dueItem{}, 0, false
+	}
+	it = c.due[0]
+	due := it.at
+	if it.e != nil && c.files[it.id] == it.e {
+		if opened := time.Unix(0, it.e.opened.Load()).Add(c.grace); opened.After(due) {
+			due = opened
+		}
+		if due.After(it.e.expires) {
+			due = it.e.expires
+		}
+	}
+	if d := due.Sub(c.now()); d > 0 {
+		return dueItem{}, d, false
+	}
+	c.due[0] = dueItem{}
+	c.due = c.due[1:]
+	if len(c.due) == 0 {
+		c.due = nil // let the backing array go
+	}
+	if it.e != nil && c.files[it.id] == it.e {
+		delete(c.files, it.id)
+	}
+	return it, 0, true
+}
+
+// sweep invalidates files as their entries expire, until the connection
+// ends. It runs in a goroutine of its own: dropping pages waits for a page
+// that a reader holds locked until its READ is answered, which the reading
+// goroutines do meanwhile.
+func (s *server) sweep() {
+	c := s.kc
+	for {
+		it, wait, ok := c.next()
+		if ok {
+			if it.e != nil {
+				s.drop(it.e.who, len(it.e.data))
+			}
+			// Pages and size: the next read renders, the next stat asks.
+			if err := s.conn.InvalidateNode(it.id, 0, 0); err != nil && !errors.Is(err, fuse.ErrNotCached) {
+				s.fs.log.Debug("cache invalidation failed", "node", it.id, "err", err)
+			}
+			if c.invalidated != nil {
+				c.invalidated(it.id)
+			}
+			continue
+		}
+		var t *time.Timer
+		var timer <-chan time.Time
+		if wait > 0 {
+			t = time.NewTimer(wait)
+			timer = t.C
+		}
+		select {
+		case <-c.stop:
+			return
+		case <-c.wake:
+		case <-timer:
+		}
+		if t != nil {
+			t.Stop()
+		}
+	}
+}
+
+// entry returns file nr's live entry, rendering it when there is none, and
+// passes it to answer exactly once. A nil entry with a nil error means the
+// render was over budget and not kept: answer uses data then, uncached.
+func (s *server) entry(req fuse.Request, nr ref, answer func(e *centry, data []byte, err error)) (abandoned bool) {
+	if e := s.kc.get(nr.id); e != nil {
+		answer(e, e.data, nil)
+		return false
+	}
+	return s.content(req, nr.n, nr.who, func(data []byte, err error) {
+		if err != nil {
+			answer(nil, nil, err)
+			return
+		}
+		if !s.keep(nr.who, len(data)) {
+			answer(nil, data, nil)
+			s.recycle(data)
+			return
+		}
+		e, fresh := s.kc.put(nr.id, nr.who, data)
+		if !fresh {
+			s.drop(nr.who, len(data))
+			s.recycle(data)
+		}
+		answer(e, e.data, nil)
+	})
+}
+
+// cachedAttr is the attributes of a cached file: its entry's size, valid in
+// the kernel for as long as the entry is.
+func (s *server) cachedAttr(nr ref, e *centry, data []byte) fuse.Attr {
+	a := s.fs.attr(nr)
+	a.Size = uint64(len(data))
+	if e != nil {
+		a.Valid = max(e.expires.Sub(s.kc.now()), 0)
+	}
+	return a
+}
+
+// openCached opens a cached file: no render while its entry lives, and the
+// kernel keeps the pages it has.
+func (s *server) openCached(r *fuse.OpenRequest, nr ref) (abandoned bool) {
+	start := time.Now()
+	return s.entry(r, nr, func(e *centry, data []byte, err error) {
+		defer func() { nr.n.st.Observe(stats.OpOpen, time.Since(start)) }()
+		if err != nil {
+			s.fs.log.Warn("render failed", "file", nr.n.name, "container", nr.who, "err", err)
+			nr.n.st.RenderError()
+			r.RespondError(errno(syscall.EIO))
+			return
+		}
+		s.kc.opening(e)
+		id := fileHandle(nr.who, s.nextFH.Add(1))
+		if e == nil {
+			// Over budget: served as with no TTL, rendered per read.
+			r.Respond(&fuse.OpenResponse{Handle: id, Flags: fuse.OpenDirectIO | openNoFlush})
+			return
+		}
+		// The handle keeps the entry it opened on, for reads at later
+		// offsets (see readCached); its bytes are the entry's, counted
+		// once, so the handle costs only itself.
+		if s.keep(nr.who, 0) {
+			h := &handle{n: nr.n, who: nr.who, data: e.data, shared: true}
+			for {
+				if _, taken := s.handles.LoadOrStore(id, h); !taken {
+					break
+				}
+				id = fileHandle(nr.who, s.nextFH.Add(1))
+			}
+		}
+		r.Respond(&fuse.OpenResponse{Handle: id, Flags: fuse.OpenKeepCache | openNoFlush})
+	})
+}
+
+// readCached fills the kernel's page cache of a cached file. Offset 0 is
+// answered from the live entry, as an uncached file renders afresh there
+// (a reader such as top preads from 0 to refresh); later offsets from the
+// entry the reader's handle last read at 0, so that a reader that reads in
+// pieces sees one render even when the kernel asks for pages one by one.
+func (s *server) readCached(r *fuse.ReadRequest, nr ref) (abandoned bool) {
+	start := time.Now()
+	var h *handle
+	if v, ok := s.handles.Load(r.Handle); ok {
+		h = v.(*handle)
+	}
+	if r.Offset != 0 && h != nil {
+		h.mu.Lock()
+		data := h.data
+		h.mu.Unlock()
+		if data != nil {
+			r.RespondData(slice(data, r.Offset, r.Size))
+			nr.n.st.Observe(stats.OpRead, time.Since(start))
+			return false
+		}
+	}
+	return s.entry(r, nr, func(e *centry, data []byte, err error) {
+		defer func() { nr.n.st.Observe(stats.OpRead, time.Since(start)) }()
+		if err != nil {
+			s.fs.log.Warn("render failed", "file", nr.n.name, "container", nr.who, "err", err)
+			nr.n.st.RenderError()
+			r.RespondError(errno(syscall.EIO))
+			return
+		}
+		if r.Offset == 0 {
+			s.kc.opening(e)
+		}
+		if e != nil && h != nil && h.shared {
+			h.mu.Lock()
+			h.data = e.data
+			h.mu.Unlock()
+		}
+		r.RespondData(slice(data, r.Offset, r.Size))
+	})
+}

@@ -1,0 +1,234 @@
+package fusefs
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"bazil.org/fuse"
+	"golang.org/x/sys/unix"
+
+	"github.com/lxcfs-oci/lxcfs-oci/internal/fakeclock"
+)
+
+// cachedTree mounts meminfo and loadavg for scoped's container 5 with a
+// TTL on a fake clock, and reports the invalidations sent on inval.
+func cachedTree(t *testing.T, s *scoped, ttl time.Duration) (mp string, tree *FS, clock *fakeclock.Clock, inval chan fuse.NodeID) {
+	t.Helper()
+	clock = fakeclock.New()
+	inval = make(chan fuse.NodeID, 100)
+	mp = mountTestWith(t, s, func(f *FS) {
+		tree = f
+		f.CacheTTL = ttl
+		f.Now = clock.Now
+		f.kc = &kcache{invalidated: func(id fuse.NodeID) { inval <- id }}
+	}, "proc/meminfo", "proc/loadavg")
+	return mp, tree, clock, inval
+}
+
+func (c *counter) renders() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.gen
+}
+
+func readGen(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !oneRender(b) {
+		t.Fatalf("%s: %d bytes (%.20q): not one render", path, len(b), b)
+	}
+	first, _, _ := strings.Cut(string(b), "\n")
+	return first
+}
+
+// oneRender says whether b is a whole render of counter's, all of one.
+func oneRender(b []byte) bool {
+	head, body, ok := strings.Cut(string(b), "\n")
+	g, _, _ := strings.Cut(strings.TrimPrefix(head, "gen="), " ")
+	return ok && len(b) == 10240 && g != "" && body == strings.Repeat(g[len(g)-1:], len(body))
+}
+
+// A container's own file is rendered once per TTL however often it is
+// read (the kernel serves the rest); once the TTL has passed the daemon
+// invalidates it, and only it (loadavg was never read), and the next read
+// shows a new render. The shared tree renders at every read.
+func TestCacheServesWithinTTLAndInvalidatesReadFiles(t *testing.T) {
+	s := &scoped{}
+	mp, tree, clock, inval := cachedTree(t, s, time.Hour)
+	own := filepath.Join(mp, ".containers/5/proc/meminfo")
+	first := readGen(t, own)
+	before := s.renders()
+	for range 20 {
+		if got := readGen(t, own); got != first {
+			t.Fatalf("read within the TTL: %q, want the cached %q", got, first)
+		}
+	}
+	if n := s.renders() - before; n != 0 {
+		t.Errorf("20 reads within the TTL rendered %d times, want 0 (served by the kernel)", n)
+	}
+	shared := filepath.Join(mp, "proc/meminfo")
+	a, b := readGen(t, shared), readGen(t, shared)
+	if a == b {
+		t.Errorf("the shared file read twice gave one render %q: it must not be cached", a)
+	}
+
+	select {
+	case id := <-inval:
+		t.Fatalf("invalidation of node %#x before the TTL passed", id)
+	default:
+	}
+	clock.Add(time.Hour)
+	tree.kc.poke()
+	var st unix.Stat_t
+	if err := unix.Stat(own, &st); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case id := <-inval:
+		if uint64(id) != st.Ino {
+			t.Errorf("invalidated node %#x, want meminfo's %#x", id, st.Ino)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no invalidation within 30s of the TTL passing")
+	}
+	if got := readGen(t, own); got == first {
+		t.Errorf("read after the invalidation still shows %q", got)
+	}
+	select {
+	case id := <-inval:
+		t.Errorf("another invalidation (node %#x): loadavg was never read", id)
+	case <-time.After(200 * time.Millisecond):
+	}
+}
+
+// A reader that reads a multi-page file in small pieces sees one render:
+// its pages come from the render it opened on even when the kernel asks
+// for them one by one, and an expiry due while it reads waits until no
+// reader has opened for the grace (within the TTL, which it never passes).
+func TestCacheReadInPiecesIsOneRender(t *testing.T) {
+	s := &scoped{}
+	const ttl = time.Hour
+	grace := graceFor(ttl)
+	mp, tree, clock, inval := cachedTree(t, s, ttl)
+	own := filepath.Join(mp, ".containers/5/proc/meminfo")
+	readGen(t, own)
+	clock.Add(ttl - grace/2) // in the window before expiry
+	f, err := os.Open(own)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var got []byte
+	buf := make([]byte, 100)
+	for i := 0; ; i++ {
+		if i == 5 {
+			tree.kc.poke()
+			select {
+			case id := <-inval:
+				t.Fatalf("node %#x invalidated while a reader that opened it within the grace (%v) reads it", id, grace)
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+		n, err := f.Read(buf)
+		got = append(got, buf[:n]...)
+		if err != nil || n == 0 {
+			break
+		}
+	}
+	if !oneRender(got) {
+		t.Errorf("read in 100-byte pieces: %d bytes, torn: %.20q", len(got), got)
+	}
+	clock.Add(grace / 2) // the TTL has passed: reader or not, it goes
+	tree.kc.poke()
+	select {
+	case <-inval:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no invalidation within 30s of the TTL passing")
+	}
+}
+
+// scopedSized is sized with container 5 registered.
+type scopedSized struct{ sized }
+
+func (s *scopedSized) Alive(who uint32) bool { return who == 5 }
+
+// Cached files report their render's size to stat, to read(2) and to
+// sendfile(2) (busybox cat), before and after an expiry changes it, and a
+// render made after the open does not show within the TTL.
+func TestCacheSizes(t *testing.T) {
+	s := &scopedSized{}
+	const ttl = time.Hour
+	clock := fakeclock.New()
+	inval := make(chan fuse.NodeID, 100)
+	var tree *FS
+	s.n.Store(3000)
+	mp := mountTestWith(t, s, func(f *FS) {
+		tree = f
+		f.CacheTTL = ttl
+		f.Now = clock.Now
+		f.kc = &kcache{invalidated: func(id fuse.NodeID) { inval <- id }}
+	}, "proc/meminfo")
+	own := filepath.Join(mp, ".containers/5/proc/meminfo")
+	check := func(want int) {
+		t.Helper()
+		st, err := os.Stat(own)
+		if err != nil || st.Size() != int64(want) {
+			t.Errorf("stat: %v (%v), want %d", st.Size(), err, want)
+		}
+		b, err := os.ReadFile(own)
+		if err != nil || len(b) != want {
+			t.Errorf("read: %d bytes (%v), want %d", len(b), err, want)
+		}
+		f, err := os.Open(own)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if got := sendfileAll(t, f); len(got) != want || string(got) != string(b) {
+			t.Errorf("sendfile: %d bytes (%.8q), want the read's %d (%.8q)", len(got), got, len(b), b)
+		}
+	}
+	check(3000)
+	s.n.Store(5000)
+	check(3000) // cached: the render for 5000 is not made within the TTL
+	s.n.Store(1000)
+	clock.Add(ttl)
+	tree.kc.poke()
+	select {
+	case <-inval:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no invalidation within 30s of the TTL passing")
+	}
+	check(1000)
+}
+
+// A process that takes the connection over has the kernel forget every file
+// of the containers a predecessor served (FS.Known): it cannot know which
+// of them the kernel still caches, nor how old they are.
+func TestCacheForgetsPredecessorsFiles(t *testing.T) {
+	s := &scoped{}
+	inval := make(chan fuse.NodeID, 100)
+	mountTestWith(t, s, func(f *FS) {
+		f.CacheTTL = time.Hour
+		f.Known = func() []uint32 { return []uint32{5, 7} }
+		f.kc = &kcache{invalidated: func(id fuse.NodeID) { inval <- id }}
+	}, "proc/meminfo", "proc/loadavg")
+	want := map[fuse.NodeID]bool{5<<32 | 3: true, 5<<32 | 4: true, 7<<32 | 3: true, 7<<32 | 4: true} // 2 is proc
+	for len(want) > 0 {
+		select {
+		case id := <-inval:
+			if !want[id] {
+				t.Errorf("invalidated node %#x, not a file of containers 5 or 7 (or twice)", id)
+			}
+			delete(want, id)
+		case <-time.After(30 * time.Second):
+			t.Fatalf("not invalidated within 30s: %v", want)
+		}
+	}
+}
