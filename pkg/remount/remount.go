@@ -344,8 +344,15 @@ func probe(target string) (viewState, error) {
 	if st.Mode&unix.S_IFMT == unix.S_IFLNK {
 		return 0, fmt.Errorf("%s is a symlink in the container: not following it", target)
 	}
+	// Statfs always asks the daemon; the stat above may have been answered
+	// from the kernel's attribute cache (lxcfs-fused --cache-ttl), which
+	// outlives the connection.
 	var sfs unix.Statfs_t
-	if err := unix.Statfs(target, &sfs); err == nil && sfs.Type == fuseSuperMagic {
+	err = unix.Statfs(target, &sfs)
+	switch {
+	case errors.Is(err, unix.ENOTCONN), errors.Is(err, unix.ECONNABORTED):
+		return stateDead, nil
+	case err == nil && sfs.Type == fuseSuperMagic:
 		return stateLive, nil
 	}
 	return stateMissing, nil
