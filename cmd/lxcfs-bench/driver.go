@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/register"
 )
 
 // config is the driver's flags.
@@ -33,6 +35,7 @@ type config struct {
 	scaleWarmup   time.Duration
 	loadavgN      int
 	hookRuns      int
+	staleTrials   int
 	only          map[string]bool
 	fused         string
 	fusedArgs     []string
@@ -72,6 +75,7 @@ func parseConfig(args []string) (*config, error) {
 	swarm := fl.Duration("scale-warmup", 2*time.Second, "scale benchmark: unmeasured time before each phase (first lookups)")
 	lavg := fl.Int("loadavg-n", 500, "scale benchmark: containers for the --enable-loadavg / lxcfs -l phase (0: skip)")
 	hook := fl.Int("hook-runs", 200, "hook benchmark: runc runs of each kind (no hook, a /bin/true hook, lxcfs-hook) (0: skip)")
+	stale := fl.Int("stale-trials", 20, "read benchmark: limit changes timed per column for the staleness table")
 	only := fl.String("only", "read,scale,hook", "benchmarks to run")
 	fused := fl.String("fused", "bin/lxcfs-fused", "lxcfs-fused binary (make build)")
 	fusedArgs := fl.String("fused-args", "", "extra flags for lxcfs-fused, space separated (e.g. \"--cpuprofile /tmp/cpu.pprof\")")
@@ -86,7 +90,7 @@ func parseConfig(args []string) (*config, error) {
 	}
 	c := &config{
 		rounds: *rounds, duration: *dur, warmup: *warm,
-		scaleDuration: *sdur, scaleWarmup: *swarm, loadavgN: *lavg, hookRuns: *hook,
+		scaleDuration: *sdur, scaleWarmup: *swarm, loadavgN: *lavg, hookRuns: *hook, staleTrials: max(*stale, 1),
 		fusedArgs: strings.Fields(*fusedArgs), lxcfs: *lxcfs, repo: *repo, out: *out,
 		only: map[string]bool{},
 	}
@@ -94,6 +98,7 @@ func parseConfig(args []string) (*config, error) {
 		c.rounds, c.duration, c.warmup = 1, 500*time.Millisecond, 100*time.Millisecond
 		c.scaleDuration, c.scaleWarmup = 3*time.Second, time.Second
 		c.hookRuns = min(c.hookRuns, 30)
+		c.staleTrials = min(c.staleTrials, 5)
 	}
 	var err error
 	for f := range strings.SplitSeq(*files, ",") {
@@ -237,9 +242,16 @@ func driverMain(args []string) error {
 			if err != nil {
 				return err
 			}
-			if err := b.readBench(ours, ref, static); err != nil {
+			// The same daemon with no kernel caching, for its own files
+			// at TTL 0 (the shared tree is never cached).
+			ttl0, err := b.startOurs("ours-ttl0", "--cache-ttl", "0")
+			if err != nil {
 				return err
 			}
+			if err := b.readBench(ours, ttl0, ref, static); err != nil {
+				return err
+			}
+			ttl0.stop()
 			static.stop()
 		}
 		if cfg.only["scale"] {
@@ -331,6 +343,7 @@ func sweepLeftovers() {
 type daemon struct {
 	name   string
 	mp     string
+	state  string // lxcfs-fused's --state-dir (its registration socket)
 	cmd    *exec.Cmd
 	log    string
 	exited chan struct{}
@@ -339,8 +352,24 @@ type daemon struct {
 
 func (b *bench) startOurs(name string, extra ...string) (*daemon, error) {
 	mp := filepath.Join(b.tmp, name)
-	args := append([]string{"--mountpoint", mp, "--log-level", "warn"}, b.cfg.fusedArgs...)
-	return b.startDaemon(name, mp, b.cfg.fused, append(args, extra...)...)
+	state := filepath.Join(b.tmp, name+".state")
+	args := append([]string{"--mountpoint", mp, "--state-dir", state, "--log-level", "warn"}, b.cfg.fusedArgs...)
+	d, err := b.startDaemon(name, mp, b.cfg.fused, append(args, extra...)...)
+	if d != nil {
+		d.state = state
+	}
+	return d, err
+}
+
+// ownRoot registers the container whose init is pid with d, as lxcfs-hook
+// does, and returns the root of the container's own files there
+// (MOUNT/.containers/ID), which the kernel may cache (--cache-ttl).
+func (d *daemon) ownRoot(pid int) (string, error) {
+	id, err := register.Register(filepath.Join(d.state, register.SocketName), pid, 10*time.Second)
+	if err != nil {
+		return "", fmt.Errorf("register reader %d with %s: %w", pid, d.name, err)
+	}
+	return filepath.Join(d.mp, ".containers", strconv.FormatUint(uint64(id), 10)), nil
 }
 
 func (b *bench) startLXCFS(name string, extra ...string) (*daemon, error) {

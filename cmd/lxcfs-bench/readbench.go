@@ -4,7 +4,10 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"time"
+
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/fusefs"
 )
 
 // cell accumulates one daemon's figures for one file and reader count over
@@ -101,9 +104,21 @@ func (b *bench) benchParent() (string, error) {
 	return p, nil
 }
 
+// column is one column of the read benchmark: where its reader reads a
+// file (rel, below a mount) and whose CPU time counts (none for the
+// kernel's own files).
+type column struct {
+	name string
+	path func(rel string) string
+	d    *daemon // nil: the kernel's
+}
+
 // readBench runs open/read/close loops from one container (1 GiB memory
-// limit, cpuset 0) on each file, alternating the daemons every round.
-func (b *bench) readBench(ours, ref, static *daemon) error {
+// limit, cpuset 0) on each file, rotating the columns every round: the
+// kernel's own files, ours (the shared tree, per reader, never cached),
+// ours through the container's own files with the default cache TTL and
+// with TTL 0 (ttl0), LXCFS, and for meminfo the static floor.
+func (b *bench) readBench(ours, ttl0, ref, static *daemon) error {
 	parent, err := b.benchParent()
 	if err != nil {
 		return err
@@ -116,6 +131,24 @@ func (b *bench) readBench(ours, ref, static *daemon) error {
 	if err != nil {
 		return err
 	}
+	cachedRoot, err := ours.ownRoot(r.cmd.Process.Pid)
+	if err != nil {
+		return err
+	}
+	ttl0Root, err := ttl0.ownRoot(r.cmd.Process.Pid)
+	if err != nil {
+		return err
+	}
+	under := func(root string) func(string) string {
+		return func(rel string) string { return root + "/" + rel }
+	}
+	cols := []column{
+		{"kernel", func(rel string) string { return "/" + rel }, nil},
+		{"ours", under(ours.mp), ours},
+		{"cached", under(cachedRoot), ours},
+		{"ttl0", under(ttl0Root), ttl0},
+		{"lxcfs", under(ref.mp), ref},
+	}
 	cfg := b.cfg
 	cells := map[cellKey]*cell{}
 	total := len(cfg.files) * len(cfg.readers) * cfg.rounds
@@ -125,21 +158,21 @@ func (b *bench) readBench(ours, ref, static *daemon) error {
 			for round := range cfg.rounds {
 				step++
 				fmt.Fprintf(os.Stderr, "\rlxcfs-bench: read %s x%d round %d/%d (%d/%d)      ", f, n, round+1, cfg.rounds, step, total)
-				order := []*daemon{ours, ref}
+				order := slices.Clone(cols)
 				if f == "meminfo" {
-					// Ours between the two it is compared with, so each
-					// ratio pairs measurements taken back to back.
-					order = []*daemon{static, ours, ref}
+					// Static right before ours, so each floor ratio pairs
+					// measurements taken back to back.
+					order = slices.Insert(order, 1, column{"static", under(static.mp), static})
 				}
-				if round%2 == 1 {
-					slices.Reverse(order)
-				}
-				for _, d := range order {
-					res, cpu, err := b.measureLoop(r, d, benchFiles[f], n)
+				// Rotate, so no column always follows the same one.
+				k := round % len(order)
+				order = append(order[k:], order[:k]...)
+				for _, c := range order {
+					res, cpu, err := b.measureLoop(r, c, benchFiles[f], n)
 					if err != nil {
-						return fmt.Errorf("read benchmark, %s on %s with %d readers: %w", f, d.name, n, err)
+						return fmt.Errorf("read benchmark, %s on %s with %d readers: %w", f, c.name, n, err)
 					}
-					k := cellKey{d.name, f, n}
+					k := cellKey{c.name, f, n}
 					if cells[k] == nil {
 						cells[k] = &cell{}
 					}
@@ -149,22 +182,46 @@ func (b *bench) readBench(ours, ref, static *daemon) error {
 		}
 	}
 	fmt.Fprintln(os.Stderr)
-	r.kill()
 	b.rep.readTables(cells)
+	b.rep.cacheTables(cells, b.cacheTTL())
+	if err := b.staleness(cg, cachedRoot, ttl0Root); err != nil {
+		return err
+	}
+	r.kill()
 	return nil
 }
 
-// measureLoop runs one loop job against d and returns the reader's result
-// with the daemon's CPU time over the measured window.
-func (b *bench) measureLoop(r *readerProc, d *daemon, rel string, readers int) (result, time.Duration, error) {
-	j := job{Kind: "loop", Path: d.mp + "/" + rel, Conc: readers, Warmup: b.cfg.warmup, Duration: b.cfg.duration}
+// cacheTTL is the --cache-ttl ours runs with.
+func (b *bench) cacheTTL() time.Duration {
+	for i, a := range b.cfg.fusedArgs {
+		v, ok := strings.CutPrefix(a, "--cache-ttl=")
+		if !ok && a == "--cache-ttl" && i+1 < len(b.cfg.fusedArgs) {
+			v, ok = b.cfg.fusedArgs[i+1], true
+		}
+		if d, err := time.ParseDuration(v); ok && err == nil {
+			return d
+		}
+	}
+	return fusefs.DefaultCacheTTL
+}
+
+// measureLoop runs one loop job on column c and returns the reader's result
+// with the column's daemon's CPU time over the measured window.
+func (b *bench) measureLoop(r *readerProc, c column, rel string, readers int) (result, time.Duration, error) {
+	j := job{Kind: "loop", Path: c.path(rel), Conc: readers, Warmup: b.cfg.warmup, Duration: b.cfg.duration}
 	if err := r.send(j); err != nil {
 		return result{}, 0, err
 	}
 	if err := r.awaitMeasuring(b.cfg.warmup + 30*time.Second); err != nil {
 		return result{}, 0, err
 	}
-	c0, err := cpuTime(d.pid())
+	cpu := func() (time.Duration, error) {
+		if c.d == nil {
+			return 0, nil
+		}
+		return cpuTime(c.d.pid())
+	}
+	c0, err := cpu()
 	if err != nil {
 		return result{}, 0, err
 	}
@@ -172,7 +229,7 @@ func (b *bench) measureLoop(r *readerProc, d *daemon, rel string, readers int) (
 	if err != nil {
 		return result{}, 0, err
 	}
-	c1, err := cpuTime(d.pid())
+	c1, err := cpu()
 	if err != nil {
 		return result{}, 0, err
 	}

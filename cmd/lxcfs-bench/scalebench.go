@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -54,12 +55,19 @@ func (b *bench) scaleBench(ours, ref *daemon) error {
 		if err != nil {
 			return err
 		}
-		order := []*daemon{ours, ref}
-		if i%2 == 1 {
-			order = []*daemon{ref, ours}
+		// ours twice: through the shared tree, and through each
+		// container's own files (registered, as lxcfs-hook does; cached
+		// for --cache-ttl).
+		type phase struct {
+			d   *daemon
+			own bool
 		}
-		for _, d := range order {
-			row, err := b.scalePhase(d, cs, false)
+		order := []phase{{ours, false}, {ours, true}, {ref, false}}
+		if i%2 == 1 {
+			slices.Reverse(order)
+		}
+		for _, p := range order {
+			row, err := b.scalePhase(p.d, cs, false, p.own)
 			if err != nil {
 				return err
 			}
@@ -96,7 +104,7 @@ func (b *bench) loadavgPhases(cs *containerSet, rows []*scaleRow) ([]*scaleRow, 
 		return rows, err
 	}
 	for _, d := range []*daemon{ours, ref} {
-		row, err := b.scalePhase(d, cs, true)
+		row, err := b.scalePhase(d, cs, true, false)
 		if err != nil {
 			return rows, err
 		}
@@ -185,16 +193,30 @@ func (cs *containerSet) teardown() {
 
 // scalePhase has every container read d's meminfo and stat once per
 // scalePeriod, and measures the daemon over the same window.
-func (b *bench) scalePhase(d *daemon, cs *containerSet, loadavg bool) (*scaleRow, error) {
+func (b *bench) scalePhase(d *daemon, cs *containerSet, loadavg, own bool) (*scaleRow, error) {
 	n := len(cs.readers)
-	fmt.Fprintf(os.Stderr, "lxcfs-bench: scale %d containers on %s\n", n, d.name)
+	name := d.name
+	dirs := make([]string, n)
+	for i, r := range cs.readers {
+		dirs[i] = d.mp
+		if own {
+			var err error
+			if dirs[i], err = d.ownRoot(r.cmd.Process.Pid); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if own {
+		name += " own"
+	}
+	fmt.Fprintf(os.Stderr, "lxcfs-bench: scale %d containers on %s\n", n, name)
 	warm, dur := b.cfg.scaleWarmup, b.cfg.scaleDuration
 	cStart, err := cpuTime(d.pid())
 	if err != nil {
 		return nil, err
 	}
 	for i, r := range cs.readers {
-		j := job{Kind: "periodic", Dir: d.mp, Period: scalePeriod,
+		j := job{Kind: "periodic", Dir: dirs[i], Period: scalePeriod,
 			WantMemTotalKB: cs.limits[i] >> 10, WantCPULines: 2, Warmup: warm, Duration: dur}
 		if err := r.send(j); err != nil {
 			return nil, err
@@ -216,7 +238,7 @@ func (b *bench) scalePhase(d *daemon, cs *containerSet, loadavg bool) (*scaleRow
 	if err != nil {
 		return nil, err
 	}
-	row := &scaleRow{daemon: d.name, n: n, loadavg: loadavg, wall: wall, cpu: c1 - c0, rss: mem, h: newHist()}
+	row := &scaleRow{daemon: name, n: n, loadavg: loadavg, wall: wall, cpu: c1 - c0, rss: mem, h: newHist()}
 	var mu sync.Mutex
 	var firstErr error
 	var wg sync.WaitGroup

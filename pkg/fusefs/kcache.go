@@ -66,11 +66,12 @@ type kcache struct {
 	grace time.Duration
 	now   func() time.Time
 
-	mu    sync.Mutex
-	files map[fuse.NodeID]*centry
-	due   []dueItem // FIFO by at
-	wake  chan struct{}
-	stop  chan struct{}
+	mu     sync.Mutex
+	files  map[fuse.NodeID]*centry
+	due    []dueItem     // FIFO by at
+	urgent []fuse.NodeID // due now, before the FIFO
+	wake   chan struct{}
+	stop   chan struct{}
 
 	// invalidated, when set (tests), is told of every invalidation sent.
 	invalidated func(fuse.NodeID)
@@ -97,42 +98,38 @@ func (c *kcache) opening(e *centry) {
 	}
 }
 
-// get returns the live entry of file id, or nil.
+// get returns the live entry of file id, or nil. An entry lives until the
+// sweep drops it, right before it invalidates the file, so that the pages
+// the kernel holds are the live entry's up to the invalidation: one that
+// expired by the clock a moment before the sweep reached it still answers.
 func (c *kcache) get(id fuse.NodeID) *centry {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if e := c.files[id]; e != nil && c.now().Before(e.expires) {
-		return e
-	}
-	return nil
+	return c.files[id]
 }
 
-// put makes data the entry of file id, unless another render made a live
-// one meanwhile, which is returned instead (and ok false: data is not kept).
+// put makes data the entry of file id, unless another render made one
+// meanwhile, which is returned instead (and ok false: data is not kept).
 func (c *kcache) put(id fuse.NodeID, who uint32, data []byte) (e *centry, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	now := c.now()
-	if e := c.files[id]; e != nil && now.Before(e.expires) {
+	if e := c.files[id]; e != nil {
 		return e, false
 	}
-	e = &centry{data: data, who: who, expires: now.Add(c.ttl)}
+	e = &centry{data: data, who: who, expires: c.now().Add(c.ttl)}
 	c.files[id] = e
 	c.due = append(c.due, dueItem{id: id, e: e, at: e.expires.Add(-c.grace)})
 	c.poke()
 	return e, true
 }
 
-// forgetAll queues an invalidation, due now, of every file in ids: what a
+// forget queues an invalidation of every file in ids, due now: what a
 // process that served the connection before this one may have left in the
-// kernel's cache (see FS.Known).
-func (c *kcache) forgetAll(ids []fuse.NodeID) {
+// kernel's cache (see FS.Known), or pages an older render just put there.
+func (c *kcache) forget(ids ...fuse.NodeID) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	now := c.now()
-	for _, id := range ids {
-		c.due = append(c.due, dueItem{id: id, at: now})
-	}
+	c.urgent = append(c.urgent, ids...)
 	c.poke()
 }
 
@@ -148,12 +145,19 @@ func (c *kcache) poke() {
 func (c *kcache) next() (it dueItem, wait time.Duration, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if len(c.urgent) > 0 {
+		id := c.urgent[0]
+		if c.urgent = c.urgent[1:]; len(c.urgent) == 0 {
+			c.urgent = nil
+		}
+		return dueItem{id: id}, 0, true
+	}
 	if len(c.due) == 0 {
 		return dueItem{}, 0, false
 	}
 	it = c.due[0]
 	due := it.at
-	if it.e != nil && c.files[it.id] == it.e {
+	if it.e != nil {
 		if opened := time.Unix(0, it.e.opened.Load()).Add(c.grace); opened.After(due) {
 			due = opened
 		}
@@ -169,9 +173,7 @@ func (c *kcache) next() (it dueItem, wait time.Duration, ok bool) {
 	if len(c.due) == 0 {
 		c.due = nil // let the backing array go
 	}
-	if it.e != nil && c.files[it.id] == it.e {
-		delete(c.files, it.id)
-	}
+	delete(c.files, it.id) // the item's own entry: one per file
 	return it, 0, true
 }
 
@@ -253,7 +255,8 @@ func (s *server) cachedAttr(nr ref, e *centry, data []byte) fuse.Attr {
 }
 
 // openCached opens a cached file: no render while its entry lives, and the
-// kernel keeps the pages it has.
+// kernel keeps the pages it has. The handle keeps nothing: every read of the
+// file is answered from its live entry (see readCached).
 func (s *server) openCached(r *fuse.OpenRequest, nr ref) (abandoned bool) {
 	start := time.Now()
 	return s.entry(r, nr, func(e *centry, data []byte, err error) {
@@ -265,49 +268,28 @@ func (s *server) openCached(r *fuse.OpenRequest, nr ref) (abandoned bool) {
 			return
 		}
 		s.kc.opening(e)
-		id := fileHandle(nr.who, s.nextFH.Add(1))
+		flags := fuse.OpenKeepCache | openNoFlush
 		if e == nil {
 			// Over budget: served as with no TTL, rendered per read.
-			r.Respond(&fuse.OpenResponse{Handle: id, Flags: fuse.OpenDirectIO | openNoFlush})
-			return
+			flags = fuse.OpenDirectIO | openNoFlush
 		}
-		// The handle keeps the entry it opened on, for reads at later
-		// offsets (see readCached); its bytes are the entry's, counted
-		// once, so the handle costs only itself.
-		if s.keep(nr.who, 0) {
-			h := &handle{n: nr.n, who: nr.who, data: e.data, shared: true}
-			for {
-				if _, taken := s.handles.LoadOrStore(id, h); !taken {
-					break
-				}
-				id = fileHandle(nr.who, s.nextFH.Add(1))
-			}
-		}
-		r.Respond(&fuse.OpenResponse{Handle: id, Flags: fuse.OpenKeepCache | openNoFlush})
+		r.Respond(&fuse.OpenResponse{Handle: fileHandle(nr.who, s.nextFH.Add(1)), Flags: flags})
 	})
 }
 
-// readCached fills the kernel's page cache of a cached file. Offset 0 is
-// answered from the live entry, as an uncached file renders afresh there
-// (a reader such as top preads from 0 to refresh); later offsets from the
-// entry the reader's handle last read at 0, so that a reader that reads in
-// pieces sees one render even when the kernel asks for pages one by one.
+// readCached fills the kernel's page cache of a cached file from its live
+// entry, at any offset. The kernel asks page by page (no readahead), and
+// drops every page of the file at once when the entry expires, so the pages
+// it holds are always one render's.
+//
+// Not the render an open saw: a page refilled for a reader whose read
+// straddled an expiry would sit in the cache beside a newer render's pages,
+// for the next reader to get a torn file and a figure older than the TTL.
+// The straddling reader sees the rest of the file from the newer render
+// instead; the grace before an expiry (graceFor) keeps readers that read
+// promptly after their open out of that case.
 func (s *server) readCached(r *fuse.ReadRequest, nr ref) (abandoned bool) {
 	start := time.Now()
-	var h *handle
-	if v, ok := s.handles.Load(r.Handle); ok {
-		h = v.(*handle)
-	}
-	if r.Offset != 0 && h != nil {
-		h.mu.Lock()
-		data := h.data
-		h.mu.Unlock()
-		if data != nil {
-			r.RespondData(slice(data, r.Offset, r.Size))
-			nr.n.st.Observe(stats.OpRead, time.Since(start))
-			return false
-		}
-	}
 	return s.entry(r, nr, func(e *centry, data []byte, err error) {
 		defer func() { nr.n.st.Observe(stats.OpRead, time.Since(start)) }()
 		if err != nil {
@@ -318,11 +300,6 @@ func (s *server) readCached(r *fuse.ReadRequest, nr ref) (abandoned bool) {
 		}
 		if r.Offset == 0 {
 			s.kc.opening(e)
-		}
-		if e != nil && h != nil && h.shared {
-			h.mu.Lock()
-			h.data = e.data
-			h.mu.Unlock()
 		}
 		r.RespondData(slice(data, r.Offset, r.Size))
 	})

@@ -107,10 +107,10 @@ func TestCacheServesWithinTTLAndInvalidatesReadFiles(t *testing.T) {
 	}
 }
 
-// A reader that reads a multi-page file in small pieces sees one render:
-// its pages come from the render it opened on even when the kernel asks
-// for them one by one, and an expiry due while it reads waits until no
-// reader has opened for the grace (within the TTL, which it never passes).
+// A reader that reads a multi-page file in small pieces sees one render,
+// though the kernel asks for its pages one by one: an expiry due while it
+// reads waits until no reader has opened for the grace (within the TTL,
+// which it never passes).
 func TestCacheReadInPiecesIsOneRender(t *testing.T) {
 	s := &scoped{}
 	const ttl = time.Hour

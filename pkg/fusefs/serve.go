@@ -38,7 +38,6 @@ type handle struct {
 	data    []byte
 	fresh   bool // data was rendered at open and no read has used it yet
 	listing bool // data is a directory listing, not the Renderer's
-	shared  bool // data is a cache entry's (kcache.go): counted and freed there
 }
 
 // server is one connection's state: the open handles that hold a snapshot.
@@ -116,10 +115,6 @@ func (s *server) forget(id fuse.HandleID, h *handle) {
 	data := h.data
 	h.data = nil
 	h.mu.Unlock()
-	if data != nil && h.shared {
-		s.drop(h.who, 0)
-		return
-	}
 	if data != nil {
 		s.drop(h.who, len(data))
 		if !h.listing {
@@ -190,7 +185,7 @@ func (f *FS) Serve(conn *fuse.Conn, workers int) error {
 		}
 		f.kc = s.kc
 		if f.Known != nil {
-			s.kc.forgetAll(f.containerFiles(f.Known()))
+			s.kc.forget(f.containerFiles(f.Known())...)
 		}
 		go s.sweep()
 		defer close(s.kc.stop)
