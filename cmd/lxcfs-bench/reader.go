@@ -215,6 +215,7 @@ func runPeriodic(j job, measuring func()) result {
 		}
 	}
 	measured := false
+	said := make(chan struct{})
 	// Containers start their clocks at random phases, as real ones do, so
 	// the load is spread over the period rather than arriving at once.
 	time.Sleep(rand.N(period))
@@ -227,7 +228,9 @@ func runPeriodic(j job, measuring func()) result {
 		}
 		if !measured && !now.Before(measureAt) {
 			measured = true
-			go measuring() // not on the reading goroutine's clock
+			// Not on the reading goroutine's clock; the result waits
+			// for it, so the driver reads "measuring" first.
+			go func() { measuring(); close(said) }()
 		}
 		for _, path := range []string{meminfo, stat} {
 			t0 := time.Now()
@@ -251,6 +254,8 @@ func runPeriodic(j job, measuring func()) result {
 	}
 	if !measured {
 		measuring()
+	} else {
+		<-said
 	}
 	return result{Reads: reads, AllReads: allReads, Errors: errs, FirstErr: firstErr, Elapsed: time.Since(measureAt), Hist: h.wire()}
 }

@@ -34,7 +34,7 @@ import (
 
 // DefaultCacheTTL is lxcfs-fused's --cache-ttl: see docs/benchmarks.md for
 // how it was chosen.
-const DefaultCacheTTL = 500 * time.Millisecond
+const DefaultCacheTTL = 100 * time.Millisecond
 
 // centry is one render of a cached file, valid until expires.
 type centry struct {
