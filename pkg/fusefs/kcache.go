@@ -36,6 +36,10 @@ import (
 // how it was chosen.
 const DefaultCacheTTL = 100 * time.Millisecond
 
+// retireWindow bounds how long the worker of the previous binary serves
+// beside a new one after an upgrade (pkg/supervise stops it within 2 s).
+const retireWindow = 3 * time.Second
+
 // centry is one render of a cached file, valid until expires.
 type centry struct {
 	data    []byte

@@ -186,6 +186,11 @@ func (f *FS) Serve(conn *fuse.Conn, workers int) error {
 		f.kc = s.kc
 		if f.Known != nil {
 			s.kc.forget(f.containerFiles(f.Known())...)
+			// After an upgrade the previous worker serves on until this
+			// one does, and is stopped within retireWindow: what it
+			// cached meanwhile is forgotten once it is gone.
+			t := time.AfterFunc(retireWindow, func() { s.kc.forget(f.containerFiles(f.Known())...) })
+			defer t.Stop()
 		}
 		go s.sweep()
 		defer close(s.kc.stop)
