@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -134,4 +135,37 @@ echo DONE; exec sleep 1000`)
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Logf("new limit seen %v after the change (TTL %v)", time.Since(changed).Round(time.Millisecond), ttl)
+}
+
+// TestCacheForgottenAcrossWorkerKill: pages the kernel caches outlive the
+// worker that filled them. With a TTL of a minute, a limit changed while the
+// container's meminfo is cached, then a worker killed with SIGKILL: the new
+// worker has the kernel forget the container's files before it serves, so
+// the new limit shows within the daemon's limit reuse, not after the old
+// worker's TTL.
+func TestCacheForgottenAcrossWorkerKill(t *testing.T) {
+	requireRoot(t)
+	const ttl = time.Minute
+	d := startDaemon(t, fusedBin, "", "--cache-ttl", ttl.String())
+	c := runDetached(t, d.mp, d.stateDir, "exec sleep 1000")
+	own := filepath.Join(viewRoot(t, d.stateDir, c), "proc/meminfo")
+	if got := memTotalPrefix(t, own); got != "MemTotal: 65536 kB" {
+		t.Fatalf("container's meminfo starts %q, want MemTotal: 65536 kB", got)
+	}
+	if err := os.WriteFile(memoryLimitFile(t, c.pid(t)), []byte(strconv.Itoa(96<<20)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, worker, _ := fusedState(t, d)
+	if err := syscall.Kill(worker, syscall.SIGKILL); err != nil {
+		t.Fatalf("kill worker %d: %v", worker, err)
+	}
+	waitWorker(t, d, worker)
+	killed := time.Now()
+	// Well under the TTL: only the new worker's invalidation can make it.
+	for memTotalPrefix(t, own) != "MemTotal: 98304 kB" {
+		if time.Since(killed) > 30*time.Second {
+			t.Fatalf("the container's meminfo still shows %q %v after the worker was replaced (TTL %v)", memTotalPrefix(t, own), time.Since(killed), ttl)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
