@@ -194,7 +194,7 @@ func (s *server) sweep() {
 				s.drop(it.e.who, len(it.e.data))
 			}
 			// Pages and size: the next read renders, the next stat asks.
-			if err := s.conn.InvalidateNode(it.id, 0, 0); err != nil && !errors.Is(err, fuse.ErrNotCached) {
+			if err := s.conn.InvalidateNode(it.id, 0, -1); err != nil && !errors.Is(err, fuse.ErrNotCached) {
 				s.fs.log.Debug("cache invalidation failed", "node", it.id, "err", err)
 			}
 			if c.invalidated != nil {
