@@ -222,18 +222,24 @@ func (s *server) sweep() {
 
 // entry returns file nr's live entry, rendering it when there is none, and
 // passes it to answer exactly once. A nil entry with a nil error means the
-// render was over budget and not kept: answer uses data then, uncached.
+// answer is not kept (over budget, or the host's fallback): answer uses data
+// then, uncached.
 func (s *server) entry(req fuse.Request, nr ref, answer func(e *centry, data []byte, err error)) (abandoned bool) {
 	if e := s.kc.get(nr.id); e != nil {
 		answer(e, e.data, nil)
 		return false
 	}
+	start := time.Now()
 	return s.content(req, nr.n, nr.who, func(data []byte, err error) {
 		if err != nil {
 			answer(nil, nil, err)
 			return
 		}
-		if !s.keep(nr.who, len(data)) {
+		// An answer that took FS.Timeout is the host's file, given in
+		// place of a render that hangs (or one that only just beat
+		// it): for this request only, not for the TTL.
+		late := s.fs.Timeout > 0 && time.Since(start) >= s.fs.Timeout
+		if late || !s.keep(nr.who, len(data)) {
 			answer(nil, data, nil)
 			s.recycle(data)
 			return
@@ -274,7 +280,7 @@ func (s *server) openCached(r *fuse.OpenRequest, nr ref) (abandoned bool) {
 		s.kc.opening(e)
 		flags := fuse.OpenKeepCache | openNoFlush
 		if e == nil {
-			// Over budget: served as with no TTL, rendered per read.
+			// Not kept: served as with no TTL, rendered per read.
 			flags = fuse.OpenDirectIO | openNoFlush
 		}
 		r.Respond(&fuse.OpenResponse{Handle: fileHandle(nr.who, s.nextFH.Add(1)), Flags: flags})

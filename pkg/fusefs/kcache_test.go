@@ -1,9 +1,11 @@
 package fusefs
 
 import (
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,6 +30,34 @@ func cachedTree(t *testing.T, s *scoped, ttl time.Duration) (mp string, tree *FS
 	return mp, tree, clock, inval
 }
 
+// openRaw opens a served file with open(2) alone. os.Open would also add
+// it to the Go runtime's poller, whose epoll_ctl sends the mount a POLL
+// from inside the runtime, holding its P: a garbage collection starting
+// then waits for that P while the goroutine that would answer the POLL
+// waits for the collection, and the test process hangs in its own mount.
+func openRaw(t *testing.T, path string) *os.File {
+	t.Helper()
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatalf("open %s: %v", path, err)
+	}
+	f := os.NewFile(uintptr(fd), path) // blocking: not added to the poller
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+// readRaw is os.ReadFile through openRaw.
+func readRaw(t *testing.T, path string) []byte {
+	t.Helper()
+	f := openRaw(t, path)
+	defer f.Close()
+	b, err := io.ReadAll(f)
+	if err != nil {
+		t.Fatalf("read %s: %v", path, err)
+	}
+	return b
+}
+
 func (c *counter) renders() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -36,10 +66,7 @@ func (c *counter) renders() int {
 
 func readGen(t *testing.T, path string) string {
 	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := readRaw(t, path)
 	if !oneRender(b) {
 		t.Fatalf("%s: %d bytes (%.20q): not one render", path, len(b), b)
 	}
@@ -119,11 +146,7 @@ func TestCacheReadInPiecesIsOneRender(t *testing.T) {
 	own := filepath.Join(mp, ".containers/5/proc/meminfo")
 	readGen(t, own)
 	clock.Add(ttl - grace/2) // in the window before expiry
-	f, err := os.Open(own)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	f := openRaw(t, own)
 	var got []byte
 	buf := make([]byte, 100)
 	for i := 0; ; i++ {
@@ -181,14 +204,11 @@ func TestCacheSizes(t *testing.T) {
 		if err != nil || st.Size() != int64(want) {
 			t.Errorf("stat: %v (%v), want %d", st.Size(), err, want)
 		}
-		b, err := os.ReadFile(own)
-		if err != nil || len(b) != want {
-			t.Errorf("read: %d bytes (%v), want %d", len(b), err, want)
+		b := readRaw(t, own)
+		if len(b) != want {
+			t.Errorf("read: %d bytes, want %d", len(b), want)
 		}
-		f, err := os.Open(own)
-		if err != nil {
-			t.Fatal(err)
-		}
+		f := openRaw(t, own)
 		defer f.Close()
 		if got := sendfileAll(t, f); len(got) != want || string(got) != string(b) {
 			t.Errorf("sendfile: %d bytes (%.8q), want the read's %d (%.8q)", len(got), got, len(b), b)
@@ -236,5 +256,44 @@ func TestCacheForgetsPredecessorsFiles(t *testing.T) {
 				t.Fatalf("pass %d: not invalidated within 30s: %v", pass, want)
 			}
 		}
+	}
+}
+
+// hanging renders container 5's files, hanging while hang is set until
+// release is closed; its fallback (the host's file) answers at once.
+type hanging struct {
+	hang    atomic.Bool
+	release chan struct{}
+}
+
+func (h *hanging) Identify(int) uint32             { return 1 }
+func (h *hanging) Alive(who uint32) bool           { return who == 5 }
+func (h *hanging) Fallback(string) ([]byte, error) { return []byte("fallback\n"), nil }
+
+func (h *hanging) Render(string, uint32) ([]byte, error) {
+	if h.hang.Load() {
+		<-h.release
+	}
+	return []byte("rendered\n"), nil
+}
+
+// The host's file, answered in place of a render that outlived FS.Timeout,
+// is for that read only: the next read renders again rather than find the
+// host's figures cached for the TTL.
+func TestCacheKeepsNoFallback(t *testing.T) {
+	h := &hanging{release: make(chan struct{})}
+	h.hang.Store(true)
+	mp := mountTestWith(t, h, func(f *FS) {
+		f.CacheTTL = time.Hour
+		f.Timeout = 100 * time.Millisecond
+	}, "proc/meminfo")
+	own := filepath.Join(mp, ".containers/5/proc/meminfo")
+	if b := readRaw(t, own); string(b) != "fallback\n" {
+		t.Fatalf("read while the render hangs: %q; want the fallback", b)
+	}
+	h.hang.Store(false)
+	close(h.release)
+	if b := readRaw(t, own); string(b) != "rendered\n" {
+		t.Errorf("read once renders work again: %q; want a render, not the fallback kept for the TTL", b)
 	}
 }
