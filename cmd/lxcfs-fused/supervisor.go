@@ -232,7 +232,7 @@ func parseStoreName(name string) (fuse.Protocol, fuse.InitFlags, error) {
 // reattach gives containers whose views died with a lost connection fresh
 // ones from this mount.
 func reattach(stateDir, mp string, counts *stats.Region, log *slog.Logger) {
-	outcomes, errs := remount.Run(stateDir, mp)
+	outcomes, errs := remount.Run(stateDir, mp, remount.DefaultTimeout)
 	for _, err := range errs {
 		log.Warn("remount: bad record", "err", err)
 	}
