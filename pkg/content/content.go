@@ -18,6 +18,7 @@ import (
 
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/caller"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/cgroup"
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/expiring"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/reread"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/stats"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/view"
@@ -108,9 +109,7 @@ type Files struct {
 	hostSingle reread.Set
 	hostMulti  reread.Set
 
-	onlineMu sync.Mutex
-	online   []int // host's online CPUs, read at onlineAt
-	onlineAt time.Time
+	online expiring.Cache[struct{}, []int] // host's online CPUs
 }
 
 // DefaultLimitTTL bounds how stale a container's limits may be: a limit
@@ -456,28 +455,18 @@ func (f *Files) visibleCPUs(g *cgroup.Group) ([]int, error) {
 // hostCPUs returns the host's online CPUs, read at most once per LimitTTL:
 // they change only on CPU hotplug. The slice is shared; do not modify it.
 func (f *Files) hostCPUs() ([]int, error) {
-	ttl := f.limitTTL()
-	now := f.Cgroups.Now()
-	f.onlineMu.Lock()
-	if f.online != nil && ttl > 0 && now.Sub(f.onlineAt) < ttl {
-		cpus := f.online
-		f.onlineMu.Unlock()
+	return f.online.Get(struct{}{}, f.Cgroups.Now(), f.limitTTL(), func() ([]int, error) {
+		onlinePath := filepath.Join(f.SysDir, "devices/system/cpu/online")
+		b, err := os.ReadFile(onlinePath)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", onlinePath, err)
+		}
+		cpus, err := view.ParseCPUList(string(b))
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", onlinePath, err)
+		}
 		return cpus, nil
-	}
-	f.onlineMu.Unlock()
-	onlinePath := filepath.Join(f.SysDir, "devices/system/cpu/online")
-	b, err := os.ReadFile(onlinePath)
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", onlinePath, err)
-	}
-	cpus, err := view.ParseCPUList(string(b))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", onlinePath, err)
-	}
-	f.onlineMu.Lock()
-	f.online, f.onlineAt = cpus, now
-	f.onlineMu.Unlock()
-	return cpus, nil
+	})
 }
 
 // BootTime reads CLOCK_BOOTTIME, the clock /proc/uptime and process start

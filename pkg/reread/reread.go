@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/expiring"
 )
 
 // File is one path kept open. It is safe for concurrent use, and concurrent
@@ -37,8 +39,7 @@ type File struct {
 	mu     sync.Mutex
 	idle   []int // open descriptors not in use
 	closed bool
-	last   []byte    // content of the last read, for ReadWithin
-	lastAt time.Time // when that read started
+	recent expiring.Cache[struct{}, []byte] // the last content read, for ReadWithin
 
 	clock func() time.Time // nil: time.Now; tests move their own
 }
@@ -160,24 +161,11 @@ func (f *File) ReadWithin(buf []byte, maxAge time.Duration) ([]byte, error) {
 	if f.clock != nil {
 		now = f.clock()
 	}
-	f.mu.Lock()
-	if f.last != nil && now.Sub(f.lastAt) < maxAge {
-		out := append(buf, f.last...)
-		f.mu.Unlock()
-		return out, nil
-	}
-	f.mu.Unlock()
-	out, err := f.Read(buf)
+	b, err := f.recent.Get(struct{}{}, now, maxAge, func() ([]byte, error) { return f.Read(nil) })
 	if err != nil {
-		return out, err
+		return buf, err
 	}
-	f.mu.Lock()
-	if !f.closed && !now.Before(f.lastAt) {
-		f.last = append(f.last[:0], out[len(buf):]...)
-		f.lastAt = now
-	}
-	f.mu.Unlock()
-	return out, nil
+	return append(buf, b...), nil
 }
 
 // Close releases the idle descriptors; those in use are closed when their
@@ -187,8 +175,8 @@ func (f *File) ReadWithin(buf []byte, maxAge time.Duration) ([]byte, error) {
 func (f *File) Close() error {
 	f.mu.Lock()
 	f.closed = true
-	f.last = nil
 	f.mu.Unlock()
+	f.recent.Reset()
 	f.dropIdle()
 	return nil
 }
