@@ -27,6 +27,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/edit"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/hook"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/mountns"
 )
@@ -108,15 +109,7 @@ func Save(stateDir string, r Record) error {
 	if err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return fmt.Errorf("write %s: %w", tmp, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("rename %s: %w", tmp, err)
-	}
-	return nil
+	return edit.WriteAtomic(path, b, 0o600)
 }
 
 // Load reads every record. Unreadable ones are returned as errors beside the
