@@ -125,37 +125,16 @@ func (f *Files) limitTTL() time.Duration {
 	return f.LimitTTL
 }
 
-// ctrState is what Files keeps with a resolved container (caller.Container
-// Attach): its cgroups, with their limit cache, built once per container
-// rather than once per read.
-type ctrState struct {
-	f *Files
-	g *cgroup.Group
-}
-
-// Close releases the container's open cgroup files; the resolver calls it
-// when the container leaves its cache.
-func (st *ctrState) Close() error { return st.g.Close() }
-
+// group returns c's cgroups, made once per container (caller.Container
+// keeps them) with this Files' settings.
 func (f *Files) group(c *caller.Container) *cgroup.Group {
-	if st, ok := c.Attached().(*ctrState); ok && st.f == f {
-		return st.g
-	}
-	g := f.Cgroups.ForPaths(c.Cgroups).WithOpenFiles()
-	if ttl := f.limitTTL(); ttl > 0 {
-		g = g.WithLimitCache(ttl)
-	}
-	g = g.WithStatMaxAge(f.MemStatMaxAge)
-	if st, ok := c.Attach(&ctrState{f: f, g: g}).(*ctrState); ok && st.f == f {
-		if st.g != g {
-			// Another read attached its group first.
-			g.Close()
+	return c.Group(func() *cgroup.Group {
+		g := f.Cgroups.ForPaths(c.Cgroups).WithOpenFiles()
+		if ttl := f.limitTTL(); ttl > 0 {
+			g = g.WithLimitCache(ttl)
 		}
-		return st.g
-	}
-	// Something else is attached, so nothing would close g's files.
-	g.Close()
-	return g
+		return g.WithStatMaxAge(f.MemStatMaxAge)
+	})
 }
 
 // List returns the files to serve on this host: the fixed set, plus the
