@@ -10,7 +10,6 @@ package caller
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -24,6 +23,7 @@ import (
 	"github.com/prometheus/procfs"
 	"golang.org/x/sys/unix"
 
+	"github.com/lxcfs-oci/lxcfs-oci/internal/linux"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/cgroup"
 )
 
@@ -541,11 +541,6 @@ func parseNSLink(target string) (uint64, error) {
 // alive polls the pidfd: it becomes readable when the process exits.
 func alive(pidfd int) bool {
 	fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
-	for {
-		n, err := unix.Poll(fds, 0)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		return err == nil && n == 0
-	}
+	n, err := linux.Poll(fds, 0)
+	return err == nil && n == 0
 }

@@ -19,6 +19,7 @@ import (
 	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
 	"golang.org/x/sys/unix"
 
+	"github.com/lxcfs-oci/lxcfs-oci/internal/linux"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/hook"
 )
 
@@ -466,23 +467,18 @@ func openTarget(parent *os.File, base, target string) (*os.File, fileID, string,
 // get pathrs-lite's own walk.
 func openInRoot(root *os.File, dir string) (*os.File, error) {
 	how := &unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS}
-	for range 16 {
-		fd, err := unix.Openat2(int(root.Fd()), dir, how)
-		switch {
-		case err == nil:
-			return os.NewFile(uintptr(fd), dir), nil
-		case errors.Is(err, unix.EAGAIN), errors.Is(err, unix.EINTR):
-			// A rename raced the lookup; the kernel asks for a retry.
-			continue
-		case errors.Is(err, unix.ENOSYS), errors.Is(err, unix.EPERM), errors.Is(err, unix.E2BIG):
-			// No openat2 here (an old kernel, or a seccomp filter
-			// refusing it): pathrs-lite walks without it.
-			return pathrs.OpenatInRoot(root, dir)
-		default:
-			return nil, &os.PathError{Op: "openat2", Path: dir, Err: err}
-		}
+	fd, err := linux.Openat2(int(root.Fd()), dir, how)
+	switch {
+	case err == nil:
+		return os.NewFile(uintptr(fd), dir), nil
+	case errors.Is(err, unix.ENOSYS), errors.Is(err, unix.EPERM), errors.Is(err, unix.E2BIG), errors.Is(err, unix.EAGAIN):
+		// No openat2 here (an old kernel, or a seccomp filter refusing
+		// it), or lookups that kept racing renames: pathrs-lite walks
+		// without it.
+		return pathrs.OpenatInRoot(root, dir)
+	default:
+		return nil, &os.PathError{Op: "openat2", Path: dir, Err: err}
 	}
-	return pathrs.OpenatInRoot(root, dir)
 }
 
 // unmountIn detaches the mount on name in the directory parent. umount2

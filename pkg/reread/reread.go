@@ -23,6 +23,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/lxcfs-oci/lxcfs-oci/internal/linux"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/expiring"
 )
 
@@ -289,16 +290,11 @@ func readFile(path string, buf []byte, single bool) ([]byte, error) {
 }
 
 func open(path string) (int, error) {
-	for {
-		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return -1, &fs.PathError{Op: "open", Path: path, Err: err}
-		}
-		return fd, nil
+	fd, err := linux.Open(path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
+	if err != nil {
+		return -1, &fs.PathError{Op: "open", Path: path, Err: err}
 	}
+	return fd, nil
 }
 
 // preadAll reads fd from offset 0 to end of file, appending to buf. It reads
@@ -310,10 +306,8 @@ func preadAll(fd int, buf []byte, single bool) ([]byte, error) {
 			buf = slices.Grow(buf, max(cap(buf), 4096))
 		}
 		room := cap(buf) - len(buf)
-		n, err := unix.Pread(fd, buf[len(buf):cap(buf)], int64(len(buf)-start))
+		n, err := linux.Pread(fd, buf[len(buf):cap(buf)], int64(len(buf)-start))
 		switch {
-		case err == unix.EINTR:
-			continue
 		case err != nil:
 			return buf[:start], err
 		case n == 0:
