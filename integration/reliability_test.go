@@ -256,17 +256,20 @@ func TestReliabilityKillsAndUpgrades(t *testing.T) {
 	t.Logf("%d reads through 5 worker kills and 2 upgrades, %s failed", reads, m[2])
 }
 
+// okOrDeadLoop is a container's loop printing "ok" while its meminfo view
+// shows its 64 MiB and "dead" while the view does not answer.
+const okOrDeadLoop = `while [ ! -e /tmp/stop ]; do
+  if grep -q '^MemTotal: *65536 kB$' /proc/meminfo 2>/dev/null; then echo ok; else echo dead; fi
+  sleep 0.05
+done; echo DONE`
+
 // TestReliabilityRemountAfterRestart: the whole daemon stopped (views in the
 // running container go dead) and started again: the views are back once it
 // serves, re-attached by the daemon from the hook's records.
 func TestReliabilityRemountAfterRestart(t *testing.T) {
 	requireRoot(t)
 	d1 := startDaemon(t, fusedBin, "")
-	script := `while [ ! -e /tmp/stop ]; do
-  if grep -q '^MemTotal: *65536 kB$' /proc/meminfo 2>/dev/null; then echo ok; else echo dead; fi
-  sleep 0.05
-done; echo DONE`
-	c := runDetached(t, d1.mp, d1.stateDir, script)
+	c := runDetached(t, d1.mp, d1.stateDir, okOrDeadLoop)
 	pid := c.pid(t)
 	view := fmt.Sprintf("/proc/%d/root/proc/meminfo", pid)
 	if _, err := os.Stat(view); err != nil {
@@ -318,12 +321,8 @@ done; echo DONE`
 func TestReliabilityRemountStalledContainer(t *testing.T) {
 	requireRoot(t)
 	d1 := startDaemon(t, fusedBin, "")
-	script := `while [ ! -e /tmp/stop ]; do
-  if grep -q '^MemTotal: *65536 kB$' /proc/meminfo 2>/dev/null; then echo ok; else echo dead; fi
-  sleep 0.05
-done; echo DONE`
 	hostile := runDetached(t, d1.mp, d1.stateDir, "while true; do sleep 1; done")
-	healthy := runDetached(t, d1.mp, d1.stateDir, script)
+	healthy := runDetached(t, d1.mp, d1.stateDir, okOrDeadLoop)
 	d1.stop(t)
 	waitOutput(t, healthy, func(out string) bool { return strings.Contains(out, "dead") })
 	stallingFUSE(t, hostile.pid(t), "/proc/meminfo")
