@@ -17,13 +17,22 @@ import (
 	"time"
 )
 
-// fusedState reads the daemon's STATE-DIR/fused.json.
+// fusedState reads the daemon's STATE-DIR/fused.json, waiting for it: the
+// supervisor writes it once it has started a worker, which may be after
+// the mount first answers.
 func fusedState(t *testing.T, d *daemon) (pid, worker, generation int) {
 	t.Helper()
 	var s struct{ Pid, Worker, Generation int }
-	b, err := os.ReadFile(filepath.Join(d.stateDir, "fused.json"))
-	if err == nil {
-		err = json.Unmarshal(b, &s)
+	var err error
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		var b []byte
+		b, err = os.ReadFile(filepath.Join(d.stateDir, "fused.json"))
+		if err == nil {
+			err = json.Unmarshal(b, &s)
+		}
+		if err == nil && s.Worker > 0 || time.Now().After(deadline) {
+			break
+		}
 	}
 	if err != nil {
 		t.Fatalf("read daemon state: %v", err)
