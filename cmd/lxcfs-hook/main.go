@@ -34,6 +34,16 @@ func main() {
 	if rt, ok := wrapper.RuntimeForName(os.Args[0]); ok {
 		os.Exit(runWrapper(rt, wrapper.Config{}, "", os.Args[1:]))
 	}
+	// The hook runs at every container start: its usual command lines
+	// skip building the command tree.
+	if o, ok := parseHookArgs(os.Args[1:]); ok {
+		if err := runHook(o); err != nil {
+			cli.HandleExitCoder(err) // exits
+			fmt.Fprintln(os.Stderr, "lxcfs-hook:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := newApp().Run(os.Args); err != nil {
 		// cli.Exit errors are printed by the app; anything else is printed here.
 		var ec cli.ExitCoder
@@ -115,7 +125,7 @@ then sees the host's files; a warning is logged). Exits non-zero when the
 hook refuses to act because it would touch the host (state.pid not in a
 container of its own, a symlinked rootfs or target).`,
 				Flags:  hookFlags(),
-				Action: createRuntime,
+				Action: func(c *cli.Context) error { return runHook(hookOptionsFrom(c)) },
 			},
 			{
 				Name:  "inject",
@@ -160,16 +170,15 @@ func setFlag(c *cli.Context, name string) *cli.Context {
 	return c
 }
 
-func createRuntime(c *cli.Context) error {
+// runHook is create-runtime. Its errors are cli.ExitCoders: the message (if
+// any) is printed, the code is the exit status.
+func runHook(o hookOptions) error {
 	start := time.Now()
-	root := setFlag(c, "lxcfs-root").String("lxcfs-root")
-	failClosed := setFlag(c, "fail-closed").Bool("fail-closed")
-	always := setFlag(c, "always").Bool("always")
-	stateDir := setFlag(c, "state-dir").String("state-dir")
+	root, failClosed, always, stateDir := o.root, o.failClosed, o.always, o.stateDir
 	// Every run counts its outcome for the daemon's metrics; set before
 	// each return below.
 	outcome := stats.HookError
-	log, closeLog, err := newLogger(setFlag(c, "log-file").String("log-file"), setFlag(c, "log-level").String("log-level"), os.Stderr)
+	log, closeLog, err := newLogger(o.logFile, o.logLevel, os.Stderr)
 	if err != nil {
 		stats.CountHook(stateDir, outcome)
 		return cli.Exit(fmt.Sprintf("lxcfs-hook: %v", err), 2)
@@ -222,7 +231,7 @@ func createRuntime(c *cli.Context) error {
 		log.Warn("views not served: the container starts with the host's /proc and /sys files", "root", root, "err", err)
 		return nil
 	}
-	root = registered(c, log, root, state.Pid)
+	root = registered(stateDir, log, root, state.Pid)
 	entries, err := hook.List(root)
 	if err != nil {
 		outcome = stats.NotServing
@@ -258,7 +267,7 @@ func createRuntime(c *cli.Context) error {
 		log.Warn("mounting the views failed: the container starts with some host files", "rootfs", rootfs, "mounted", len(res.Mounted), "err", err)
 		return nil
 	}
-	recordServed(c, log, state.ID, state.Pid, root, res.Mounted)
+	recordServed(stateDir, log, state.ID, state.Pid, root, res.Mounted)
 	outcome = stats.Served
 	log.Info("views mounted", "reason", d.Reason, "rootfs", rootfs, "mounted", targets(res.Mounted), "skipped", len(res.Skipped), "took", time.Since(start).Round(time.Microsecond))
 	return nil
@@ -268,8 +277,8 @@ func createRuntime(c *cli.Context) error {
 // its own files (ROOT/.containers/ID), answered for it whoever reads them;
 // or root, the files every container shares, answered per reader's pid
 // namespace, when the daemon does not register (an older release, LXCFS).
-func registered(c *cli.Context, log *slog.Logger, root string, pid int) string {
-	sock := filepath.Join(setFlag(c, "state-dir").String("state-dir"), register.SocketName)
+func registered(stateDir string, log *slog.Logger, root string, pid int) string {
+	sock := filepath.Join(stateDir, register.SocketName)
 	id, err := register.Register(sock, pid, time.Second)
 	if err != nil {
 		log.Info("the daemon did not register the container: binding the shared files (containers sharing a pid namespace may see each other's figures)", "err", err)

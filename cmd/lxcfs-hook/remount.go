@@ -21,7 +21,7 @@ func stateDirFlag() cli.Flag {
 
 // recordServed remembers a container whose views were mounted, for remount.
 // A failure only costs the automatic re-attach, so it is a warning.
-func recordServed(c *cli.Context, log *slog.Logger, id string, pid int, root string, mounted []hook.Mount) {
+func recordServed(stateDir string, log *slog.Logger, id string, pid int, root string, mounted []hook.Mount) {
 	if len(mounted) == 0 {
 		return
 	}
@@ -34,7 +34,7 @@ func recordServed(c *cli.Context, log *slog.Logger, id string, pid int, root str
 		root, err = filepath.Abs(root)
 	}
 	if err == nil {
-		err = remount.Save(setFlag(c, "state-dir").String("state-dir"), remount.Record{
+		err = remount.Save(stateDir, remount.Record{
 			ID: id, Pid: pid, StartTicks: start, Root: root, Targets: paths,
 		})
 	}
