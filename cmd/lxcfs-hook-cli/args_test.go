@@ -6,16 +6,18 @@ import (
 	"testing"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/hookrun"
 )
 
 // viaCLI parses args as urfave/cli does and returns the options the
 // create-runtime action would get, and whether the action ran.
-func viaCLI(t *testing.T, args []string) (hookOptions, bool) {
+func viaCLI(t *testing.T, args []string) (hookrun.Options, bool) {
 	t.Helper()
 	app := newApp()
 	app.Writer, app.ErrWriter = io.Discard, io.Discard
 	app.ExitErrHandler = func(*cli.Context, error) {}
-	var got hookOptions
+	var got hookrun.Options
 	ran := false
 	for _, c := range app.Commands {
 		if c.Name == "create-runtime" {
@@ -28,8 +30,8 @@ func viaCLI(t *testing.T, args []string) (hookOptions, bool) {
 	return got, ran
 }
 
-// The fast path must read every command line it accepts exactly as
-// urfave/cli does, and leave every other one to it.
+// lxcfs-hook's own parser must read every command line it accepts exactly
+// as lxcfs-hook-cli's urfave/cli does, and leave every other one to it.
 func TestParseHookArgsAgreesWithCLI(t *testing.T) {
 	for _, line := range []string{
 		"create-runtime",
@@ -51,7 +53,7 @@ func TestParseHookArgsAgreesWithCLI(t *testing.T) {
 		if !ran {
 			t.Fatalf("%q: urfave/cli did not run create-runtime", line)
 		}
-		got, ok := parseHookArgs(args)
+		got, ok := hookrun.ParseArgs(args)
 		if !ok {
 			t.Errorf("%q: fast path declined a hook command line", line)
 			continue
@@ -77,7 +79,7 @@ func TestParseHookArgsAgreesWithCLI(t *testing.T) {
 		"configure docker",
 		"-- create-runtime",
 	} {
-		if o, ok := parseHookArgs(strings.Fields(line)); ok {
+		if o, ok := hookrun.ParseArgs(strings.Fields(line)); ok {
 			t.Errorf("%q: fast path took it (%+v); only urfave/cli should", line, o)
 		}
 	}
