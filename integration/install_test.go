@@ -123,7 +123,7 @@ func TestInstallUnitVerifies(t *testing.T) {
 	if err != nil || len(strings.TrimSpace(string(out))) > 0 {
 		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
 	}
-	for _, want := range []string{"Type=notify", "Restart=on-failure", "OOMScoreAdjust=-1000", "KillMode=process", "FileDescriptorStoreMax=4096", "ExecStopPost=-"} {
+	for _, want := range []string{"Type=notify", "Restart=on-failure", "OOMScoreAdjust=-900", "MemoryMax=512M", "KillMode=process", "FileDescriptorStoreMax=4096", "ExecStopPost=-"} {
 		if !strings.Contains(unit, "\n"+want) {
 			t.Errorf("unit lacks %s", want)
 		}

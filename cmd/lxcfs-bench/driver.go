@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/fusefs"
 )
 
 // config is the driver's flags.
@@ -305,7 +307,7 @@ func sweepLeftovers() {
 		for line := range strings.SplitSeq(string(mi), "\n") {
 			f := strings.Fields(line)
 			if len(f) > 4 && strings.HasPrefix(f[4], filepath.Join(os.TempDir(), tmpPrefix)) {
-				unix.Unmount(f[4], unix.MNT_DETACH)
+				fusefs.Unmount(f[4])
 			}
 		}
 	}
@@ -404,7 +406,7 @@ func (d *daemon) stop() {
 			<-d.exited
 		}
 		if mounted(d.mp) {
-			unix.Unmount(d.mp, unix.MNT_DETACH)
+			fusefs.Unmount(d.mp)
 		}
 	})
 }

@@ -28,17 +28,19 @@ starts; this command does the same on demand, once the daemon serves again:
 for every recorded container still running, each dead view is replaced by a
 fresh read-only bind of the daemon's file (open_tree + move_mount, so no host
 directory is exposed inside the container); records of containers that are
-gone are dropped. Prints what it did.`,
+gone are dropped. It goes through the hook's own mount path. Each container
+gets at most --timeout. Prints what it did.`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "lxcfs-root", Value: hook.DefaultRoot, Usage: "the daemon's mountpoint; only containers served from it are handled"},
 			stateDirFlag(),
+			&cli.DurationFlag{Name: "timeout", Value: remount.DefaultTimeout, Usage: "how long one container may take; a container whose namespace does not answer (a file system of its own on a view's path that stalls) is reported as failed after this, and the others are still handled"},
 		},
 		Action: func(c *cli.Context) error {
 			root := c.String("lxcfs-root")
 			if err := hook.Serving(root); err != nil {
 				return cli.Exit(fmt.Sprintf("lxcfs-hook remount: %v: start lxcfs-fused first", err), 1)
 			}
-			outcomes, errs := remount.Run(c.String("state-dir"), root)
+			outcomes, errs := remount.Run(c.String("state-dir"), root, c.Duration("timeout"))
 			for _, err := range errs {
 				fmt.Fprintln(c.App.ErrWriter, "warning:", err)
 			}

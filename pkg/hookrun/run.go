@@ -132,7 +132,7 @@ func Run(o Options) error {
 	if rootfs == "" {
 		return fail("config.json has no root.path", "bundle", state.Bundle)
 	}
-	res, err := mountns.BindReadOnly(state.Pid, rootfs, mounts)
+	res, err := mountns.Attach(state.Pid, rootfs, mounts, 0)
 	for _, m := range res.Mounted {
 		log.Debug("mounted", "target", m.Target, "source", m.Source)
 	}
