@@ -25,12 +25,12 @@ func TestInstallUninstall(t *testing.T) {
 		want   []string
 	}{
 		{"/usr/local", []string{
-			"usr/local/bin/lxcfs-fused", "usr/local/bin/lxcfs-hook", "usr/local/bin/lxcfs-nri", "usr/local/bin/lxcfs-runc",
+			"usr/local/bin/lxcfs-fused", "usr/local/bin/lxcfs-hook", "usr/local/bin/lxcfs-hook-cli", "usr/local/bin/lxcfs-nri", "usr/local/bin/lxcfs-runc",
 			"usr/local/lib/systemd/system/lxcfs-fused.service", "usr/local/share/man/man8/lxcfs-hook.8",
 			"usr/share/containers/oci/hooks.d/lxcfs.json",
 		}},
 		{"/usr", []string{
-			"usr/bin/lxcfs-fused", "usr/bin/lxcfs-hook", "usr/bin/lxcfs-nri", "usr/bin/lxcfs-runc",
+			"usr/bin/lxcfs-fused", "usr/bin/lxcfs-hook", "usr/bin/lxcfs-hook-cli", "usr/bin/lxcfs-nri", "usr/bin/lxcfs-runc",
 			"usr/lib/systemd/system/lxcfs-fused.service", "usr/share/containers/oci/hooks.d/lxcfs.json",
 			"usr/share/man/man8/lxcfs-hook.8",
 		}},

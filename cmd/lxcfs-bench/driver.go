@@ -73,7 +73,7 @@ func parseConfig(args []string) (*config, error) {
 	sdur := fl.Duration("scale-duration", 10*time.Second, "scale benchmark: measured time per phase")
 	swarm := fl.Duration("scale-warmup", 2*time.Second, "scale benchmark: unmeasured time before each phase (first lookups)")
 	lavg := fl.Int("loadavg-n", 500, "scale benchmark: containers for the --enable-loadavg / lxcfs -l phase (0: skip)")
-	hook := fl.Int("hook-runs", 200, "hook benchmark: runc runs of each kind (no hook, a /bin/true hook, lxcfs-hook) (0: skip)")
+	hook := fl.Int("hook-runs", 200, "hook benchmark: runc runs of each kind (no hook, a /bin/true hook, the smallest Go hook, lxcfs-hook) (0: skip)")
 	only := fl.String("only", "read,scale,hook", "benchmarks to run")
 	fused := fl.String("fused", "bin/lxcfs-fused", "lxcfs-fused binary (make build)")
 	fusedArgs := fl.String("fused-args", "", "extra flags for lxcfs-fused, space separated (e.g. \"--cpuprofile /tmp/cpu.pprof\")")

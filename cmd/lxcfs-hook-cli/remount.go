@@ -2,8 +2,6 @@ package main
 
 import (
 	"fmt"
-	"log/slog"
-	"path/filepath"
 
 	"github.com/urfave/cli/v2"
 
@@ -16,30 +14,6 @@ func stateDirFlag() cli.Flag {
 		Name:  "state-dir",
 		Value: remount.DefaultStateDir,
 		Usage: "where served containers are recorded, so their views can be re-attached after the daemon's connection is lost (lxcfs-fused reads the same directory at start; \"lxcfs-hook remount\" on demand), where each run counts its outcome (hook.counts) for the daemon's metrics, and where lxcfs-fused listens for registrations (register.sock) that give a container files of its own; use the daemon's --state-dir",
-	}
-}
-
-// recordServed remembers a container whose views were mounted, for remount.
-// A failure only costs the automatic re-attach, so it is a warning.
-func recordServed(c *cli.Context, log *slog.Logger, id string, pid int, root string, mounted []hook.Mount) {
-	if len(mounted) == 0 {
-		return
-	}
-	paths := make([]string, len(mounted))
-	for i, m := range mounted {
-		paths[i] = m.Target
-	}
-	start, err := remount.StartTicks(pid)
-	if err == nil {
-		root, err = filepath.Abs(root)
-	}
-	if err == nil {
-		err = remount.Save(setFlag(c, "state-dir").String("state-dir"), remount.Record{
-			ID: id, Pid: pid, StartTicks: start, Root: root, Targets: paths,
-		})
-	}
-	if err != nil {
-		log.Warn("cannot record the container; its views will not be re-attached automatically if the daemon's connection is lost", "err", err)
 	}
 }
 
