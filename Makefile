@@ -13,7 +13,7 @@ GO       ?= go
 # Integration tests start real containers; bound the whole run.
 TEST_TIMEOUT ?= 12m
 
-BINS := bin/lxcfs-fused bin/lxcfs-hook bin/lxcfs-nri
+BINS := bin/lxcfs-fused bin/lxcfs-hook bin/lxcfs-hook-cli bin/lxcfs-nri
 
 .PHONY: all build deps test test-vm unit vet fuzz demo bench bench-go install uninstall clean
 
@@ -36,6 +36,7 @@ LDFLAGS    ?= -X github.com/lxcfs-oci/lxcfs-oci/pkg/version.Version=$(VERSION)
 build:
 	$(BUILD_ENV) $(GO) build -tags '$(BUILD_TAGS)' -ldflags '$(LDFLAGS)' -o bin/lxcfs-fused ./cmd/lxcfs-fused
 	$(BUILD_ENV) $(GO) build -tags '$(BUILD_TAGS)' -ldflags '$(LDFLAGS)' -o bin/lxcfs-hook ./cmd/lxcfs-hook
+	$(BUILD_ENV) $(GO) build -tags '$(BUILD_TAGS)' -ldflags '$(LDFLAGS)' -o bin/lxcfs-hook-cli ./cmd/lxcfs-hook-cli
 	$(BUILD_ENV) $(GO) build -tags '$(BUILD_TAGS)' -ldflags '$(LDFLAGS)' -o bin/lxcfs-nri ./cmd/lxcfs-nri
 
 # Debian packages the tests and the demo need, installed when absent.
@@ -100,19 +101,20 @@ bench-go:
 
 # Everything install writes, so uninstall removes exactly that. lxcfs-runc,
 # the runtime wrapper for Docker and containerd, is lxcfs-hook under another
-# name.
-INSTALLED := $(BINDIR)/lxcfs-fused $(BINDIR)/lxcfs-hook $(BINDIR)/lxcfs-runc $(BINDIR)/lxcfs-nri \
+# name; lxcfs-hook hands every command but the hook and the wrapper to
+# lxcfs-hook-cli beside it.
+INSTALLED := $(BINDIR)/lxcfs-fused $(BINDIR)/lxcfs-hook $(BINDIR)/lxcfs-hook-cli $(BINDIR)/lxcfs-runc $(BINDIR)/lxcfs-nri \
 	$(HOOKSDIR)/lxcfs.json $(UNITDIR)/lxcfs-fused.service $(MANDIR)/man8/lxcfs-hook.8
 
 install: build
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(HOOKSDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(MANDIR)/man8
-	install -m 0755 bin/lxcfs-fused bin/lxcfs-hook bin/lxcfs-nri $(DESTDIR)$(BINDIR)/
+	install -m 0755 bin/lxcfs-fused bin/lxcfs-hook bin/lxcfs-hook-cli bin/lxcfs-nri $(DESTDIR)$(BINDIR)/
 	ln -sf lxcfs-hook $(DESTDIR)$(BINDIR)/lxcfs-runc
 	sed 's|/usr/local/bin/lxcfs-hook|$(BINDIR)/lxcfs-hook|' hooks.d/lxcfs.json > $(DESTDIR)$(HOOKSDIR)/lxcfs.json
 	chmod 0644 $(DESTDIR)$(HOOKSDIR)/lxcfs.json
 	sed 's|@BINDIR@|$(BINDIR)|g' deploy/systemd/lxcfs-fused.service > $(DESTDIR)$(UNITDIR)/lxcfs-fused.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/lxcfs-fused.service
-	$(GO) run ./cmd/lxcfs-hook man > $(DESTDIR)$(MANDIR)/man8/lxcfs-hook.8
+	$(GO) run ./cmd/lxcfs-hook-cli man > $(DESTDIR)$(MANDIR)/man8/lxcfs-hook.8
 	chmod 0644 $(DESTDIR)$(MANDIR)/man8/lxcfs-hook.8
 	@echo "installed; next: systemctl daemon-reload && systemctl enable --now lxcfs-fused," \
 		"then lxcfs-hook configure docker|containerd|podman|crio (see docs/engines.md)"

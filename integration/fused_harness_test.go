@@ -100,6 +100,9 @@ func startDaemon(t *testing.T, bin, mp string, args ...string) *daemon {
 	})
 
 	waitServing(t, "lxcfs-fused", mp, d.logPath, d.exited, &d.exitErr)
+	// Tests that read the state or run upgrade and status next need it
+	// written, which can come after the mount first answers.
+	fusedState(t, d)
 	return d
 }
 

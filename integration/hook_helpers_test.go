@@ -281,6 +281,14 @@ func mountPoints(t *testing.T, pid string) []string {
 // a subtest, so that its temporary directory is the test's.
 func sameMounts(t *testing.T, before []string) {
 	t.Helper()
+	sameMountsIn(t, "self", before)
+}
+
+// sameMountsIn is sameMounts for the mount namespace of process pid.
+// Changes under the temporary directory that other tests (run beside this
+// one by go test, or in another checkout) make are not this test's.
+func sameMountsIn(t *testing.T, pid string, before []string) {
+	t.Helper()
 	tmp := filepath.Clean(os.TempDir()) + "/"
 	// t.TempDir's parent is this test's own, unlike its name, which a run
 	// of the same test in another checkout shares.
@@ -289,7 +297,7 @@ func sameMounts(t *testing.T, before []string) {
 	for _, m := range before {
 		counts[m]++
 	}
-	for _, m := range mountPoints(t, "self") {
+	for _, m := range mountPoints(t, pid) {
 		counts[m]--
 	}
 	for m, n := range counts {
@@ -297,9 +305,9 @@ func sameMounts(t *testing.T, before []string) {
 			continue
 		}
 		if n < 0 {
-			t.Errorf("host mount appeared during the test: %s", m)
+			t.Errorf("mount appeared during the test: %s", m)
 		} else {
-			t.Errorf("host mount went away during the test: %s", m)
+			t.Errorf("mount went away during the test: %s", m)
 		}
 	}
 }

@@ -25,12 +25,12 @@ func TestInstallUninstall(t *testing.T) {
 		want   []string
 	}{
 		{"/usr/local", []string{
-			"usr/local/bin/lxcfs-fused", "usr/local/bin/lxcfs-hook", "usr/local/bin/lxcfs-nri", "usr/local/bin/lxcfs-runc",
+			"usr/local/bin/lxcfs-fused", "usr/local/bin/lxcfs-hook", "usr/local/bin/lxcfs-hook-cli", "usr/local/bin/lxcfs-nri", "usr/local/bin/lxcfs-runc",
 			"usr/local/lib/systemd/system/lxcfs-fused.service", "usr/local/share/man/man8/lxcfs-hook.8",
 			"usr/share/containers/oci/hooks.d/lxcfs.json",
 		}},
 		{"/usr", []string{
-			"usr/bin/lxcfs-fused", "usr/bin/lxcfs-hook", "usr/bin/lxcfs-nri", "usr/bin/lxcfs-runc",
+			"usr/bin/lxcfs-fused", "usr/bin/lxcfs-hook", "usr/bin/lxcfs-hook-cli", "usr/bin/lxcfs-nri", "usr/bin/lxcfs-runc",
 			"usr/lib/systemd/system/lxcfs-fused.service", "usr/share/containers/oci/hooks.d/lxcfs.json",
 			"usr/share/man/man8/lxcfs-hook.8",
 		}},
@@ -123,7 +123,7 @@ func TestInstallUnitVerifies(t *testing.T) {
 	if err != nil || len(strings.TrimSpace(string(out))) > 0 {
 		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
 	}
-	for _, want := range []string{"Type=notify", "Restart=on-failure", "OOMScoreAdjust=-1000", "KillMode=process", "FileDescriptorStoreMax=4096", "ExecStopPost=-"} {
+	for _, want := range []string{"Type=notify", "Restart=on-failure", "OOMScoreAdjust=-900", "MemoryMax=512M", "KillMode=process", "FileDescriptorStoreMax=4096", "ExecStopPost=-"} {
 		if !strings.Contains(unit, "\n"+want) {
 			t.Errorf("unit lacks %s", want)
 		}

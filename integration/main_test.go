@@ -16,6 +16,9 @@ var (
 	fusedBin string
 	hookBin  string
 	nriBin   string
+	// hookCLIBin is lxcfs-hook-cli, beside hookBin: lxcfs-hook hands it
+	// every command line but the hook's and the wrapper's.
+	hookCLIBin string
 	// sysinfoProg calls sysinfo(2) in containers (testdata/sysinfoprog).
 	sysinfoProg string
 	holderBin   string // testdata/fdholder, static, run inside containers
@@ -65,6 +68,7 @@ func run(m *testing.M) int {
 	// execute, so it must be absolute.
 	fusedBin = filepath.Join(dir, "lxcfs-fused")
 	hookBin = filepath.Join(dir, "lxcfs-hook")
+	hookCLIBin = filepath.Join(dir, "lxcfs-hook-cli")
 	nriBin = filepath.Join(dir, "lxcfs-nri")
 	sysinfoProg = filepath.Join(dir, "sysinfoprog")
 	holderBin = filepath.Join(dir, "fdholder")
@@ -72,10 +76,11 @@ func run(m *testing.M) int {
 	// times faster than in the emulated guest, and passes their directory.
 	if pre := os.Getenv(prebuiltEnv); pre != "" {
 		fusedBin, hookBin, nriBin = filepath.Join(pre, "lxcfs-fused"), filepath.Join(pre, "lxcfs-hook"), filepath.Join(pre, "lxcfs-nri")
+		hookCLIBin = filepath.Join(pre, "lxcfs-hook-cli")
 		sysinfoProg, holderBin = filepath.Join(pre, "sysinfoprog"), filepath.Join(pre, "fdholder")
 		return m.Run()
 	}
-	for bin, pkg := range map[string]string{fusedBin: "../cmd/lxcfs-fused", hookBin: "../cmd/lxcfs-hook", nriBin: "../cmd/lxcfs-nri", sysinfoProg: "./testdata/sysinfoprog", holderBin: "./testdata/fdholder"} {
+	for bin, pkg := range map[string]string{fusedBin: "../cmd/lxcfs-fused", hookBin: "../cmd/lxcfs-hook", hookCLIBin: "../cmd/lxcfs-hook-cli", nriBin: "../cmd/lxcfs-nri", sysinfoProg: "./testdata/sysinfoprog", holderBin: "./testdata/fdholder"} {
 		// Built as make build builds them (BUILD_TAGS and BUILD_ENV in the
 		// Makefile), plus the daemon's test-only stall switches.
 		cmd := exec.Command("go", "build", "-tags", testBuildTags,

@@ -17,13 +17,22 @@ import (
 	"time"
 )
 
-// fusedState reads the daemon's STATE-DIR/fused.json.
+// fusedState reads the daemon's STATE-DIR/fused.json, waiting for it: the
+// supervisor writes it once it has started a worker, which may be after
+// the mount first answers.
 func fusedState(t *testing.T, d *daemon) (pid, worker, generation int) {
 	t.Helper()
 	var s struct{ Pid, Worker, Generation int }
-	b, err := os.ReadFile(filepath.Join(d.stateDir, "fused.json"))
-	if err == nil {
-		err = json.Unmarshal(b, &s)
+	var err error
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		var b []byte
+		b, err = os.ReadFile(filepath.Join(d.stateDir, "fused.json"))
+		if err == nil {
+			err = json.Unmarshal(b, &s)
+		}
+		if err == nil && s.Worker > 0 || time.Now().After(deadline) {
+			break
+		}
 	}
 	if err != nil {
 		t.Fatalf("read daemon state: %v", err)
@@ -256,17 +265,20 @@ func TestReliabilityKillsAndUpgrades(t *testing.T) {
 	t.Logf("%d reads through 5 worker kills and 2 upgrades, %s failed", reads, m[2])
 }
 
+// okOrDeadLoop is a container's loop printing "ok" while its meminfo view
+// shows its 64 MiB and "dead" while the view does not answer.
+const okOrDeadLoop = `while [ ! -e /tmp/stop ]; do
+  if grep -q '^MemTotal: *65536 kB$' /proc/meminfo 2>/dev/null; then echo ok; else echo dead; fi
+  sleep 0.05
+done; echo DONE`
+
 // TestReliabilityRemountAfterRestart: the whole daemon stopped (views in the
 // running container go dead) and started again: the views are back once it
 // serves, re-attached by the daemon from the hook's records.
 func TestReliabilityRemountAfterRestart(t *testing.T) {
 	requireRoot(t)
 	d1 := startDaemon(t, fusedBin, "")
-	script := `while [ ! -e /tmp/stop ]; do
-  if grep -q '^MemTotal: *65536 kB$' /proc/meminfo 2>/dev/null; then echo ok; else echo dead; fi
-  sleep 0.05
-done; echo DONE`
-	c := runDetached(t, d1.mp, d1.stateDir, script)
+	c := runDetached(t, d1.mp, d1.stateDir, okOrDeadLoop)
 	pid := c.pid(t)
 	view := fmt.Sprintf("/proc/%d/root/proc/meminfo", pid)
 	if _, err := os.Stat(view); err != nil {
@@ -314,6 +326,66 @@ done; echo DONE`
 	}
 	if log := readFile(t, d2.logPath); !strings.Contains(log, "views re-attached") {
 		t.Errorf("daemon log does not report the re-attach:\n%s", log)
+	}
+}
+
+// TestReliabilityRemountStalledContainer: a container that puts a FUSE file
+// system of its own, one that never answers, over its dead view must not
+// stall the re-attach of the other containers when the daemon starts again:
+// each container gets remount's time limit, and the stalled one is reported.
+func TestReliabilityRemountStalledContainer(t *testing.T) {
+	requireRoot(t)
+	d1 := startDaemon(t, fusedBin, "")
+	hostile := runDetached(t, d1.mp, d1.stateDir, "while true; do sleep 1; done")
+	healthy := runDetached(t, d1.mp, d1.stateDir, okOrDeadLoop)
+	d1.stop(t)
+	waitOutput(t, healthy, func(out string) bool { return strings.Contains(out, "dead") })
+	stallingFUSE(t, hostile.pid(t), "/proc/meminfo")
+
+	d2 := startDaemon(t, fusedBin, d1.mp, "--state-dir", d1.stateDir)
+	waitOutput(t, healthy, func(out string) bool {
+		return strings.Contains(out[strings.LastIndex(out, "dead"):], "ok")
+	})
+	healthy.stopLoop(t, "DONE")
+	want := "remount: cannot re-attach views"
+	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if log := readFile(t, d2.logPath); strings.Contains(log, want) {
+			break
+		}
+	}
+	log := readFile(t, d2.logPath)
+	line := ""
+	for _, l := range strings.Split(log, "\n") {
+		if strings.Contains(l, want) {
+			line = l
+		}
+	}
+	if !strings.Contains(line, hostile.id) || !strings.Contains(line, "timed out") {
+		t.Fatalf("the daemon does not report the stalled container %s as timed out:\n%s", hostile.id, log)
+	}
+}
+
+// stallingFUSE mounts over path, in the mount namespace of pid, a FUSE file
+// system whose server never answers: the test holds its /dev/fuse open and
+// never reads it, so every request waits. Closing it at cleanup aborts the
+// connection, which ends those waits. The container's own busybox mounts
+// it: a thread of this process that joined the container's namespace could
+// be the main thread, which Go never ends, and /proc/self would then show
+// the container's mounts for the rest of the tests.
+func stallingFUSE(t *testing.T, pid int, path string) {
+	t.Helper()
+	dev, err := os.OpenFile("/dev/fuse", os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dev.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "nsenter", "-t", strconv.Itoa(pid), "-m", "--",
+		"/bin/busybox", "mount", "-t", "fuse", "-o", "fd=3,rootmode=100444,user_id=0,group_id=0", "stall", path)
+	cmd.ExtraFiles = []*os.File{dev}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("mount a stalling FUSE over %s in process %d's namespace: %v\n%s", path, pid, err, out)
 	}
 }
 

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # hook-latency.sh [N]: how much lxcfs-hook adds to a container start.
 # Times N (default 20) interleaved `runc run`s each of a trivial busybox
-# container (`true`) without a hook, with a /bin/true createRuntime hook and
-# with lxcfs-hook (views served by lxcfs-fused on a temporary mountpoint),
-# and prints median and p90 of each and of the differences within each
-# triple of runs. Run as root after `make build` (or BIN_DIR=DIR).
+# container (`true`) without a hook, with a /bin/true createRuntime hook,
+# with the smallest Go hook (cmd/lxcfs-bench/floorhook: reads the state and
+# exits, static like lxcfs-hook) and with lxcfs-hook (views served by
+# lxcfs-fused on a temporary mountpoint), and prints median and p90 of each
+# and of the differences within each round of four runs, and what
+# lxcfs-hook adds as a multiple of what the Go floor adds. Run as root
+# after `make build` (or BIN_DIR=DIR), with go on PATH (it builds the
+# floor hook; FLOOR_HOOK=PATH gives a built one).
 set -euo pipefail
 
 N=${1:-20}
@@ -26,7 +30,7 @@ FUSED_PID=
 mounted() { grep -q " $1 " /proc/self/mountinfo; }
 cleanup() {
 	set +e
-	for id in plain nop hooked; do runc --root "$STATE" delete --force "lat-$id-$$" >/dev/null 2>&1; done
+	for id in plain nop floor hooked; do runc --root "$STATE" delete --force "lat-$id-$$" >/dev/null 2>&1; done
 	if [ -n "$FUSED_PID" ]; then
 		kill -TERM "$FUSED_PID" 2>/dev/null
 		wait "$FUSED_PID" 2>/dev/null
@@ -84,37 +88,64 @@ c.setdefault("hooks", {})["createRuntime"] = [{"path": "/bin/true", "args": ["tr
 json.dump(c, open(p, "w"))
 PY
 
+# A fourth whose hook is the smallest Go program a hook can be: what a Go
+# runtime's start adds on top, the floor lxcfs-hook is measured against.
+FLOOR=${FLOOR_HOOK:-}
+if [ -z "$FLOOR" ]; then
+	FLOOR=$TMP/floorhook
+	(cd "$here/.." && CGO_ENABLED=0 go build -o "$FLOOR" ./cmd/lxcfs-bench/floorhook) || die "cannot build the floor hook (go on PATH?)"
+fi
+mkbundle "$TMP/floor"
+python3 - "$TMP/floor/config.json" "$FLOOR" <<'PY'
+import json, sys
+p = sys.argv[1]
+c = json.load(open(p))
+c.setdefault("hooks", {})["createRuntime"] = [{"path": sys.argv[2], "args": ["floorhook"]}]
+json.dump(c, open(p, "w"))
+PY
+
+kinds="plain nop floor hooked"
 # One warm-up each: page cache, first FUSE lookups.
-for b in plain nop hooked; do run_ms "$TMP/$b" "lat-$b-$$" >/dev/null; done
-for b in plain nop hooked; do : >"$TMP/$b.us"; done
-# The order rotates from triple to triple: a run pays for the teardown of
+for b in $kinds; do run_ms "$TMP/$b" "lat-$b-$$" >/dev/null; done
+for b in $kinds; do : >"$TMP/$b.us"; done
+# The order changes from round to round: a run pays for the teardown of
 # the one before it (a container with views leaves FUSE files to release),
-# so each kind must follow each other kind equally often.
-orders=("plain nop hooked" "nop hooked plain" "hooked plain nop")
+# so each kind must follow each other kind equally often. In these four
+# orders (a Williams square) each kind follows each other kind exactly
+# once.
+orders=("plain nop hooked floor" "nop floor plain hooked" "floor hooked nop plain" "hooked plain floor nop")
 for i in $(seq "$N"); do
-	for b in ${orders[$((i % 3))]}; do run_ms "$TMP/$b" "lat-$b-$$" >>"$TMP/$b.us"; done
+	for b in ${orders[$((i % 4))]}; do run_ms "$TMP/$b" "lat-$b-$$" >>"$TMP/$b.us"; done
 done
 grep -q 'views mounted' "$TMP/hook.log" || die "the hook did not mount: $(tail -3 "$TMP/hook.log")"
 
 pct() { # file percentile -> value (nearest rank)
 	sort -n "$1" | awk -v p="$2" '{v[NR]=$1} END {i=int((p*NR+99)/100); if (i<1) i=1; print v[i]}'
 }
-# Runs are taken in triples, one after the other, so the difference within
-# a triple is free of the drift of a shared machine: its median is the
+# Runs are taken in rounds of four, one after the other, so the difference
+# within a round is free of the drift of a shared machine: its median is the
 # figure to quote.
 paste "$TMP/hooked.us" "$TMP/plain.us" | awk '{print $1 - $2}' >"$TMP/added.us"
 paste "$TMP/nop.us" "$TMP/plain.us" | awk '{print $1 - $2}' >"$TMP/nopadded.us"
 paste "$TMP/hooked.us" "$TMP/nop.us" | awk '{print $1 - $2}' >"$TMP/ours.us"
+paste "$TMP/floor.us" "$TMP/plain.us" | awk '{print $1 - $2}' >"$TMP/flooradded.us"
+paste "$TMP/hooked.us" "$TMP/floor.us" | awk '{print $1 - $2}' >"$TMP/beyondfloor.us"
 ms() { awk -v u="$1" 'BEGIN {printf "%.1f ms", u/1000}'; }
 row() { printf '%-34s %-10s %s\n' "$1" "$(ms "$(pct "$2" 50)")" "$(ms "$(pct "$2" 90)")"; }
 echo "runc run of busybox true, $N runs of each, interleaved (lxcfs-fused serving $MNT)"
 printf '%-34s %-10s %s\n' "" median p90
 row "without hook" "$TMP/plain.us"
 row "with a /bin/true hook" "$TMP/nop.us"
+row "with the smallest Go hook" "$TMP/floor.us"
 row "with lxcfs-hook" "$TMP/hooked.us"
 row "added by lxcfs-hook (paired)" "$TMP/added.us"
 row "added by any hook (/bin/true)" "$TMP/nopadded.us"
+row "added by the smallest Go hook" "$TMP/flooradded.us"
 row "lxcfs-hook beyond /bin/true" "$TMP/ours.us"
+row "lxcfs-hook beyond the Go hook" "$TMP/beyondfloor.us"
+# The target (issue 14): lxcfs-hook adds at most 1.5x what the floor adds.
+awk -v h="$(pct "$TMP/added.us" 50)" -v f="$(pct "$TMP/flooradded.us" 50)" \
+	'BEGIN {if (f > 0) printf "lxcfs-hook / smallest Go hook (added, medians): %.2fx\n", h/f; else print "lxcfs-hook / smallest Go hook (added, medians): n/a (the floor added nothing)"}'
 # took= is logged in Go's duration format (µs or ms): in µs before sorting.
 own=$(grep -o 'took=[0-9.]*[mµu]*s' "$TMP/hook.log" | tail -n "$N" | sed 's/took=//' |
 	awk '/ms$/ {sub(/ms$/, ""); print $0 * 1000; next} {sub(/[µu]s$/, ""); print $0 + 0}' | sort -n |

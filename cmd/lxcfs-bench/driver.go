@@ -20,6 +20,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/fusefs"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/register"
 )
 
@@ -74,7 +75,7 @@ func parseConfig(args []string) (*config, error) {
 	sdur := fl.Duration("scale-duration", 10*time.Second, "scale benchmark: measured time per phase")
 	swarm := fl.Duration("scale-warmup", 2*time.Second, "scale benchmark: unmeasured time before each phase (first lookups)")
 	lavg := fl.Int("loadavg-n", 500, "scale benchmark: containers for the --enable-loadavg / lxcfs -l phase (0: skip)")
-	hook := fl.Int("hook-runs", 200, "hook benchmark: runc runs of each kind (no hook, a /bin/true hook, lxcfs-hook) (0: skip)")
+	hook := fl.Int("hook-runs", 200, "hook benchmark: runc runs of each kind (no hook, a /bin/true hook, the smallest Go hook, lxcfs-hook) (0: skip)")
 	stale := fl.Int("stale-trials", 20, "read benchmark: limit changes timed per column for the staleness table")
 	only := fl.String("only", "read,scale,hook", "benchmarks to run")
 	fused := fl.String("fused", "bin/lxcfs-fused", "lxcfs-fused binary (make build)")
@@ -317,7 +318,7 @@ func sweepLeftovers() {
 		for line := range strings.SplitSeq(string(mi), "\n") {
 			f := strings.Fields(line)
 			if len(f) > 4 && strings.HasPrefix(f[4], filepath.Join(os.TempDir(), tmpPrefix)) {
-				unix.Unmount(f[4], unix.MNT_DETACH)
+				fusefs.Unmount(f[4])
 			}
 		}
 	}
@@ -433,7 +434,7 @@ func (d *daemon) stop() {
 			<-d.exited
 		}
 		if mounted(d.mp) {
-			unix.Unmount(d.mp, unix.MNT_DETACH)
+			fusefs.Unmount(d.mp)
 		}
 	})
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
 
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/edit"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/fusefs"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/metrics"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/remount"
@@ -232,7 +233,7 @@ func parseStoreName(name string) (fuse.Protocol, fuse.InitFlags, error) {
 // reattach gives containers whose views died with a lost connection fresh
 // ones from this mount.
 func reattach(stateDir, mp string, counts *stats.Region, log *slog.Logger) {
-	outcomes, errs := remount.Run(stateDir, mp)
+	outcomes, errs := remount.Run(stateDir, mp, remount.DefaultTimeout)
 	for _, err := range errs {
 		log.Warn("remount: bad record", "err", err)
 	}
@@ -258,12 +259,8 @@ func writeState(dir string, s state, log *slog.Logger) {
 		return
 	}
 	b, _ := json.Marshal(s)
-	tmp := statePath(dir) + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err == nil {
-		err = os.Rename(tmp, statePath(dir))
-		if err != nil {
-			log.Warn("cannot write state", "file", statePath(dir), "err", err)
-		}
+	if err := edit.WriteAtomic(statePath(dir), b, 0o644); err != nil {
+		log.Warn("cannot write state", "err", err)
 	}
 }
 

@@ -10,9 +10,7 @@ package caller
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -24,6 +22,9 @@ import (
 	"github.com/opencontainers/cgroups"
 	"github.com/prometheus/procfs"
 	"golang.org/x/sys/unix"
+
+	"github.com/lxcfs-oci/lxcfs-oci/internal/linux"
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/cgroup"
 )
 
 // Container is what the daemon needs to know about a reader's container.
@@ -34,37 +35,34 @@ type Container struct {
 	StartTicks uint64            // init start time, clock ticks after boot (/proc/PID/stat field 22)
 	Cgroups    map[string]string // init's cgroup path per v1 controller; "" is the v2 path
 
-	attached atomic.Pointer[any] // see Attach
+	group atomic.Pointer[cgroup.Group] // see Group
 }
 
-// Attach keeps v with the container, unless a value is already attached,
-// and returns the value attached. Users of the resolver keep here what they
-// derive from a container once and reuse on every read (pkg/content keeps
-// its cgroup handles): it lives exactly as long as the cache entry, so it
-// goes when the init dies or the entry is forgotten, and is closed then if
-// it is an io.Closer.
-func (c *Container) Attach(v any) any {
-	if c.attached.CompareAndSwap(nil, &v) {
-		return v
+// Group returns the container's cgroups, made by mk on the first call and
+// kept with the container: pkg/content builds them (open counter files,
+// limit cache) once per container rather than once per read. They live
+// exactly as long as the cache entry, so they are closed when the init
+// dies or the entry is forgotten.
+func (c *Container) Group(mk func() *cgroup.Group) *cgroup.Group {
+	if g := c.group.Load(); g != nil {
+		return g
 	}
-	return *c.attached.Load()
+	g := mk()
+	if c.group.CompareAndSwap(nil, g) {
+		return g
+	}
+	// Another read made them first.
+	g.Close()
+	return c.group.Load()
 }
 
-// release closes the attached value when it is an io.Closer, once the cache
-// entry is gone. It runs on its own goroutine: the resolver's lock is held
-// where entries are dropped, and a Closer may wait for a read in progress.
+// release closes the container's cgroups, once the cache entry is gone. It
+// runs on its own goroutine: the resolver's lock is held where entries are
+// dropped, and closing waits for a read in progress.
 func (c *Container) release() {
-	if cl, ok := c.Attached().(io.Closer); ok {
-		go cl.Close()
+	if g := c.group.Load(); g != nil {
+		go g.Close()
 	}
-}
-
-// Attached returns the value attached to the container, or nil.
-func (c *Container) Attached() any {
-	if p := c.attached.Load(); p != nil {
-		return *p
-	}
-	return nil
 }
 
 // Resolver maps reader pids to containers. It is safe for concurrent use.
@@ -548,11 +546,6 @@ func parseNSLink(target string) (uint64, error) {
 // alive polls the pidfd: it becomes readable when the process exits.
 func alive(pidfd int) bool {
 	fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
-	for {
-		n, err := unix.Poll(fds, 0)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		return err == nil && n == 0
-	}
+	n, err := linux.Poll(fds, 0)
+	return err == nil && n == 0
 }

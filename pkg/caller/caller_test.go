@@ -3,6 +3,7 @@ package caller
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/cgroup"
 )
 
 func TestParseNSLink(t *testing.T) {
@@ -234,7 +237,7 @@ func TestPinThreadNonLeader(t *testing.T) {
 }
 
 // TestPruneReleasesExited: an entry whose init exited is dropped by Prune,
-// with no read coming after, and what was attached to it is closed.
+// with no read coming after, and the cgroup files kept with it are closed.
 func TestPruneReleasesExited(t *testing.T) {
 	r := rootResolver(t)
 	init, child := startInNewPidNS(t)
@@ -242,8 +245,20 @@ func TestPruneReleasesExited(t *testing.T) {
 	if err != nil || c == nil {
 		t.Fatalf("resolve %d: %+v, %v", child, c, err)
 	}
-	closed := make(chan struct{})
-	c.Attach(closerFunc(func() error { close(closed); return nil }))
+	root := t.TempDir()
+	pressure := filepath.Join(root, "cpu.pressure")
+	if err := os.WriteFile(pressure, []byte("some avg10=0.00\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	g := c.Group(func() *cgroup.Group {
+		return (&cgroup.Hierarchy{Root: root, V2: true}).ForPaths(map[string]string{"": "/"}).WithOpenFiles()
+	})
+	if _, err := g.Pressure("cpu"); err != nil {
+		t.Fatal(err)
+	}
+	if n := fdsOn(t, pressure); n != 1 {
+		t.Fatalf("%d descriptors on %s after a read through the kept group, want 1", n, pressure)
+	}
 	r.Prune()
 	if r.Len() != 1 {
 		t.Fatalf("Prune dropped a live container: %d entries", r.Len())
@@ -254,13 +269,25 @@ func TestPruneReleasesExited(t *testing.T) {
 	if r.Len() != 0 {
 		t.Fatalf("%d entries after Prune with the only init exited, want 0", r.Len())
 	}
-	select {
-	case <-closed:
-	case <-time.After(30 * time.Second):
-		t.Fatal("the dropped container's attached value was not closed")
+	for deadline := time.Now().Add(30 * time.Second); fdsOn(t, pressure) != 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the dropped container's cgroup files were not closed")
+		}
 	}
 }
 
-type closerFunc func() error
-
-func (f closerFunc) Close() error { return f() }
+// fdsOn counts this process's descriptors open on path.
+func fdsOn(t *testing.T, path string) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range ents {
+		if l, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && l == path {
+			n++
+		}
+	}
+	return n
+}

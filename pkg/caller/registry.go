@@ -3,13 +3,14 @@ package caller
 import (
 	"bytes"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"hash/crc64"
 	"os"
 	"sync"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/lxcfs-oci/lxcfs-oci/internal/linux"
 )
 
 // A container's ID is a number the resolver gives it once, kept in a file
@@ -100,15 +101,8 @@ func openRegistry(path, bootID string) (*registry, error) {
 // serve the same connection (during an upgrade two workers serve at once).
 func (reg *registry) locked(fn func(size int64) error) error {
 	fd := int(reg.f.Fd())
-	for {
-		err := unix.Flock(fd, unix.LOCK_EX)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("lock: %w", err)
-		}
-		break
+	if err := linux.Flock(fd, unix.LOCK_EX); err != nil {
+		return fmt.Errorf("lock: %w", err)
 	}
 	defer unix.Flock(fd, unix.LOCK_UN)
 	st, err := reg.f.Stat()

@@ -18,6 +18,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/expiring"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/reread"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/view"
 	"github.com/opencontainers/cgroups"
@@ -189,6 +190,7 @@ type Group struct {
 	unified ctrlDir            // v2 tree, or hybrid's Root/unified tree
 	limits  *limitCache        // nil: no caching
 	stats   *statCache         // nil: memory.stat read on every call
+	statAge time.Duration      // how long stats keeps a memory.stat
 	files   *reread.Set        // nil: counter files opened per read
 	h       *Hierarchy
 }
@@ -262,61 +264,29 @@ func (g *Group) WithStatMaxAge(maxAge time.Duration) *Group {
 		return g
 	}
 	c := *g
-	c.stats = &statCache{maxAge: maxAge}
+	c.stats, c.statAge = &statCache{}, maxAge
 	return &c
 }
 
-// statCache keeps the last memory.stat a group read and when.
-type statCache struct {
-	maxAge time.Duration
-	mu     sync.Mutex
-	mem    cached[view.MemStat]
-}
+// statCache keeps the last memory.stat a group read.
+type statCache = expiring.Cache[struct{}, view.MemStat]
 
-// limitCache keeps the last limits a group read and when.
+// limitCache keeps the last limits a group read.
 type limitCache struct {
 	ttl    time.Duration
-	mu     sync.Mutex
-	mem    cached[memLimits]
-	cpuset cached[[]int]
-	quota  cached[float64]
-}
-
-type cached[T any] struct {
-	at time.Time
-	ok bool
-	v  T
+	mem    expiring.Cache[struct{}, memLimits]
+	cpuset expiring.Cache[struct{}, []int]
+	quota  expiring.Cache[struct{}, float64]
 }
 
 // cachedLimit returns the value in g's cache slot while it is younger than
-// the TTL, else loads it and, when that succeeds, stores it. Failures are
-// not cached, so a vanished cgroup keeps reporting itself.
-func cachedLimit[T any](g *Group, slot func(*limitCache) *cached[T], load func() (T, error)) (T, error) {
+// the TTL, else loads it.
+func cachedLimit[T any](g *Group, slot func(*limitCache) *expiring.Cache[struct{}, T], load func() (T, error)) (T, error) {
 	lc := g.limits
 	if lc == nil {
 		return load()
 	}
-	return reuse(&lc.mu, slot(lc), lc.ttl, g.h.Now(), load)
-}
-
-// reuse returns c's value while it is younger than ttl at now, else loads
-// it and, when that succeeds, stores it in c. mu guards c.
-func reuse[T any](mu *sync.Mutex, c *cached[T], ttl time.Duration, now time.Time, load func() (T, error)) (T, error) {
-	mu.Lock()
-	if c.ok && now.Sub(c.at) < ttl {
-		v := c.v
-		mu.Unlock()
-		return v, nil
-	}
-	mu.Unlock()
-	v, err := load()
-	if err != nil {
-		return v, err
-	}
-	mu.Lock()
-	*c = cached[T]{at: now, ok: true, v: v}
-	mu.Unlock()
-	return v, nil
+	return slot(lc).Get(struct{}{}, g.h.Now(), lc.ttl, load)
 }
 
 // V2 reports whether the group lives in a pure unified hierarchy.
@@ -490,7 +460,7 @@ func (l level) read(file string) (string, error) {
 		}
 		return out, err
 	case l.c.up != nil:
-		return l.c.up.read(l.dir, file, l.c.upTTL, l.c.h.Now())
+		return l.readUp(file)
 	}
 	return readFile(l.dir, file)
 }
@@ -508,52 +478,31 @@ func (l level) readUint(file string) (uint64, error) {
 	return v, nil
 }
 
-// upCache holds ancestor directories' limit files for every group of a
-// hierarchy: 500 containers under one parent read its memory limit once
-// per TTL, not 500 times.
-type upCache struct {
-	mu        sync.Mutex
-	m         map[string]upEntry
-	lastSweep time.Time
-}
+// upCache holds ancestor directories' limit files (by path) for every group
+// of a hierarchy: 500 containers under one parent read its memory limit
+// once per TTL, not 500 times.
+type upCache = expiring.Cache[string, upFile]
 
-type upEntry struct {
+// upFile is an ancestor's file: its content, or that it is not there (a v2
+// root has no memory.max), which is kept too.
+type upFile struct {
 	s   string
-	err error // only "not there" is cached
-	at  time.Time
+	err error
 }
 
-// upSweep is how long an entry nobody asked for is kept; sweeps run at most
-// this often, so directories of long-gone pods do not accumulate.
-const upSweep = time.Minute
-
-func (u *upCache) read(dir, file string, ttl time.Duration, now time.Time) (string, error) {
-	path := dir + "/" + file
-	u.mu.Lock()
-	if e, ok := u.m[path]; ok && now.Sub(e.at) < ttl {
-		u.mu.Unlock()
-		return e.s, e.err
-	}
-	u.mu.Unlock()
-	s, err := readFile(dir, file)
-	if err != nil && !isNotExist(err) {
-		return s, err
-	}
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if u.m == nil {
-		u.m = map[string]upEntry{}
-	}
-	u.m[path] = upEntry{s: s, err: err, at: now}
-	if now.Sub(u.lastSweep) > upSweep {
-		u.lastSweep = now
-		for p, e := range u.m {
-			if now.Sub(e.at) > upSweep {
-				delete(u.m, p)
-			}
+// readUp reads an ancestor level's file through the hierarchy's cache.
+func (l level) readUp(file string) (string, error) {
+	f, err := l.c.up.Get(l.dir+"/"+file, l.c.h.Now(), l.c.upTTL, func() (upFile, error) {
+		s, err := readFile(l.dir, file)
+		if err != nil && !isNotExist(err) {
+			return upFile{}, err
 		}
+		return upFile{s, err}, nil
+	})
+	if err != nil {
+		return "", err
 	}
-	return s, err
+	return f.s, f.err
 }
 
 // within reports whether dir is root or below it (both clean).

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/expiring"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/view"
 )
 
@@ -17,7 +18,7 @@ import (
 //
 // The returned slice may be shared with other callers: do not modify it.
 func (g *Group) CPUSet() ([]int, error) {
-	return cachedLimit(g, func(lc *limitCache) *cached[[]int] { return &lc.cpuset }, g.readCPUSet)
+	return cachedLimit(g, func(lc *limitCache) *expiring.Cache[struct{}, []int] { return &lc.cpuset }, g.readCPUSet)
 }
 
 func (g *Group) readCPUSet() ([]int, error) {
@@ -63,7 +64,7 @@ func (g *Group) readCPUSet() ([]int, error) {
 // the smallest along the path to the root since a parent's quota caps its
 // children. 0 means no quota, as does a missing cpu controller.
 func (g *Group) QuotaCPUs() (float64, error) {
-	return cachedLimit(g, func(lc *limitCache) *cached[float64] { return &lc.quota }, g.readQuotaCPUs)
+	return cachedLimit(g, func(lc *limitCache) *expiring.Cache[struct{}, float64] { return &lc.quota }, g.readQuotaCPUs)
 }
 
 func (g *Group) readQuotaCPUs() (float64, error) {

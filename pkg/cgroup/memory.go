@@ -5,6 +5,7 @@ import (
 	"math"
 	"path/filepath"
 
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/expiring"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/view"
 )
 
@@ -50,7 +51,7 @@ func (g *Group) memStat(c ctrlDir) (view.MemStat, error) {
 	if sc == nil {
 		return readMemStat(c, g.v2)
 	}
-	return reuse(&sc.mu, &sc.mem, sc.maxAge, g.h.Now(), func() (view.MemStat, error) { return readMemStat(c, g.v2) })
+	return sc.Get(struct{}{}, g.h.Now(), g.statAge, func() (view.MemStat, error) { return readMemStat(c, g.v2) })
 }
 
 func readMemStat(c ctrlDir, v2 bool) (view.MemStat, error) {
@@ -76,7 +77,7 @@ type memLimits struct {
 }
 
 func (g *Group) memLimits(c ctrlDir) (memLimits, error) {
-	return cachedLimit(g, func(lc *limitCache) *cached[memLimits] { return &lc.mem }, func() (memLimits, error) {
+	return cachedLimit(g, func(lc *limitCache) *expiring.Cache[struct{}, memLimits] { return &lc.mem }, func() (memLimits, error) {
 		return readMemLimits(c, g.v2)
 	})
 }

@@ -3,5 +3,5 @@
 // config.toml and the hooks.d file of podman and CRI-O. Each function takes
 // the current file's bytes and returns the new bytes, so the changes are
 // tested as data and --dry-run shows exactly what would be written;
-// cmd/lxcfs-hook does the reading, backing up and writing.
+// cmd/lxcfs-hook-cli does the reading, backing up and writing.
 package configure

@@ -18,6 +18,7 @@ import (
 
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/caller"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/cgroup"
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/expiring"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/reread"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/stats"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/view"
@@ -108,9 +109,7 @@ type Files struct {
 	hostSingle reread.Set
 	hostMulti  reread.Set
 
-	onlineMu sync.Mutex
-	online   []int // host's online CPUs, read at onlineAt
-	onlineAt time.Time
+	online expiring.Cache[struct{}, []int] // host's online CPUs
 }
 
 // DefaultLimitTTL bounds how stale a container's limits may be: a limit
@@ -126,37 +125,16 @@ func (f *Files) limitTTL() time.Duration {
 	return f.LimitTTL
 }
 
-// ctrState is what Files keeps with a resolved container (caller.Container
-// Attach): its cgroups, with their limit cache, built once per container
-// rather than once per read.
-type ctrState struct {
-	f *Files
-	g *cgroup.Group
-}
-
-// Close releases the container's open cgroup files; the resolver calls it
-// when the container leaves its cache.
-func (st *ctrState) Close() error { return st.g.Close() }
-
+// group returns c's cgroups, made once per container (caller.Container
+// keeps them) with this Files' settings.
 func (f *Files) group(c *caller.Container) *cgroup.Group {
-	if st, ok := c.Attached().(*ctrState); ok && st.f == f {
-		return st.g
-	}
-	g := f.Cgroups.ForPaths(c.Cgroups).WithOpenFiles()
-	if ttl := f.limitTTL(); ttl > 0 {
-		g = g.WithLimitCache(ttl)
-	}
-	g = g.WithStatMaxAge(f.MemStatMaxAge)
-	if st, ok := c.Attach(&ctrState{f: f, g: g}).(*ctrState); ok && st.f == f {
-		if st.g != g {
-			// Another read attached its group first.
-			g.Close()
+	return c.Group(func() *cgroup.Group {
+		g := f.Cgroups.ForPaths(c.Cgroups).WithOpenFiles()
+		if ttl := f.limitTTL(); ttl > 0 {
+			g = g.WithLimitCache(ttl)
 		}
-		return st.g
-	}
-	// Something else is attached, so nothing would close g's files.
-	g.Close()
-	return g
+		return g.WithStatMaxAge(f.MemStatMaxAge)
+	})
 }
 
 // List returns the files to serve on this host: the fixed set, plus the
@@ -456,28 +434,18 @@ func (f *Files) visibleCPUs(g *cgroup.Group) ([]int, error) {
 // hostCPUs returns the host's online CPUs, read at most once per LimitTTL:
 // they change only on CPU hotplug. The slice is shared; do not modify it.
 func (f *Files) hostCPUs() ([]int, error) {
-	ttl := f.limitTTL()
-	now := f.Cgroups.Now()
-	f.onlineMu.Lock()
-	if f.online != nil && ttl > 0 && now.Sub(f.onlineAt) < ttl {
-		cpus := f.online
-		f.onlineMu.Unlock()
+	return f.online.Get(struct{}{}, f.Cgroups.Now(), f.limitTTL(), func() ([]int, error) {
+		onlinePath := filepath.Join(f.SysDir, "devices/system/cpu/online")
+		b, err := os.ReadFile(onlinePath)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", onlinePath, err)
+		}
+		cpus, err := view.ParseCPUList(string(b))
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", onlinePath, err)
+		}
 		return cpus, nil
-	}
-	f.onlineMu.Unlock()
-	onlinePath := filepath.Join(f.SysDir, "devices/system/cpu/online")
-	b, err := os.ReadFile(onlinePath)
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", onlinePath, err)
-	}
-	cpus, err := view.ParseCPUList(string(b))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", onlinePath, err)
-	}
-	f.onlineMu.Lock()
-	f.online, f.onlineAt = cpus, now
-	f.onlineMu.Unlock()
-	return cpus, nil
+	})
 }
 
 // BootTime reads CLOCK_BOOTTIME, the clock /proc/uptime and process start

@@ -244,22 +244,29 @@ func newFS(table, files []string, r Renderer, log *slog.Logger) (*FS, error) {
 	return f, nil
 }
 
-// listing encodes a directory's entries in name order, with "." and "..".
-func (f *FS) listing(d *node) []byte {
+// listing encodes a directory's entries in name order, with "." and "..",
+// under the shared tree's inode numbers.
+func (f *FS) listing(d *node) []byte { return f.listingIn(d, 0) }
+
+// listingIn is listing in container who's own tree, whose inode numbers are
+// its own (who in the high half): what readdir shows must be what stat
+// shows.
+func (f *FS) listingIn(d *node, who uint32) []byte {
+	tag := uint64(who) << 32
 	names := make([]string, 0, len(d.children))
 	for name := range d.children {
 		names = append(names, name)
 	}
 	sort.Strings(names)
-	buf := fuse.AppendDirent(nil, fuse.Dirent{Inode: d.inode, Name: ".", Type: fuse.DT_Dir})
-	buf = fuse.AppendDirent(buf, fuse.Dirent{Inode: d.inode, Name: "..", Type: fuse.DT_Dir})
+	buf := fuse.AppendDirent(nil, fuse.Dirent{Inode: d.inode | tag, Name: ".", Type: fuse.DT_Dir})
+	buf = fuse.AppendDirent(buf, fuse.Dirent{Inode: d.inode | tag, Name: "..", Type: fuse.DT_Dir})
 	for _, name := range names {
 		c := f.nodes[d.children[name]]
 		typ := fuse.DT_File
 		if c.dir {
 			typ = fuse.DT_Dir
 		}
-		buf = fuse.AppendDirent(buf, fuse.Dirent{Inode: c.inode, Name: name, Type: typ})
+		buf = fuse.AppendDirent(buf, fuse.Dirent{Inode: c.inode | tag, Name: name, Type: typ})
 	}
 	return buf
 }

@@ -1,6 +1,7 @@
 package fusefs
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"golang.org/x/sys/unix"
@@ -592,6 +593,14 @@ func TestServeContainerTrees(t *testing.T) {
 	if shared.Ino == mine.Ino {
 		t.Errorf("container 5's meminfo shares inode %d with the shared one: one page cache for both", mine.Ino)
 	}
+	// ls -i in the container's tree shows what stat shows.
+	listed := dirInodes(t, filepath.Join(mp, ".containers/5/proc"))
+	if listed["meminfo"] != mine.Ino {
+		t.Errorf("container 5's proc lists meminfo as inode %d, stat says %d", listed["meminfo"], mine.Ino)
+	}
+	if listed = dirInodes(t, filepath.Join(mp, "proc")); listed["meminfo"] != shared.Ino {
+		t.Errorf("the shared proc lists meminfo as inode %d, stat says %d", listed["meminfo"], shared.Ino)
+	}
 	for _, p := range []string{".containers/6/proc/meminfo", ".containers/05/proc/meminfo", ".containers/x", ".containers/5/proc/nope"} {
 		if _, err := os.Stat(filepath.Join(mp, p)); !os.IsNotExist(err) {
 			t.Errorf("%s: %v, want it absent", p, err)
@@ -601,6 +610,34 @@ func TestServeContainerTrees(t *testing.T) {
 	for _, e := range entries {
 		if e.Name() == ".containers" {
 			t.Errorf("the root lists .containers; its listing must stay LXCFS's")
+		}
+	}
+}
+
+// dirInodes lists dir with getdents and returns each name's inode number.
+func dirInodes(t *testing.T, dir string) map[string]uint64 {
+	t.Helper()
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	out := map[string]uint64{}
+	buf := make([]byte, 4096)
+	for {
+		n, err := unix.Getdents(fd, buf)
+		if err != nil {
+			t.Fatalf("getdents %s: %v", dir, err)
+		}
+		if n == 0 {
+			return out
+		}
+		for b := buf[:n]; len(b) > 0; {
+			ino := binary.NativeEndian.Uint64(b[0:8])
+			reclen := int(binary.NativeEndian.Uint16(b[16:18]))
+			name := unix.ByteSliceToString(b[19:reclen])
+			out[name] = ino
+			b = b[reclen:]
 		}
 	}
 }

@@ -56,10 +56,7 @@ func clearStale(mountpoint string, log *slog.Logger) error {
 	switch {
 	case errors.Is(err, unix.ENOTCONN), errors.Is(err, unix.ECONNABORTED):
 		log.Warn("replacing a dead FUSE mount left by a previous daemon", "mountpoint", mountpoint)
-		if err := unix.Unmount(mountpoint, unix.MNT_DETACH); err != nil {
-			return fmt.Errorf("detach dead mount at %s: %w", mountpoint, err)
-		}
-		return nil
+		return Unmount(mountpoint)
 	case err != nil:
 		return fmt.Errorf("stat mountpoint %s: %w", mountpoint, err)
 	}
@@ -74,6 +71,9 @@ func clearStale(mountpoint string, log *slog.Logger) error {
 }
 
 // Unmount removes the mount at mountpoint, detaching it when it is busy.
+// Nothing mounted there (EINVAL), or no such path, is not an error. It is
+// the project's one unmount of a path in the caller's own namespace; in a
+// container's, pkg/mountns detaches by name from a resolved directory.
 func Unmount(mountpoint string) error {
 	err := unix.Unmount(mountpoint, 0)
 	if errors.Is(err, unix.EBUSY) {
@@ -83,7 +83,7 @@ func Unmount(mountpoint string) error {
 		// Not root: the setuid helper can still unmount our own mount.
 		err = fuse.Unmount(mountpoint)
 	}
-	if err != nil && !errors.Is(err, unix.EINVAL) {
+	if err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("unmount %s: %w", mountpoint, err)
 	}
 	return nil

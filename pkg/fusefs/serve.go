@@ -806,6 +806,9 @@ func (s *server) readDir(r *fuse.ReadRequest) {
 		return
 	}
 	dirents := d.dirents
+	if nr.who != 0 && d.hostRoot == "" {
+		dirents = s.fs.listingIn(d, nr.who)
+	}
 	if d.hostRoot != "" {
 		// A handle from before a takeover, or past the budget: list
 		// afresh, for the container the handle names when it names one.

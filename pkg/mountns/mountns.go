@@ -14,10 +14,12 @@ import (
 	"path"
 	"runtime"
 	"strconv"
+	"time"
 
 	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
 	"golang.org/x/sys/unix"
 
+	"github.com/lxcfs-oci/lxcfs-oci/internal/linux"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/hook"
 )
 
@@ -30,11 +32,14 @@ var ErrRefused = errors.New("refused")
 type Skip struct {
 	hook.Mount
 	Reason string
+	// Live: the target already is a view that answers (a second hook run,
+	// or a remount finding the connection alive).
+	Live bool
 }
 
-// Result tells what BindReadOnly did, for the log.
+// Result tells what Attach did, for the log.
 type Result struct {
-	Mounted []hook.Mount
+	Mounted []hook.Mount // fresh views, dead ones they replaced included
 	Skipped []Skip
 }
 
@@ -42,16 +47,36 @@ type Result struct {
 // setuid file.
 const roFlags = unix.MS_BIND | unix.MS_REMOUNT | unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
 
-// BindReadOnly joins the mount namespace of pid (the container's init, on
-// the host) and bind-mounts each Source over Target resolved inside rootfs,
-// then makes the bind read-only. Targets that do not exist in the container
-// are skipped. It refuses to act when pid shares the caller's mount
-// namespace, when rootfs is a symlink, or when a target is a symlink or of
-// another file type than its source. It stops at the first error, returning
-// what was done so far.
-func BindReadOnly(pid int, rootfs string, mounts []hook.Mount) (Result, error) {
+// ErrTimeout is wrapped by Attach's error when the container's namespace did
+// not let the work finish in time.
+var ErrTimeout = errors.New("timed out")
+
+// Attach joins the mount namespace of pid (the container's init, on the
+// host) and mounts each Source read-only over Target resolved inside rootfs:
+// the bundle's rootfs at createRuntime, before the runtime's pivot_root, or
+// "/" in a running container. The hook and remount both come here.
+//
+// Sources are cloned in the caller's namespace first (open_tree), so a
+// running container, whose namespace no longer shows the host's files, gets
+// them the same way as one being created. Targets that do not exist in the
+// container are skipped, and so are live views; views whose connection is
+// gone (the daemon was stopped) are unmounted and replaced. It refuses to
+// act when pid is in the caller's or pid 1's mount namespace, when rootfs is
+// a symlink, or when a target is a symlink or of another type than its
+// source. It stops at the first error, returning what was done so far.
+//
+// timeout > 0 bounds the work in the namespace: a container can put a file
+// system of its own that never answers on a target, and one such container
+// must not stall the re-attach of all the others. The thread doing the work
+// is then left behind, and ends when the container's file system answers or
+// goes away.
+func Attach(pid int, rootfs string, mounts []hook.Mount, timeout time.Duration) (Result, error) {
 	if pid <= 0 {
 		return Result{}, fmt.Errorf("%w: pid %d is not a process", ErrRefused, pid)
+	}
+	srcs, err := prepare(mounts)
+	if err != nil {
+		return Result{}, err
 	}
 	type outcome struct {
 		res Result
@@ -63,71 +88,106 @@ func BindReadOnly(pid int, rootfs string, mounts []hook.Mount) (Result, error) {
 		// changed below, and a locked goroutine that exits takes its thread
 		// with it instead of handing a tainted thread back to the scheduler.
 		runtime.LockOSThread()
-		res, err := bindInNamespace(pid, rootfs, mounts)
+		// The clones belong to this goroutine: after a timeout it may
+		// still be using them.
+		defer srcs.close()
+		res, err := attachInNamespace(pid, rootfs, srcs)
 		ch <- outcome{res, err}
 	}()
-	o := <-ch
-	return o.res, o.err
+	var expired <-chan time.Time
+	if timeout > 0 {
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		expired = t.C
+	}
+	select {
+	case o := <-ch:
+		return o.res, o.err
+	case <-expired:
+		return Result{}, fmt.Errorf("%w: the mount namespace of process %d did not let its views be attached within %s (a file system of its own on a view's path that does not answer?); its views were left as they are", ErrTimeout, pid, timeout)
+	}
 }
 
-func bindInNamespace(pid int, rootfs string, mounts []hook.Mount) (Result, error) {
-	var res Result
-	gone := func(err error) error {
-		return fmt.Errorf("%w: container process %d does not exist (exited before the hook ran?): %w", ErrRefused, pid, err)
+// source is a view to attach, prepared in the caller's namespace.
+type source struct {
+	hook.Mount
+	clone int // a detached read-only copy of the view's mount; -1 before Linux 5.12
+}
+
+type sources []source
+
+func (ss sources) close() {
+	for _, s := range ss {
+		if s.clone >= 0 {
+			unix.Close(s.clone)
+		}
 	}
-	// A pidfd pins which process pid is: if it is still alive after its
-	// namespace file is open, that file is its own and not a process's
-	// that got the pid since (kernels before 5.3 have no pidfd_open and go
-	// without the check).
-	pidfd, err := unix.PidfdOpen(pid, 0)
-	switch {
-	case err == nil:
-		defer unix.Close(pidfd)
-	case errors.Is(err, unix.ESRCH):
-		return res, gone(err)
-	default:
-		pidfd = -1
+}
+
+// prepare checks and clones every source in the caller's namespace, where
+// the daemon's files are.
+func prepare(mounts []hook.Mount) (sources, error) {
+	var ss sources
+	for _, m := range mounts {
+		clone, err := prepareOne(m)
+		if err != nil {
+			ss.close()
+			return nil, fmt.Errorf("source %s: %w", m.Source, err)
+		}
+		ss = append(ss, source{Mount: m, clone: clone})
 	}
-	nsPath := "/proc/" + strconv.Itoa(pid) + "/ns/mnt"
-	nsFd, err := unix.Open(nsPath, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	return ss, nil
+}
+
+func prepareOne(m hook.Mount) (int, error) {
+	f, err := os.OpenFile(m.Source, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
-		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ESRCH) {
-			return res, gone(fmt.Errorf("open %s: %w", nsPath, err))
-		}
-		return res, fmt.Errorf("open %s: %w", nsPath, err)
+		return -1, err
 	}
-	defer unix.Close(nsFd)
-	if pidfd >= 0 {
-		if err := unix.PidfdSendSignal(pidfd, 0, nil, 0); err != nil {
-			return res, gone(err)
-		}
+	defer f.Close()
+	st, err := fstatCached(int(f.Fd()))
+	if err != nil {
+		return -1, err
 	}
-	var theirs, ours unix.Stat_t
-	if err := unix.Fstat(nsFd, &theirs); err != nil {
-		return res, fmt.Errorf("stat %s: %w", nsPath, err)
+	if st.Mode&unix.S_IFMT != fileType(m) {
+		return -1, fmt.Errorf("not a %s", typeName(fileType(m)))
 	}
-	if err := unix.Stat("/proc/thread-self/ns/mnt", &ours); err != nil {
-		return res, fmt.Errorf("stat own mount namespace: %w", err)
-	}
-	if theirs.Dev == ours.Dev && theirs.Ino == ours.Ino {
-		return res, fmt.Errorf("%w: process %d shares the hook's own mount namespace, so it is not a container init: mounting there would cover the host's files (is the hook configured at the createRuntime stage, and is state.pid the container's?)", ErrRefused, pid)
-	}
-	// The hook may itself run in a namespace of its own (a DaemonSet's, or
-	// unshare'd); the host's is pid 1's. Where that is unreadable (a
-	// hardened /proc, or a sandbox such as the one this project is tested
-	// in, where root may not look at pid 1's namespaces), the check above
-	// is what is left.
-	if hostMountNS(theirs) {
-		return res, fmt.Errorf("%w: process %d is in the host's mount namespace (pid 1's), so it is not a container init: mounting there would cover the host's files", ErrRefused, pid)
-	}
+	return cloneReadOnly(f)
+}
 
-	if err := unix.Unshare(unix.CLONE_FS); err != nil {
-		return res, fmt.Errorf("unshare CLONE_FS: %w", err)
-	}
-	if err := unix.Setns(nsFd, unix.CLONE_NEWNS); err != nil {
-		return res, fmt.Errorf("join mount namespace of process %d: %w", pid, err)
-	}
+// viewAttrs are a view mount's attributes: data, never a device, program or
+// setuid file.
+const viewAttrs = unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV | unix.MOUNT_ATTR_NOEXEC
 
+// cloneReadOnly makes a detached, read-only copy of the mount holding f
+// (open_tree, mount_setattr): attached with move_mount, it is read-only
+// from its first instant and lands exactly on the resolved target with no
+// path walk. It returns -1 when the kernel lacks that API (before 5.12).
+func cloneReadOnly(f *os.File) (int, error) {
+	tree, err := unix.OpenTree(int(f.Fd()), "", unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_EMPTY_PATH)
+	if errors.Is(err, unix.ENOSYS) {
+		return -1, nil
+	}
+	if err != nil {
+		return -1, fmt.Errorf("clone the view: %w", err)
+	}
+	err = unix.MountSetattr(tree, "", unix.AT_EMPTY_PATH, &unix.MountAttr{Attr_set: viewAttrs})
+	if errors.Is(err, unix.ENOSYS) {
+		unix.Close(tree)
+		return -1, nil
+	}
+	if err != nil {
+		unix.Close(tree)
+		return -1, fmt.Errorf("make the view read-only: %w", err)
+	}
+	return tree, nil
+}
+
+func attachInNamespace(pid int, rootfs string, srcs sources) (Result, error) {
+	var res Result
+	if err := enter(pid); err != nil {
+		return res, err
+	}
 	// The rootfs is resolved in the container's namespace: the runtime has
 	// bound it onto itself there and mounted procfs and sysfs under it.
 	var rst unix.Stat_t
@@ -153,85 +213,185 @@ func bindInNamespace(pid int, rootfs string, mounts []hook.Mount) (Result, error
 			f.Close()
 		}
 	}()
-	for _, m := range mounts {
-		skipped, err := bindOne(rootFd, parents, m)
+	for _, s := range srcs {
+		skip, err := attachOne(rootFd, parents, s)
 		if err != nil {
 			return res, err
 		}
-		if skipped != "" {
-			res.Skipped = append(res.Skipped, Skip{Mount: m, Reason: skipped})
+		if skip.Reason != "" {
+			res.Skipped = append(res.Skipped, skip)
 			continue
 		}
-		res.Mounted = append(res.Mounted, m)
+		res.Mounted = append(res.Mounted, s.Mount)
 	}
 	return res, nil
 }
 
-// bindOne mounts m and returns a non-empty reason when it skipped it.
-// parents holds the directories already resolved in the rootfs.
-func bindOne(rootFd *os.File, parents map[string]*os.File, m hook.Mount) (string, error) {
-	src, err := os.OpenFile(m.Source, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+// enter joins pid's mount namespace on the calling thread, which must be
+// locked and must not be given back.
+func enter(pid int) error {
+	gone := func(err error) error {
+		return fmt.Errorf("%w: container process %d does not exist (exited before the hook ran?): %w", ErrRefused, pid, err)
+	}
+	// A pidfd pins which process pid is: if it is still alive after its
+	// namespace file is open, that file is its own and not a process's
+	// that got the pid since, and setns through it joins exactly that
+	// process's namespace (kernels before 5.3 have no pidfd_open and go
+	// without the check).
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	switch {
+	case err == nil:
+		defer unix.Close(pidfd)
+	case errors.Is(err, unix.ESRCH):
+		return gone(err)
+	default:
+		pidfd = -1
+	}
+	nsPath := "/proc/" + strconv.Itoa(pid) + "/ns/mnt"
+	nsFd, err := unix.Open(nsPath, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return "", fmt.Errorf("open source %s: %w", m.Source, err)
+		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ESRCH) {
+			return gone(fmt.Errorf("open %s: %w", nsPath, err))
+		}
+		return fmt.Errorf("open %s: %w", nsPath, err)
 	}
-	defer src.Close()
-	sst, err := fstatCached(int(src.Fd()))
-	if err != nil {
-		return "", fmt.Errorf("stat source %s: %w", m.Source, err)
+	defer unix.Close(nsFd)
+	if pidfd >= 0 {
+		if err := unix.PidfdSendSignal(pidfd, 0, nil, 0); err != nil {
+			return gone(err)
+		}
 	}
-	wantType := uint32(unix.S_IFREG)
-	if m.Dir {
-		wantType = unix.S_IFDIR
+	var theirs, ours unix.Stat_t
+	if err := unix.Fstat(nsFd, &theirs); err != nil {
+		return fmt.Errorf("stat %s: %w", nsPath, err)
 	}
-	if sst.Mode&unix.S_IFMT != wantType {
-		return "", fmt.Errorf("source %s is not a %s", m.Source, typeName(wantType))
+	if err := unix.Stat("/proc/thread-self/ns/mnt", &ours); err != nil {
+		return fmt.Errorf("stat own mount namespace: %w", err)
+	}
+	if theirs.Dev == ours.Dev && theirs.Ino == ours.Ino {
+		return fmt.Errorf("%w: process %d shares the hook's own mount namespace (the caller's), so it is not a container init: mounting there would cover the host's files (is the hook configured at the createRuntime stage, and is state.pid the container's?)", ErrRefused, pid)
+	}
+	// The hook may itself run in a namespace of its own (a DaemonSet's, or
+	// unshare'd); the host's is pid 1's. Where that is unreadable (a
+	// hardened /proc, or a sandbox such as the one this project is tested
+	// in, where root may not look at pid 1's namespaces), the check above
+	// is what is left.
+	if hostMountNS(theirs) {
+		return fmt.Errorf("%w: process %d is in the host's mount namespace (pid 1's), so it is not a container init: mounting there would cover the host's files", ErrRefused, pid)
 	}
 
+	if err := unix.Unshare(unix.CLONE_FS); err != nil {
+		return fmt.Errorf("unshare CLONE_FS: %w", err)
+	}
+	// Joining also moves this thread's root and cwd to the namespace's
+	// root. setns takes a pidfd since Linux 5.8; before, the namespace
+	// file opened (and checked) above.
+	err = unix.EINVAL
+	if pidfd >= 0 {
+		err = unix.Setns(pidfd, unix.CLONE_NEWNS)
+	}
+	if errors.Is(err, unix.EINVAL) {
+		err = unix.Setns(nsFd, unix.CLONE_NEWNS)
+	}
+	if err != nil {
+		return fmt.Errorf("join mount namespace of process %d: %w", pid, err)
+	}
+	return nil
+}
+
+// maxStacked is how many dead views on one target are peeled: one per
+// connection lost since the view was last attached.
+const maxStacked = 8
+
+// attachOne mounts s and returns a Skip with a reason when it did not.
+// parents holds the directories already resolved in the rootfs.
+func attachOne(rootFd *os.File, parents map[string]*os.File, s source) (Skip, error) {
+	m := s.Mount
+	skip := func(reason string, live bool) (Skip, error) { return Skip{Mount: m, Reason: reason, Live: live}, nil }
 	dir, base := path.Split(path.Clean("/" + m.Target))
 	if base == "" || base == "." || base == ".." {
-		return "", fmt.Errorf("%w: target %q names no file", ErrRefused, m.Target)
+		return Skip{}, fmt.Errorf("%w: target %q names no file", ErrRefused, m.Target)
 	}
 	parent, ok := parents[dir]
 	if !ok {
 		// Every component but the last is resolved as if rootfs were /,
 		// so a symlink (absolute or with "..") cannot lead out of it.
+		var err error
 		parent, err = openInRoot(rootFd, dir)
 		if err != nil {
 			if errors.Is(err, os.ErrNotExist) {
-				return fmt.Sprintf("%s does not exist in the container", dir), nil
+				return skip(fmt.Sprintf("%s does not exist in the container", dir), false)
 			}
-			return "", fmt.Errorf("resolve %s in rootfs %s: %w", dir, rootFd.Name(), err)
+			return Skip{}, fmt.Errorf("resolve %s in rootfs %s: %w", dir, rootFd.Name(), err)
 		}
 		parents[dir] = parent
 	}
-	target, tst, reason, err := openTarget(parent, base, m.Target)
-	if err != nil || reason != "" {
-		return reason, err
+	var target *os.File
+	var tst fileID
+	for peeled := 0; ; peeled++ {
+		var reason string
+		var err error
+		target, tst, reason, err = openTarget(parent, base, m.Target)
+		if err != nil || reason != "" {
+			return Skip{Mount: m, Reason: reason}, err
+		}
+		defer target.Close()
+		if tst.Mode&unix.S_IFMT != fileType(m) {
+			return Skip{}, fmt.Errorf("%w: target %s is not a %s like its source %s (mode %#o)", ErrRefused, m.Target, typeName(fileType(m)), m.Source, tst.Mode&unix.S_IFMT)
+		}
+		var tfs unix.Statfs_t
+		err = unix.Fstatfs(int(target.Fd()), &tfs)
+		if errors.Is(err, unix.ENOTCONN) || errors.Is(err, unix.ECONNABORTED) {
+			// A view whose connection is gone: remove it and look again
+			// (several may be stacked).
+			if peeled == maxStacked {
+				return Skip{}, fmt.Errorf("more than %d dead views stacked on %s", maxStacked, m.Target)
+			}
+			if err := unmountIn(parent, base); err != nil {
+				return Skip{}, fmt.Errorf("remove dead view at %s: %w", m.Target, err)
+			}
+			continue
+		}
+		if err == nil && uint32(tfs.Type) == hook.FUSESuperMagic {
+			// prestart and createRuntime both listing the hook, a second
+			// hook run, or a remount while the connection lives: views
+			// are never stacked.
+			return skip(fmt.Sprintf("%s is already a FUSE file (served view?)", m.Target), true)
+		}
+		if m.Dir && err == nil && tfs.Type == unix.TMPFS_MAGIC && mountedOn(parent, tst) {
+			// Runtimes mask a directory with a read-only tmpfs: the
+			// container was meant not to see these entries, and a view
+			// would show them.
+			return skip(fmt.Sprintf("%s is a tmpfs (masked by the runtime)", m.Target), false)
+		}
+		break
 	}
-	defer target.Close()
 
-	if tst.Mode&unix.S_IFMT != sst.Mode&unix.S_IFMT {
-		return "", fmt.Errorf("%w: target %s is not a %s like its source %s (mode %#o)", ErrRefused, m.Target, typeName(wantType), m.Source, tst.Mode&unix.S_IFMT)
+	if s.clone >= 0 {
+		if err := unix.MoveMount(s.clone, "", int(target.Fd()), "", unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_EMPTY_PATH); err != nil {
+			return Skip{}, fmt.Errorf("attach %s over %s: %w", m.Source, m.Target, err)
+		}
+		return Skip{}, nil
 	}
-	var tfs unix.Statfs_t
-	if err := unix.Fstatfs(int(target.Fd()), &tfs); err == nil && uint32(tfs.Type) == hook.FUSESuperMagic {
-		// prestart and createRuntime both listing the hook, or a second
-		// hook run, must not stack views.
-		return fmt.Sprintf("%s is already a FUSE file (served view?)", m.Target), nil
-	}
-	if m.Dir && tfs.Type == unix.TMPFS_MAGIC && mountedOn(parent, tst) {
-		// Runtimes mask a directory with a read-only tmpfs: the
-		// container was meant not to see these entries, and a view
-		// would show them.
-		return fmt.Sprintf("%s is a tmpfs (masked by the runtime)", m.Target), nil
-	}
+	return Skip{}, bindByPath(parent, base, target, m)
+}
 
-	if done, err := attachClone(src, target, m); done || err != nil {
-		return "", err
+// bindByPath is the mount for kernels before 5.12 (no clone to attach):
+// bind, then remount read-only. The source is named by its path, which a
+// container being created still shows (its namespace is a copy of the
+// caller's); a running container's does not, so re-attaching needs 5.12.
+func bindByPath(parent *os.File, base string, target *os.File, m hook.Mount) error {
+	src, err := os.OpenFile(m.Source, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open source %s in the container's mount namespace (re-attaching views to a running container needs Linux 5.12): %w", m.Source, err)
 	}
-	// Kernels before 5.12: bind, then remount read-only.
+	defer src.Close()
+	sst, err := fstatCached(int(src.Fd()))
+	if err != nil {
+		return fmt.Errorf("stat source %s: %w", m.Source, err)
+	}
 	if err := unix.Mount(fdPath(src), fdPath(target), "", unix.MS_BIND, ""); err != nil {
-		return "", fmt.Errorf("bind %s over %s: %w", m.Source, m.Target, err)
+		return fmt.Errorf("bind %s over %s: %w", m.Source, m.Target, err)
 	}
 	// The handle still points at the file under the new mount: look the name
 	// up again to reach the mount itself.
@@ -240,25 +400,33 @@ func bindOne(rootFd *os.File, parents map[string]*os.File, m hook.Mount) (string
 		err = fmt.Errorf("%s vanished after the bind: %s", m.Target, reason)
 	}
 	if err != nil {
-		return "", fmt.Errorf("reopen %s after the bind: %w", m.Target, err)
+		return fmt.Errorf("reopen %s after the bind: %w", m.Target, err)
 	}
 	defer top.Close()
 	st, err := fstatCached(int(top.Fd()))
 	if err != nil {
-		return "", fmt.Errorf("stat %s after the bind: %w", m.Target, err)
+		return fmt.Errorf("stat %s after the bind: %w", m.Target, err)
 	}
 	if st.Dev != sst.Dev || st.Ino != sst.Ino {
 		// Something else sits on top now (a race in the container's
 		// namespace): leave it, and say so.
-		return "", fmt.Errorf("%s is not the bound view after the bind", m.Target)
+		return fmt.Errorf("%s is not the bound view after the bind", m.Target)
 	}
 	if err := unix.Mount("", fdPath(top), "", roFlags, ""); err != nil {
 		// A view that cannot be made read-only is removed rather than left
 		// writable.
 		_ = unix.Unmount(fdPath(top), unix.MNT_DETACH)
-		return "", fmt.Errorf("make %s read-only: %w", m.Target, err)
+		return fmt.Errorf("make %s read-only: %w", m.Target, err)
 	}
-	return "", nil
+	return nil
+}
+
+// fileType is the type of file m's source and target must both be.
+func fileType(m hook.Mount) uint32 {
+	if m.Dir {
+		return unix.S_IFDIR
+	}
+	return unix.S_IFREG
 }
 
 func typeName(t uint32) string {
@@ -266,38 +434,6 @@ func typeName(t uint32) string {
 		return "directory"
 	}
 	return "regular file"
-}
-
-// viewAttrs are a view mount's attributes: data, never a device, program or
-// setuid file.
-const viewAttrs = unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV | unix.MOUNT_ATTR_NOEXEC
-
-// attachClone mounts a detached, already read-only clone of the view
-// straight onto the target handle (open_tree, mount_setattr, move_mount):
-// the mount appears read-only from its first instant, lands exactly on the
-// resolved file with no path walk, and costs three syscalls where bind,
-// re-lookup and remount cost more. done is false when the kernel lacks the
-// new mount API (before 5.12); then nothing was mounted.
-func attachClone(src, target *os.File, m hook.Mount) (done bool, err error) {
-	tree, err := unix.OpenTree(int(src.Fd()), "", unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_EMPTY_PATH)
-	if errors.Is(err, unix.ENOSYS) {
-		return false, nil
-	}
-	if err != nil {
-		return true, fmt.Errorf("clone view %s: %w", m.Source, err)
-	}
-	defer unix.Close(tree)
-	err = unix.MountSetattr(tree, "", unix.AT_EMPTY_PATH, &unix.MountAttr{Attr_set: viewAttrs})
-	if errors.Is(err, unix.ENOSYS) {
-		return false, nil
-	}
-	if err != nil {
-		return true, fmt.Errorf("make view %s read-only: %w", m.Source, err)
-	}
-	if err := unix.MoveMount(tree, "", int(target.Fd()), "", unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_EMPTY_PATH); err != nil {
-		return true, fmt.Errorf("attach %s over %s: %w", m.Source, m.Target, err)
-	}
-	return true, nil
 }
 
 // openTarget opens the last component without following it: a symlink there
@@ -331,23 +467,31 @@ func openTarget(parent *os.File, base, target string) (*os.File, fileID, string,
 // get pathrs-lite's own walk.
 func openInRoot(root *os.File, dir string) (*os.File, error) {
 	how := &unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS}
-	for range 16 {
-		fd, err := unix.Openat2(int(root.Fd()), dir, how)
-		switch {
-		case err == nil:
-			return os.NewFile(uintptr(fd), dir), nil
-		case errors.Is(err, unix.EAGAIN), errors.Is(err, unix.EINTR):
-			// A rename raced the lookup; the kernel asks for a retry.
-			continue
-		case errors.Is(err, unix.ENOSYS), errors.Is(err, unix.EPERM), errors.Is(err, unix.E2BIG):
-			// No openat2 here (an old kernel, or a seccomp filter
-			// refusing it): pathrs-lite walks without it.
-			return pathrs.OpenatInRoot(root, dir)
-		default:
-			return nil, &os.PathError{Op: "openat2", Path: dir, Err: err}
-		}
+	fd, err := linux.Openat2(int(root.Fd()), dir, how)
+	switch {
+	case err == nil:
+		return os.NewFile(uintptr(fd), dir), nil
+	case errors.Is(err, unix.ENOSYS), errors.Is(err, unix.EPERM), errors.Is(err, unix.E2BIG), errors.Is(err, unix.EAGAIN):
+		// No openat2 here (an old kernel, or a seccomp filter refusing
+		// it), or lookups that kept racing renames: pathrs-lite walks
+		// without it.
+		return pathrs.OpenatInRoot(root, dir)
+	default:
+		return nil, &os.PathError{Op: "openat2", Path: dir, Err: err}
 	}
-	return pathrs.OpenatInRoot(root, dir)
+}
+
+// unmountIn detaches the mount on name in the directory parent. umount2
+// takes only a path: the name is looked up from parent, made the thread's
+// working directory (its fs_struct is its own, see enter), and a symlink
+// there is not followed. /proc/thread-self/fd paths are no way in a running
+// container, whose /proc belongs to its own pid namespace, where this
+// thread has no entry.
+func unmountIn(parent *os.File, name string) error {
+	if err := unix.Fchdir(int(parent.Fd())); err != nil {
+		return fmt.Errorf("enter the directory: %w", err)
+	}
+	return unix.Unmount(name, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW)
 }
 
 // fdPath names an fd for mount(2), which takes paths: the magic link resolves

@@ -10,10 +10,11 @@
 package register
 
 import (
-	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -107,6 +108,12 @@ func serveOne(c *net.UnixConn, register Func, log *slog.Logger) {
 // Register sends a pidfd of pid to the daemon's socket at path and returns
 // the container's ID. It gives up after timeout: a daemon that does not
 // answer (an older release, LXCFS) must not hold the container's start.
+//
+// It runs at every container start, in a process that does nothing else
+// with the network: plain blocking syscalls bounded by the socket's own
+// timeouts, rather than the net package, spare the Go poller's set-up
+// (epoll and eventfd creation, registration, a parked goroutine woken by
+// another thread) on every start.
 func Register(path string, pid int, timeout time.Duration) (uint32, error) {
 	pidfd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
@@ -114,25 +121,22 @@ func Register(path string, pid int, timeout time.Duration) (uint32, error) {
 	}
 	defer unix.Close(pidfd)
 	deadline := time.Now().Add(timeout)
-	d := net.Dialer{Deadline: deadline}
-	conn, err := d.Dial("unix", path)
+	fd, err := dial(path, deadline)
 	// Refused: the socket is there but no worker listens, as for the
 	// moment a killed worker is being replaced. No socket at all is a
 	// daemon that does not register: no waiting then.
 	for errors.Is(err, unix.ECONNREFUSED) && time.Now().Add(20*time.Millisecond).Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
-		conn, err = d.Dial("unix", path)
+		fd, err = dial(path, deadline)
 	}
 	if err != nil {
 		return 0, fmt.Errorf("connect to the daemon at %s: %w", path, err)
 	}
-	defer conn.Close()
-	c := conn.(*net.UnixConn)
-	c.SetDeadline(deadline)
-	if _, _, err := c.WriteMsgUnix([]byte{'r'}, unix.UnixRights(pidfd), nil); err != nil {
+	defer unix.Close(fd)
+	if err := unix.Sendmsg(fd, []byte{'r'}, unix.UnixRights(pidfd), nil, unix.MSG_NOSIGNAL); err != nil {
 		return 0, fmt.Errorf("send to the daemon at %s: %w", path, err)
 	}
-	line, err := bufio.NewReader(c).ReadString('\n')
+	line, err := readLine(fd)
 	if err != nil {
 		return 0, fmt.Errorf("no answer from the daemon at %s: %w", path, err)
 	}
@@ -146,4 +150,59 @@ func Register(path string, pid int, timeout time.Duration) (uint32, error) {
 		return 0, fmt.Errorf("unexpected answer from the daemon at %s: %q", path, line)
 	}
 	return uint32(id), nil
+}
+
+// dial connects a blocking unix stream socket to path whose connect, send
+// and receive each give up at deadline (EAGAIN).
+func dial(path string, deadline time.Time) (int, error) {
+	left := time.Until(deadline)
+	if left <= 0 {
+		return -1, os.ErrDeadlineExceeded
+	}
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	tv := unix.NsecToTimeval(left.Nanoseconds())
+	for _, opt := range []int{unix.SO_SNDTIMEO, unix.SO_RCVTIMEO} {
+		if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, opt, &tv); err != nil {
+			unix.Close(fd)
+			return -1, err
+		}
+	}
+	for {
+		err = unix.Connect(fd, &unix.SockaddrUnix{Name: path})
+		if !errors.Is(err, unix.EINTR) {
+			break
+		}
+	}
+	if err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
+}
+
+// readLine reads the daemon's one-line answer, up to the newline or EOF.
+func readLine(fd int) (string, error) {
+	var buf [128]byte
+	n := 0
+	for n < len(buf) {
+		m, err := unix.Read(fd, buf[n:])
+		switch {
+		case errors.Is(err, unix.EINTR):
+			continue
+		case errors.Is(err, unix.EAGAIN):
+			return "", os.ErrDeadlineExceeded
+		case err != nil:
+			return "", err
+		case m == 0:
+			return "", io.ErrUnexpectedEOF
+		}
+		n += m
+		if i := bytes.IndexByte(buf[:n], '\n'); i >= 0 {
+			return string(buf[:i]), nil
+		}
+	}
+	return "", fmt.Errorf("answer longer than %d bytes", len(buf))
 }

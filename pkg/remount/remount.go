@@ -8,7 +8,9 @@
 // dead view mounts with fresh ones. The fresh mounts are cloned from the
 // daemon's files in the host's namespace (open_tree) and moved into the
 // container's namespace (move_mount), so no host directory is ever reachable
-// from inside the container, even for a moment.
+// from inside the container, even for a moment: the hook's own mount path,
+// pkg/mountns. A container gets a time limit, so one whose namespace stalls
+// (a file system of its own that never answers) does not hold up the rest.
 package remount
 
 import (
@@ -19,13 +21,21 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/edit"
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/hook"
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/mountns"
 )
+
+// DefaultTimeout is how long re-attaching one container's views may take.
+// It is spent only on a container whose namespace does not answer: a
+// healthy one takes milliseconds.
+const DefaultTimeout = 10 * time.Second
 
 // DefaultStateDir is where records live: tmpfs, so a reboot (which ends
 // every container) forgets them.
@@ -99,15 +109,7 @@ func Save(stateDir string, r Record) error {
 	if err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return fmt.Errorf("write %s: %w", tmp, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("rename %s: %w", tmp, err)
-	}
-	return nil
+	return edit.WriteAtomic(path, b, 0o600)
 }
 
 // Load reads every record. Unreadable ones are returned as errors beside the
@@ -168,32 +170,49 @@ type Outcome struct {
 // Run re-attaches dead views served from root (the shared files, or a
 // registered container's own below root/.containers) in every recorded
 // container, and drops the records of containers that are gone. Records of
-// other roots are left alone.
-func Run(stateDir, root string) ([]Outcome, []error) {
+// other roots are left alone. Each container gets at most timeout.
+func Run(stateDir, root string, timeout time.Duration) ([]Outcome, []error) {
 	records, errs := Load(stateDir)
 	if abs, err := filepath.Abs(root); err == nil {
 		root = abs
 	}
 	var out []Outcome
+	var live []Record
 	for _, r := range records {
 		if !servedFrom(r, root) {
 			continue
 		}
-		o := Outcome{ID: r.ID}
 		start, err := StartTicks(r.Pid)
 		if err != nil || start != r.StartTicks {
-			o.Gone = true
 			if err := Remove(stateDir, r.ID); err != nil {
 				errs = append(errs, err)
 			}
-			out = append(out, o)
+			out = append(out, Outcome{ID: r.ID, Gone: true})
 			continue
 		}
-		o.Reattached, o.Alive, o.Err = Reattach(r)
-		out = append(out, o)
+		live = append(live, r)
 	}
-	return out, errs
+	// A few containers at a time: one that stalls holds up only its own
+	// slot until its time limit, not every container after it.
+	done := make([]Outcome, len(live))
+	slots := make(chan struct{}, parallel)
+	var wg sync.WaitGroup
+	for i, r := range live {
+		slots <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-slots; wg.Done() }()
+			o := Outcome{ID: r.ID}
+			o.Reattached, o.Alive, o.Err = Reattach(r, timeout)
+			done[i] = o
+		}()
+	}
+	wg.Wait()
+	return append(out, done...), errs
 }
+
+// parallel is how many containers Run handles at once.
+const parallel = 4
 
 // servedFrom reports whether r's views are served from root: the shared
 // files, or a registered container's own below root/.containers.
@@ -221,139 +240,29 @@ func CountLive(stateDir, root string) (int, []error) {
 	return n, errs
 }
 
-// viewAttrs are the attributes of a view mount: read-only data.
-const viewAttrs = unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV | unix.MOUNT_ATTR_NOEXEC
-
-// Reattach replaces every dead (or missing) view of r in its container.
-func Reattach(r Record) (reattached, alive []string, err error) {
-	// Clone each view in the host's namespace, where root is visible. The
-	// clones are detached: reachable only through these fds.
-	trees := make(map[string]int, len(r.Targets))
-	defer func() {
-		for _, fd := range trees {
-			unix.Close(fd)
-		}
-	}()
-	for _, t := range r.Targets {
-		src := filepath.Join(r.Root, filepath.Clean("/"+t))
-		fd, err := unix.OpenTree(unix.AT_FDCWD, src, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
-		if err != nil {
-			return nil, nil, fmt.Errorf("clone view %s (is lxcfs-fused serving %s?): %w", src, r.Root, err)
-		}
-		trees[t] = fd
-		if err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH, &unix.MountAttr{Attr_set: viewAttrs}); err != nil {
-			return nil, nil, fmt.Errorf("make view %s read-only: %w", src, err)
-		}
-	}
-	type result struct {
-		reattached, alive []string
-		err               error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		// Never unlocked: the thread joins the container's mount namespace
-		// and must die with this goroutine.
-		runtime.LockOSThread()
-		a, b, err := attachInNamespace(r, trees)
-		ch <- result{a, b, err}
-	}()
-	res := <-ch
-	return res.reattached, res.alive, res.err
-}
-
-func attachInNamespace(r Record, trees map[string]int) (reattached, alive []string, err error) {
-	nsPath := "/proc/" + strconv.Itoa(r.Pid) + "/ns/mnt"
-	nsFd, err := unix.Open(nsPath, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, nil, fmt.Errorf("open %s: %w", nsPath, err)
-	}
-	defer unix.Close(nsFd)
-	var theirs, ours unix.Stat_t
-	if err := unix.Fstat(nsFd, &theirs); err != nil {
-		return nil, nil, fmt.Errorf("stat %s: %w", nsPath, err)
-	}
-	if err := unix.Stat("/proc/thread-self/ns/mnt", &ours); err != nil {
-		return nil, nil, fmt.Errorf("stat own mount namespace: %w", err)
-	}
-	if theirs.Dev == ours.Dev && theirs.Ino == ours.Ino {
-		return nil, nil, fmt.Errorf("process %d shares our mount namespace: not a container, refusing to mount over the host's files", r.Pid)
-	}
-	if err := unix.Unshare(unix.CLONE_FS); err != nil {
-		return nil, nil, fmt.Errorf("unshare CLONE_FS: %w", err)
-	}
-	// Joining also moves this thread's root and cwd to the namespace's
-	// root: the container's own / after its pivot_root.
-	if err := unix.Setns(nsFd, unix.CLONE_NEWNS); err != nil {
-		return nil, nil, fmt.Errorf("join mount namespace of process %d: %w", r.Pid, err)
-	}
+// Reattach replaces every dead (or missing) view of r in its container,
+// through the hook's own mount path (mountns.Attach, with "/" as the root:
+// the container has pivoted into it). timeout bounds the work in the
+// container's namespace.
+func Reattach(r Record, timeout time.Duration) (reattached, alive []string, err error) {
+	mounts := make([]hook.Mount, 0, len(r.Targets))
 	for _, t := range r.Targets {
 		target := filepath.Clean("/" + t)
-		state, err := probe(target)
+		src := filepath.Join(r.Root, target)
+		st, err := os.Stat(src)
 		if err != nil {
-			return reattached, alive, err
+			return nil, nil, fmt.Errorf("view %s (is lxcfs-fused serving %s?): %w", src, r.Root, err)
 		}
-		switch state {
-		case stateAbsent:
-			continue
-		case stateLive:
-			alive = append(alive, target)
-			continue
-		case stateDead:
-			// Dead mounts may be stacked (several connections lost);
-			// peel them all.
-			for range 8 {
-				if err := unix.Unmount(target, unix.MNT_DETACH); err != nil {
-					return reattached, alive, fmt.Errorf("remove dead view at %s: %w", target, err)
-				}
-				if s, _ := probe(target); s != stateDead {
-					break
-				}
-			}
+		mounts = append(mounts, hook.Mount{Source: src, Target: target, Dir: st.IsDir()})
+	}
+	res, err := mountns.Attach(r.Pid, "/", mounts, timeout)
+	for _, m := range res.Mounted {
+		reattached = append(reattached, m.Target)
+	}
+	for _, s := range res.Skipped {
+		if s.Live {
+			alive = append(alive, s.Target)
 		}
-		if err := unix.MoveMount(trees[t], "", unix.AT_FDCWD, target, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
-			return reattached, alive, fmt.Errorf("attach view at %s: %w", target, err)
-		}
-		reattached = append(reattached, target)
 	}
-	return reattached, alive, nil
-}
-
-type viewState int
-
-const (
-	stateAbsent  viewState = iota // no such file in the container
-	stateDead                     // a view whose connection is gone
-	stateLive                     // a view that answers
-	stateMissing                  // the container's own file, no view on it
-)
-
-// FUSESuperMagic is the statfs type of FUSE file systems.
-const fuseSuperMagic = 0x65735546
-
-func probe(target string) (viewState, error) {
-	var st unix.Stat_t
-	err := unix.Lstat(target, &st)
-	switch {
-	case errors.Is(err, unix.ENOTCONN), errors.Is(err, unix.ECONNABORTED):
-		return stateDead, nil
-	case errors.Is(err, unix.ENOENT):
-		return stateAbsent, nil
-	case err != nil:
-		return 0, fmt.Errorf("stat %s in the container: %w", target, err)
-	}
-	if st.Mode&unix.S_IFMT == unix.S_IFLNK {
-		return 0, fmt.Errorf("%s is a symlink in the container: not following it", target)
-	}
-	// Statfs always asks the daemon; the stat above may have been answered
-	// from the kernel's attribute cache (lxcfs-fused --cache-ttl), which
-	// outlives the connection.
-	var sfs unix.Statfs_t
-	err = unix.Statfs(target, &sfs)
-	switch {
-	case errors.Is(err, unix.ENOTCONN), errors.Is(err, unix.ECONNABORTED):
-		return stateDead, nil
-	case err == nil && sfs.Type == fuseSuperMagic:
-		return stateLive, nil
-	}
-	return stateMissing, nil
+	return reattached, alive, err
 }

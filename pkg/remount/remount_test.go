@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/procfs"
 )
@@ -61,7 +62,7 @@ func TestRunDropsGoneContainers(t *testing.T) {
 	Save(dir, Record{ID: "recycled", Pid: os.Getpid(), StartTicks: start + 1, Root: "/r", Targets: []string{"/proc/meminfo"}})
 	Save(dir, Record{ID: "dead", Pid: 1 << 30, StartTicks: 1, Root: "/r"})
 	Save(dir, Record{ID: "elsewhere", Pid: 1 << 30, StartTicks: 1, Root: "/other"})
-	out, errs := Run(dir, "/r")
+	out, errs := Run(dir, "/r", time.Second)
 	if len(errs) != 0 || len(out) != 2 || !out[0].Gone || !out[1].Gone {
 		t.Fatalf("Run = %+v, %v; want both /r records gone", out, errs)
 	}

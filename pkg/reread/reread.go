@@ -22,6 +22,9 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/lxcfs-oci/lxcfs-oci/internal/linux"
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/expiring"
 )
 
 // File is one path kept open. It is safe for concurrent use, and concurrent
@@ -37,8 +40,7 @@ type File struct {
 	mu     sync.Mutex
 	idle   []int // open descriptors not in use
 	closed bool
-	last   []byte    // content of the last read, for ReadWithin
-	lastAt time.Time // when that read started
+	recent expiring.Cache[struct{}, []byte] // the last content read, for ReadWithin
 
 	clock func() time.Time // nil: time.Now; tests move their own
 }
@@ -160,24 +162,11 @@ func (f *File) ReadWithin(buf []byte, maxAge time.Duration) ([]byte, error) {
 	if f.clock != nil {
 		now = f.clock()
 	}
-	f.mu.Lock()
-	if f.last != nil && now.Sub(f.lastAt) < maxAge {
-		out := append(buf, f.last...)
-		f.mu.Unlock()
-		return out, nil
-	}
-	f.mu.Unlock()
-	out, err := f.Read(buf)
+	b, err := f.recent.Get(struct{}{}, now, maxAge, func() ([]byte, error) { return f.Read(nil) })
 	if err != nil {
-		return out, err
+		return buf, err
 	}
-	f.mu.Lock()
-	if !f.closed && !now.Before(f.lastAt) {
-		f.last = append(f.last[:0], out[len(buf):]...)
-		f.lastAt = now
-	}
-	f.mu.Unlock()
-	return out, nil
+	return append(buf, b...), nil
 }
 
 // Close releases the idle descriptors; those in use are closed when their
@@ -187,8 +176,8 @@ func (f *File) ReadWithin(buf []byte, maxAge time.Duration) ([]byte, error) {
 func (f *File) Close() error {
 	f.mu.Lock()
 	f.closed = true
-	f.last = nil
 	f.mu.Unlock()
+	f.recent.Reset()
 	f.dropIdle()
 	return nil
 }
@@ -301,16 +290,11 @@ func readFile(path string, buf []byte, single bool) ([]byte, error) {
 }
 
 func open(path string) (int, error) {
-	for {
-		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return -1, &fs.PathError{Op: "open", Path: path, Err: err}
-		}
-		return fd, nil
+	fd, err := linux.Open(path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
+	if err != nil {
+		return -1, &fs.PathError{Op: "open", Path: path, Err: err}
 	}
+	return fd, nil
 }
 
 // preadAll reads fd from offset 0 to end of file, appending to buf. It reads
@@ -322,10 +306,8 @@ func preadAll(fd int, buf []byte, single bool) ([]byte, error) {
 			buf = slices.Grow(buf, max(cap(buf), 4096))
 		}
 		room := cap(buf) - len(buf)
-		n, err := unix.Pread(fd, buf[len(buf):cap(buf)], int64(len(buf)-start))
+		n, err := linux.Pread(fd, buf[len(buf):cap(buf)], int64(len(buf)-start))
 		switch {
-		case err == unix.EINTR:
-			continue
 		case err != nil:
 			return buf[:start], err
 		case n == 0:

@@ -22,6 +22,7 @@ import (
 	"bazil.org/fuse"
 	"golang.org/x/sys/unix"
 
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/fusefs"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/stats"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/sysinfo"
 )
@@ -355,7 +356,7 @@ func (s *Supervisor) stop(sig os.Signal) error {
 	if s.Sysinfo != nil {
 		s.Sysinfo.Close()
 	}
-	uerr := unmount(s.Mountpoint)
+	uerr := fusefs.Unmount(s.Mountpoint)
 	s.worker.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-s.workerDone:
@@ -364,17 +365,6 @@ func (s *Supervisor) stop(sig os.Signal) error {
 		<-s.workerDone
 	}
 	return uerr
-}
-
-func unmount(mountpoint string) error {
-	err := unix.Unmount(mountpoint, 0)
-	if errors.Is(err, unix.EBUSY) {
-		err = unix.Unmount(mountpoint, unix.MNT_DETACH)
-	}
-	if err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
-		return fmt.Errorf("unmount %s: %w", mountpoint, err)
-	}
-	return nil
 }
 
 // WatchParent exits the process when its parent (the supervisor) dies, so a

@@ -5,5 +5,5 @@
 // whether a container gets the hook, and the hook's arguments.
 //
 // Nothing here edits a file or executes anything, so every decision is
-// tested without root; cmd/lxcfs-hook does the injecting and the exec.
+// tested without root; pkg/hookrun does the injecting and the exec.
 package wrapper

@@ -10,9 +10,9 @@
 #                what a hang looks like: VM_GROUPS=reliability VM_GROUP_TIMEOUT=60)
 # The guest's root is this machine's own root filesystem, read-only over 9p
 # under a tmpfs overlay, so it runs the same runc, crun, podman and busybox
-# as the host, and the test binary built here from this checkout (which
-# must therefore not live under /tmp, /run or /var/log, which the guest
-# covers with tmpfs). Logs: build/vm/KERNEL.log. Prints a table of every
+# as the host, and the test binary built here from this checkout (a
+# checkout under /tmp, /run, /var/log or /dev/shm, which the guest covers
+# with tmpfs, is copied to VM_CACHE/checkout first). Logs: build/vm/KERNEL.log. Prints a table of every
 # test per kernel and exits non-zero if any failed, hung or did not report.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
@@ -20,8 +20,18 @@ here=$repo/scripts/vm
 cache=${VM_CACHE:-/var/cache/lxcfs-oci-vm}
 run=$repo/build/vm
 [ "$(id -u)" = 0 ] || { echo "test-vm: run as root (FUSE, cgroups, containers in the guest)" >&2; exit 1; }
-case $repo in /tmp/* | /run/* | /var/log/*)
-	echo "test-vm: the checkout $repo would be hidden in the guest (tmpfs there)" >&2; exit 1 ;;
+case $cache in /tmp/* | /run/* | /var/log/* | /dev/shm/*)
+	echo "test-vm: VM_CACHE=$cache would be hidden in the guest (tmpfs there)" >&2; exit 1 ;;
+esac
+case $repo in /tmp/* | /run/* | /var/log/* | /dev/shm/*)
+	# The guest covers these with tmpfs: run from a copy of the tree
+	# (CI checks out wherever it likes).
+	stage=$cache/checkout
+	echo "test-vm: the checkout $repo would be hidden in the guest (tmpfs there); running from a copy in $stage" >&2
+	rm -rf "$stage"
+	mkdir -p "$stage"
+	tar -C "$repo" --exclude=./.git --exclude=./build -cf - . | tar -C "$stage" -xf -
+	exec "$stage/scripts/vm/test-vm.sh" "$@" ;;
 esac
 "$repo/scripts/install-deps.sh" --vm
 
@@ -32,7 +42,7 @@ mkdir -p "$run/bin"
 (
 	cd "$repo"
 	ld="-X github.com/lxcfs-oci/lxcfs-oci/pkg/version.Version=v0.0.0-integration"
-	for p in cmd/lxcfs-fused cmd/lxcfs-hook cmd/lxcfs-nri integration/testdata/sysinfoprog integration/testdata/fdholder; do
+	for p in cmd/lxcfs-fused cmd/lxcfs-hook cmd/lxcfs-hook-cli cmd/lxcfs-nri integration/testdata/sysinfoprog integration/testdata/fdholder; do
 		CGO_ENABLED=0 go build -tags "urfave_cli_no_docs lxcfs_test_stall" -ldflags "$ld" -o "$run/bin/$(basename $p)" "./$p"
 	done
 	go test -c -o "$run/integration.test" ./integration

@@ -2,8 +2,6 @@ package main
 
 import (
 	"fmt"
-	"log/slog"
-	"path/filepath"
 
 	"github.com/urfave/cli/v2"
 
@@ -19,30 +17,6 @@ func stateDirFlag() cli.Flag {
 	}
 }
 
-// recordServed remembers a container whose views were mounted, for remount.
-// A failure only costs the automatic re-attach, so it is a warning.
-func recordServed(c *cli.Context, log *slog.Logger, id string, pid int, root string, mounted []hook.Mount) {
-	if len(mounted) == 0 {
-		return
-	}
-	paths := make([]string, len(mounted))
-	for i, m := range mounted {
-		paths[i] = m.Target
-	}
-	start, err := remount.StartTicks(pid)
-	if err == nil {
-		root, err = filepath.Abs(root)
-	}
-	if err == nil {
-		err = remount.Save(setFlag(c, "state-dir").String("state-dir"), remount.Record{
-			ID: id, Pid: pid, StartTicks: start, Root: root, Targets: paths,
-		})
-	}
-	if err != nil {
-		log.Warn("cannot record the container; its views will not be re-attached automatically if the daemon's connection is lost", "err", err)
-	}
-}
-
 func remountCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "remount",
@@ -54,17 +28,19 @@ starts; this command does the same on demand, once the daemon serves again:
 for every recorded container still running, each dead view is replaced by a
 fresh read-only bind of the daemon's file (open_tree + move_mount, so no host
 directory is exposed inside the container); records of containers that are
-gone are dropped. Prints what it did.`,
+gone are dropped. It goes through the hook's own mount path. Each container
+gets at most --timeout. Prints what it did.`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "lxcfs-root", Value: hook.DefaultRoot, Usage: "the daemon's mountpoint; only containers served from it are handled"},
 			stateDirFlag(),
+			&cli.DurationFlag{Name: "timeout", Value: remount.DefaultTimeout, Usage: "how long one container may take; a container whose namespace does not answer (a file system of its own on a view's path that stalls) is reported as failed after this, and the others are still handled"},
 		},
 		Action: func(c *cli.Context) error {
 			root := c.String("lxcfs-root")
 			if err := hook.Serving(root); err != nil {
 				return cli.Exit(fmt.Sprintf("lxcfs-hook remount: %v: start lxcfs-fused first", err), 1)
 			}
-			outcomes, errs := remount.Run(c.String("state-dir"), root)
+			outcomes, errs := remount.Run(c.String("state-dir"), root, c.Duration("timeout"))
 			for _, err := range errs {
 				fmt.Fprintln(c.App.ErrWriter, "warning:", err)
 			}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/configure"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/edit"
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/hookrun"
 )
 
 func configureCommand() *cli.Command {
@@ -109,7 +110,7 @@ containers.conf or crio.conf); the default is the packaged one both read.`,
 			}
 			hookPath := c.String("hook-path")
 			if hookPath == "" {
-				exe, err := os.Executable()
+				exe, err := hookrun.HookBinary()
 				if err != nil {
 					return cli.Exit(fmt.Sprintf("lxcfs-hook configure %s: find this binary's path: %v; pass --hook-path", engine, err), 1)
 				}

@@ -1,4 +1,4 @@
-package main
+package hookrun
 
 import (
 	"fmt"
@@ -13,6 +13,10 @@ import (
 
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/version"
 )
+
+// DefaultLogFile is appended to on every run: runtimes throw hook output
+// away when the hook succeeds, so stderr alone would lose every warning.
+const DefaultLogFile = "/var/log/lxcfs-hook.log"
 
 // newLogger logs to stderr (shown by runtimes when the hook fails) and to a
 // persistent sink (kept when it succeeds): the log file, else the journal,

@@ -15,7 +15,7 @@ func manCommand() *cli.Command {
 		Usage:  "print the manual page (roff) on stdout",
 		Hidden: true,
 		Action: func(c *cli.Context) error {
-			return cli.Exit("lxcfs-hook man: this binary was built without manual page support (-tags urfave_cli_no_docs, as make build does); print it with: go run ./cmd/lxcfs-hook man", 1)
+			return cli.Exit("lxcfs-hook man: this binary was built without manual page support (-tags urfave_cli_no_docs, as make build does); print it with: go run ./cmd/lxcfs-hook-cli man", 1)
 		},
 	}
 }

@@ -1,4 +1,4 @@
-package main
+package hookrun
 
 import (
 	"fmt"
@@ -10,98 +10,37 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/urfave/cli/v2"
-
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/hook"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/remount"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/version"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/wrapper"
 )
 
-const runtimeDescription = `Runs the real OCI runtime (runc by default) with the arguments untouched,
-after adding lxcfs-hook as a createRuntime hook to the bundle's config.json
-on "create" and "run". Every other command (start, exec, kill, delete, state,
-features, checkpoint, ...) is passed straight through: the process replaces
-itself with the runtime (exec, no fork), so signals, exit codes, stdio and
-file descriptors are the runtime's own.
+// CLIName is the binary holding lxcfs-hook's full command line, installed
+// beside lxcfs-hook.
+const CLIName = "lxcfs-hook-cli"
 
-This is how engines that read no hooks.d (Docker, containerd, Kubernetes on
-containerd) get the views: register the wrapper as a runtime
-("lxcfs-hook configure docker" or "configure containerd"). The same binary
-acts as the wrapper when started as lxcfs-runc (or lxcfs-crun, which wraps
-crun), the name "make install" links to it, since engines take a runtime as a
-bare path without arguments.
-
-Which containers get the hook: in mode "all" (default) every container
-created through the wrapper, unless it opts out with the annotation
-io.lxcfs.enabled=false or the environment variable LXCFS_ENABLED=false; in
-mode "opt-in" only those with io.lxcfs.enabled=true (or
-io.kubernetes.lxcfs.enabled=true) or LXCFS_ENABLED=true. The environment
-variables exist because Docker before 24 cannot set annotations. A container
-that is not served gets no hook at all. LXCFS_REQUIRED=true, like the
-annotation io.lxcfs.required=true, stops the container from starting when
-the views are not served.
-
-sysinfo(2) (busybox free and uptime, sysconf(_SC_PHYS_PAGES)) is answered
-by lxcfs-fused when the wrapper adds a seccomp rule sending it to
-STATE-DIR/sysinfo.sock: for served containers with "sysinfo": true (or
---sysinfo) unless io.lxcfs.sysinfo=false, and for those with
-io.lxcfs.sysinfo=true or LXCFS_SYSINFO=true. The container's own profile is
-kept; the rule is added only while lxcfs-fused listens.
-
-Configuration, most important first: these flags; the environment
-(LXCFS_RUNTIME, LXCFS_MODE); the JSON file named by LXCFS_RUNTIME_CONFIG
-("none" for no file), else ` + wrapper.DefaultConfigFile + `, for example
-  {"runtime": "/usr/bin/crun", "mode": "opt-in", "lxcfsRoot": "/var/lib/lxcfs",
-   "failClosed": false, "hookPath": "/usr/local/bin/lxcfs-hook",
-   "logFile": "/var/log/lxcfs-hook.log", "stateDir": "/run/lxcfs-oci",
-   "sysinfo": true}
-(unknown keys are an error). The wrapper writes nothing to stdout; what it
-did on create goes to the log file, and errors to stderr too. When the hook
-cannot be added the container starts without it (and a warning is logged),
-unless fail-closed.`
-
-func runtimeCommand() *cli.Command {
-	return &cli.Command{
-		Name:        "runtime",
-		Usage:       "act as a runc-compatible runtime that adds the hook on create: lxcfs-hook runtime [flags] -- RUNTIME-ARGS...",
-		ArgsUsage:   "-- RUNTIME-ARGS...",
-		Description: runtimeDescription,
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "runtime", Usage: "the real runtime, a name on $PATH or a path (default: runc)"},
-			&cli.StringFlag{Name: "mode", Usage: `"all" (every container unless it opts out) or "opt-in" (default: all)`},
-			&cli.StringFlag{Name: "config", Usage: "config file (default: $" + wrapper.EnvConfig + ", else " + wrapper.DefaultConfigFile + ")"},
-			&cli.StringFlag{Name: "lxcfs-root", Usage: "views directory passed to the hook (default: " + hook.DefaultRoot + ")"},
-			&cli.BoolFlag{Name: "fail-closed", Usage: "pass --fail-closed to the hook, and fail create when the hook cannot be added"},
-			&cli.StringFlag{Name: "hook-path", Usage: "hook binary written into config.json (default: this binary)"},
-			&cli.StringFlag{Name: "log-file", Usage: "log file of the wrapper and the hook (default: " + DefaultLogFile + ")"},
-			&cli.StringFlag{Name: "state-dir", Usage: "passed to the hook as --state-dir (default: the hook's)"},
-			&cli.BoolFlag{Name: "sysinfo", Usage: "send served containers' sysinfo(2) to lxcfs-fused (STATE-DIR/sysinfo.sock) unless io.lxcfs.sysinfo=false; without it only containers with io.lxcfs.sysinfo=true (or LXCFS_SYSINFO=true)"},
-		},
-		Action: func(c *cli.Context) error {
-			flags := wrapper.Config{
-				Runtime:    c.String("runtime"),
-				Mode:       c.String("mode"),
-				LXCFSRoot:  c.String("lxcfs-root"),
-				FailClosed: c.Bool("fail-closed"),
-				HookPath:   c.String("hook-path"),
-				LogFile:    c.String("log-file"),
-				StateDir:   c.String("state-dir"),
-				Sysinfo:    c.Bool("sysinfo"),
-			}
-			if c.NArg() == 0 {
-				return cli.Exit("lxcfs-hook runtime: no runtime arguments; usage: lxcfs-hook runtime [flags] -- create --bundle DIR ID", 2)
-			}
-			os.Exit(runWrapper("", flags, c.String("config"), c.Args().Slice()))
-			return nil
-		},
+// HookBinary is the lxcfs-hook that configs should run: this binary, or,
+// in lxcfs-hook-cli, the lxcfs-hook beside it (the hook itself starts
+// faster than the full command line).
+func HookBinary() (string, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return "", err
 	}
+	if filepath.Base(exe) == CLIName {
+		front := filepath.Join(filepath.Dir(exe), "lxcfs-hook")
+		if fi, err := os.Stat(front); err == nil && fi.Mode().IsRegular() {
+			return front, nil
+		}
+	}
+	return exe, nil
 }
 
-// runWrapper prepares the bundle when args create a container and then
+// RunWrapper prepares the bundle when args create a container and then
 // replaces this process with the real runtime. It returns only on failure,
 // with the exit code.
-func runWrapper(nameRuntime string, flags wrapper.Config, configFile string, args []string) int {
+func RunWrapper(nameRuntime string, flags wrapper.Config, configFile string, args []string) int {
 	if configFile == "" {
 		configFile = wrapper.ConfigFile(os.Getenv)
 	}
@@ -216,7 +155,7 @@ func prepareBundle(c wrapper.Config, inv wrapper.Invocation) error {
 	}
 	hookPath := c.HookPath
 	if hookPath == "" {
-		if hookPath, err = os.Executable(); err != nil {
+		if hookPath, err = HookBinary(); err != nil {
 			return fail("cannot find this binary's path for the hook; set hookPath in the config", err)
 		}
 	}
@@ -231,8 +170,8 @@ func prepareBundle(c wrapper.Config, inv wrapper.Invocation) error {
 	return nil
 }
 
-// sysinfoSocket is lxcfs-fused's registration socket in its --state-dir.
-func sysinfoSocket(stateDir string) string {
+// SysinfoSocket is lxcfs-fused's registration socket in its --state-dir.
+func SysinfoSocket(stateDir string) string {
 	if stateDir == "" {
 		stateDir = remount.DefaultStateDir
 	}
@@ -243,7 +182,7 @@ func sysinfoSocket(stateDir string) string {
 // listens: the runtime fails a container whose listener it cannot reach,
 // so without one the container keeps the host's sysinfo, with a warning.
 func addSysinfo(log *slog.Logger, configPath, stateDir string) {
-	sock := sysinfoSocket(stateDir)
+	sock := SysinfoSocket(stateDir)
 	if fi, err := os.Stat(sock); err != nil || fi.Mode().Type() != os.ModeSocket {
 		log.Warn("sysinfo not answered for this container: lxcfs-fused is not listening (start it with --sysinfo, the default)", "socket", sock)
 		return

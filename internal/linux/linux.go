@@ -1,0 +1,72 @@
+// Package linux holds the project's syscall wrappers that retry where the
+// kernel asks for it, so that no caller writes its own loop: EINTR (a signal
+// arrived while the call waited; Go's runtime sends them to every thread
+// for preemption) and, for openat2, EAGAIN (a rename or mount raced the
+// lookup, and the kernel wants it walked again).
+package linux
+
+import (
+	"errors"
+
+	"golang.org/x/sys/unix"
+)
+
+// retry calls fn until it does not fail with EINTR.
+func retry[T any](fn func() (T, error)) (T, error) {
+	for {
+		v, err := fn()
+		if !errors.Is(err, unix.EINTR) {
+			return v, err
+		}
+	}
+}
+
+// Open is open(2).
+func Open(path string, flags int, mode uint32) (int, error) {
+	return retry(func() (int, error) { return unix.Open(path, flags, mode) })
+}
+
+// Pread is pread(2).
+func Pread(fd int, p []byte, off int64) (int, error) {
+	return retry(func() (int, error) { return unix.Pread(fd, p, off) })
+}
+
+// Poll is poll(2). A timeout that a signal interrupted starts again, so the
+// wait may be longer than asked; callers here poll with 0 or for ever.
+func Poll(fds []unix.PollFd, timeout int) (int, error) {
+	return retry(func() (int, error) { return unix.Poll(fds, timeout) })
+}
+
+// Flock is flock(2).
+func Flock(fd int, how int) error {
+	_, err := retry(func() (struct{}, error) { return struct{}{}, unix.Flock(fd, how) })
+	return err
+}
+
+// Recvmsg is recvmsg(2), returning the data and control message lengths.
+func Recvmsg(fd int, p, oob []byte, flags int) (n, oobn int, err error) {
+	type got struct{ n, oobn int }
+	g, err := retry(func() (got, error) {
+		n, oobn, _, _, err := unix.Recvmsg(fd, p, oob, flags)
+		return got{n, oobn}, err
+	})
+	return g.n, g.oobn, err
+}
+
+// openat2Tries bounds the walks openat2 is retried for on EAGAIN: a lookup
+// that keeps racing renames is someone's attack, not bad luck.
+const openat2Tries = 16
+
+// Openat2 is openat2(2), retried on EINTR and, a bounded number of times,
+// on EAGAIN.
+func Openat2(dirfd int, path string, how *unix.OpenHow) (int, error) {
+	var err error
+	for range openat2Tries {
+		var fd int
+		fd, err = retry(func() (int, error) { return unix.Openat2(dirfd, path, how) })
+		if !errors.Is(err, unix.EAGAIN) {
+			return fd, err
+		}
+	}
+	return -1, err
+}
