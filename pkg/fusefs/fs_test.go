@@ -194,13 +194,13 @@ func TestServeSnapshotsAndRegenerates(t *testing.T) {
 	path := filepath.Join(mp, "proc/meminfo")
 
 	// No page cache: every open reads fresh content.
-	a, _ := os.ReadFile(path)
-	b, _ := os.ReadFile(path)
+	a, _ := readMount(path)
+	b, _ := readMount(path)
 	if len(a) != 10240 || string(a[:6]) == string(b[:6]) {
 		t.Fatalf("two opens returned %q and %q (len %d): want fresh, full content", a[:12], b[:12], len(a))
 	}
 
-	f, err := os.Open(path)
+	f, err := openMount(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,13 +235,13 @@ func TestServeSnapshotsAndRegenerates(t *testing.T) {
 	}
 
 	// A panic in one request is EIO for that request only.
-	if _, err := os.ReadFile(filepath.Join(mp, "proc/panic")); !errors.Is(err, syscall.EIO) {
+	if _, err := readMount(filepath.Join(mp, "proc/panic")); !errors.Is(err, syscall.EIO) {
 		t.Errorf("read of a panicking file: %v, want EIO", err)
 	}
-	if _, err := os.ReadFile(filepath.Join(mp, "proc/fail")); !errors.Is(err, syscall.EIO) {
+	if _, err := readMount(filepath.Join(mp, "proc/fail")); !errors.Is(err, syscall.EIO) {
 		t.Errorf("read of a failing file: %v, want EIO", err)
 	}
-	if _, err := os.ReadFile(path); err != nil {
+	if _, err := readMount(path); err != nil {
 		t.Errorf("daemon stopped serving after a panic: %v", err)
 	}
 	if _, err := os.OpenFile(path, os.O_WRONLY, 0); err == nil {
@@ -294,14 +294,14 @@ func TestServeTimeout(t *testing.T) {
 	// The render never returns until the test ends, so the fallback can
 	// only come from the timer.
 	for i := range 6 { // more hanging reads than the 4 reading goroutines
-		b, err := os.ReadFile(filepath.Join(mp, "proc/slow"))
+		b, err := readMount(filepath.Join(mp, "proc/slow"))
 		if err != nil || string(b) != "fallback proc/slow\n" {
 			t.Fatalf("read %d of a hanging file = %q, %v; want the fallback", i, b, err)
 		}
 	}
 	// Every reading goroutine but the replacements is stuck now; the
 	// replacements serve.
-	b, err := os.ReadFile(filepath.Join(mp, "proc/fast"))
+	b, err := readMount(filepath.Join(mp, "proc/fast"))
 	if err != nil || string(b) != "rendered proc/fast\n" {
 		t.Errorf("read of a healthy file while others hang = %q, %v", b, err)
 	}
@@ -333,7 +333,7 @@ func TestMountMaxBackground(t *testing.T) {
 		}
 	}
 	path := filepath.Join(conns, strconv.FormatUint(uint64(unix.Minor(st.Dev)), 10), "max_background")
-	b, err := os.ReadFile(path)
+	b, err := readMount(path)
 	if err != nil {
 		t.Fatalf("read the connection's settings: %v", err)
 	}
@@ -417,7 +417,7 @@ func TestServeRecycles(t *testing.T) {
 	r := &recycler{live: map[*byte]bool{}}
 	mp := mountTest(t, r, "proc/meminfo")
 	path := filepath.Join(mp, "proc/meminfo")
-	shared, err := os.Open(path)
+	shared, err := openMount(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -430,7 +430,7 @@ func TestServeRecycles(t *testing.T) {
 			buf := make([]byte, 4096)
 			for j := range 500 {
 				if i%2 == 0 {
-					b, err := os.ReadFile(path)
+					b, err := readMount(path)
 					if err != nil || len(b) != 10240 || !consistent(b, 0) {
 						errs <- fmt.Sprintf("read of a fresh open: %d bytes, %v, consistent %v", len(b), err, consistent(b, 0))
 						return
@@ -492,14 +492,14 @@ func TestServeCounts(t *testing.T) {
 	mp := mountTestWith(t, failingSlow{&counter{}, s}, func(f *FS) { f.Timeout = 100 * time.Millisecond; f.Stats = st }, files...)
 
 	for range 3 {
-		if _, err := os.ReadFile(filepath.Join(mp, "proc/meminfo")); err != nil {
+		if _, err := readMount(filepath.Join(mp, "proc/meminfo")); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := os.ReadFile(filepath.Join(mp, "proc/fail")); err == nil {
+	if _, err := readMount(filepath.Join(mp, "proc/fail")); err == nil {
 		t.Fatal("proc/fail read without error")
 	}
-	if b, err := os.ReadFile(filepath.Join(mp, "proc/slow")); err != nil || !strings.HasPrefix(string(b), "fallback") {
+	if b, err := readMount(filepath.Join(mp, "proc/slow")); err != nil || !strings.HasPrefix(string(b), "fallback") {
 		t.Fatalf("proc/slow: %q %v, want the fallback", b, err)
 	}
 	snap := st.Snapshot()
@@ -575,11 +575,11 @@ func TestServeContainerTrees(t *testing.T) {
 	s := &scoped{}
 	mp := mountTest(t, s, "proc/meminfo")
 	own := filepath.Join(mp, ".containers/5/proc/meminfo")
-	b, err := os.ReadFile(own)
+	b, err := readMount(own)
 	if err != nil || !strings.Contains(string(b), " who=5\n") {
 		t.Fatalf("read of container 5's file by this process: %q, %v; want it rendered for 5", b[:min(len(b), 20)], err)
 	}
-	b, err = os.ReadFile(filepath.Join(mp, "proc/meminfo"))
+	b, err = readMount(filepath.Join(mp, "proc/meminfo"))
 	if err != nil || strings.Contains(string(b), " who=5\n") {
 		t.Errorf("shared file read for %q, %v; want this reader's", b[:min(len(b), 20)], err)
 	}
@@ -642,6 +642,31 @@ func dirInodes(t *testing.T, dir string) map[string]uint64 {
 	}
 }
 
+// openMount opens a file of a test's mount with open(2) alone. os.Open
+// would also add it to the Go runtime's poller, whose epoll_ctl sends the
+// mount a POLL from inside the runtime, holding its P: a garbage collection
+// starting then waits for that P while the goroutine that would answer the
+// POLL waits for the collection, and the test process hangs in its own
+// mount. Every test that reads a mount this process serves goes through
+// here or readMount.
+func openMount(path string) (*os.File, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	return os.NewFile(uintptr(fd), path), nil // blocking: not in the poller
+}
+
+// readMount is os.ReadFile through openMount.
+func readMount(path string) ([]byte, error) {
+	f, err := openMount(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(f)
+}
+
 // oneContainer is a counter whose readers are all in container 1.
 type oneContainer struct{ counter }
 
@@ -658,7 +683,7 @@ func TestServeSnapshotBudget(t *testing.T) {
 	path := filepath.Join(mp, "proc/meminfo")
 	var files []*os.File
 	for range 20 {
-		f, err := os.Open(path)
+		f, err := openMount(path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -688,7 +713,7 @@ func TestServeSnapshotBudget(t *testing.T) {
 	waitHeld(0, "all files closed")
 
 	// Read to the end and kept open: nothing kept.
-	f, err := os.Open(path)
+	f, err := openMount(path)
 	if err != nil {
 		t.Fatal(err)
 	}

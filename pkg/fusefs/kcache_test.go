@@ -1,7 +1,6 @@
 package fusefs
 
 import (
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -30,28 +29,22 @@ func cachedTree(t *testing.T, s *scoped, ttl time.Duration) (mp string, tree *FS
 	return mp, tree, clock, inval
 }
 
-// openRaw opens a served file with open(2) alone. os.Open would also add
-// it to the Go runtime's poller, whose epoll_ctl sends the mount a POLL
-// from inside the runtime, holding its P: a garbage collection starting
-// then waits for that P while the goroutine that would answer the POLL
-// waits for the collection, and the test process hangs in its own mount.
+// openRaw is openMount, failing the test on an error and closing the
+// file at its end.
 func openRaw(t *testing.T, path string) *os.File {
 	t.Helper()
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	f, err := openMount(path)
 	if err != nil {
 		t.Fatalf("open %s: %v", path, err)
 	}
-	f := os.NewFile(uintptr(fd), path) // blocking: not added to the poller
 	t.Cleanup(func() { f.Close() })
 	return f
 }
 
-// readRaw is os.ReadFile through openRaw.
+// readRaw is readMount, failing the test on an error.
 func readRaw(t *testing.T, path string) []byte {
 	t.Helper()
-	f := openRaw(t, path)
-	defer f.Close()
-	b, err := io.ReadAll(f)
+	b, err := readMount(path)
 	if err != nil {
 		t.Fatalf("read %s: %v", path, err)
 	}

@@ -80,13 +80,13 @@ func TestPassthroughCPUDir(t *testing.T) {
 	if got, want := strings.Join(names, " "), "cpu0 cpufreq escape kernel_max online probe"; got != want {
 		t.Errorf("listing = %s, want %s (cpu1 hidden, online served, the rest the host's)", got, want)
 	}
-	if b, err := os.ReadFile(filepath.Join(dir, "online")); err != nil || string(b) != "0\n" {
+	if b, err := readMount(filepath.Join(dir, "online")); err != nil || string(b) != "0\n" {
 		t.Errorf("online = %q, %v: want the rendered file, not the host's", b, err)
 	}
-	if b, err := os.ReadFile(filepath.Join(dir, "cpu0/topology/core_id")); err != nil || string(b) != "0\n" {
+	if b, err := readMount(filepath.Join(dir, "cpu0/topology/core_id")); err != nil || string(b) != "0\n" {
 		t.Errorf("cpu0/topology/core_id = %q, %v: want the host's", b, err)
 	}
-	if b, err := os.ReadFile(filepath.Join(dir, "kernel_max")); err != nil || string(b) != "8191\n" {
+	if b, err := readMount(filepath.Join(dir, "kernel_max")); err != nil || string(b) != "8191\n" {
 		t.Errorf("kernel_max = %q, %v: want the host's", b, err)
 	}
 	if l, err := os.Readlink(filepath.Join(dir, "cpu0/subsystem")); err != nil || l != "../../../../bus/cpu" {
@@ -95,10 +95,10 @@ func TestPassthroughCPUDir(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "cpu1")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("stat hidden cpu1: %v, want ENOENT", err)
 	}
-	if _, err := os.ReadFile(filepath.Join(dir, "cpu1/topology/core_id")); !errors.Is(err, os.ErrNotExist) {
+	if _, err := readMount(filepath.Join(dir, "cpu1/topology/core_id")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("read below hidden cpu1: %v, want ENOENT", err)
 	}
-	if _, err := os.ReadFile(filepath.Join(dir, "nothere")); !errors.Is(err, os.ErrNotExist) {
+	if _, err := readMount(filepath.Join(dir, "nothere")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("read of a name the host lacks: %v, want ENOENT", err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "cpu0/topology/core_id"), []byte("1"), 0); err == nil {

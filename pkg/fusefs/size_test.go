@@ -55,7 +55,7 @@ func sendfileAll(t *testing.T, f *os.File) []byte {
 func openSnapshot(t *testing.T, s *sized, path string, n int) (*os.File, []byte) {
 	t.Helper()
 	s.n.Store(int64(n))
-	f, err := os.Open(path)
+	f, err := openMount(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +109,7 @@ func TestPassthroughLookupKeepsOpenersSize(t *testing.T) {
 	r := &ptRenderer{host: hostCPUDir(t)}
 	mp := mountTest(t, r, "sys/devices/system/cpu/online")
 	path := filepath.Join(mp, "sys/devices/system/cpu/kernel_max")
-	f, err := os.Open(path)
+	f, err := openMount(path)
 	if err != nil {
 		t.Fatal(err)
 	}
