@@ -16,6 +16,8 @@ import (
 
 	"bazil.org/fuse"
 	"golang.org/x/sys/unix"
+
+	"github.com/lxcfs-oci/lxcfs-oci/internal/linux"
 )
 
 // Passthrough is a Renderer some of whose directories also show a host
@@ -229,16 +231,11 @@ func hostOpen(root, rel string, flags int) (int, error) {
 		Flags:   uint64(flags | unix.O_CLOEXEC | unix.O_NOFOLLOW),
 		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS | unix.RESOLVE_NO_XDEV,
 	}
-	for {
-		fd, err := unix.Openat2(rootFd, rel, how)
-		if errors.Is(err, unix.EINTR) || errors.Is(err, unix.EAGAIN) {
-			continue
-		}
-		if err != nil {
-			return -1, fmt.Errorf("open %s below %s: %w", rel, root, err)
-		}
-		return fd, nil
+	fd, err := linux.Openat2(rootFd, rel, how)
+	if err != nil {
+		return -1, fmt.Errorf("open %s below %s: %w", rel, root, err)
 	}
+	return fd, nil
 }
 
 // hostStat stats the host entry of n without following it.

@@ -42,13 +42,37 @@ type handle struct {
 
 // server is one connection's state: the open handles that hold a snapshot.
 // A handle without one needs no entry: its number names its container.
+// handleTable maps the kernel's handle numbers to open files: many
+// readers look up at once and few open or close, which is sync.Map's case;
+// this only gives it its types.
+type handleTable struct{ m sync.Map }
+
+func (t *handleTable) Load(id fuse.HandleID) (*handle, bool) {
+	v, ok := t.m.Load(id)
+	if !ok {
+		return nil, false
+	}
+	return v.(*handle), true
+}
+
+// LoadOrStore stores h under id unless id is taken, and reports whether it
+// was.
+func (t *handleTable) LoadOrStore(id fuse.HandleID, h *handle) (*handle, bool) {
+	v, taken := t.m.LoadOrStore(id, h)
+	return v.(*handle), taken
+}
+
+func (t *handleTable) CompareAndDelete(id fuse.HandleID, h *handle) bool {
+	return t.m.CompareAndDelete(id, h)
+}
+
 type server struct {
 	fs      *FS
 	conn    *fuse.Conn
 	kc      *kcache       // nil: FS.CacheTTL is 0, nothing is cached
 	nextFH  atomic.Uint32 // starts at random, see fileHandle
-	handles sync.Map      // fuse.HandleID -> *handle
-	stuck   atomic.Int64  // goroutines replaced while a render or store waits
+	handles handleTable
+	stuck   atomic.Int64 // goroutines replaced while a render or store waits
 
 	heldMu sync.Mutex
 	held   map[uint32]int // snapshot bytes kept per container
@@ -293,7 +317,7 @@ func (s *server) handle(req fuse.Request) (abandoned bool) {
 
 	case *fuse.ReleaseRequest:
 		if v, ok := s.handles.Load(r.Handle); ok {
-			s.forget(r.Handle, v.(*handle))
+			s.forget(r.Handle, v)
 		}
 		r.Respond()
 
@@ -617,8 +641,7 @@ func (s *server) getattr(nr ref, r *fuse.GetattrRequest) (abandoned bool) {
 	n := nr.n
 	a := s.fs.attr(nr)
 	if r.Flags&fuse.GetattrFh != 0 {
-		if v, ok := s.handles.Load(r.Handle); ok {
-			h := v.(*handle)
+		if h, ok := s.handles.Load(r.Handle); ok {
 			h.mu.Lock()
 			kept := h.data != nil
 			a.Size = uint64(len(h.data))
@@ -684,7 +707,7 @@ func (s *server) read(r *fuse.ReadRequest) (abandoned bool) {
 		return s.readCached(r, nr)
 	}
 	start := time.Now()
-	v, ok := s.handles.Load(r.Handle)
+	h, ok := s.handles.Load(r.Handle)
 	if !ok {
 		nr, ok := s.fs.ref(r.Hdr().Node)
 		n := nr.n
@@ -705,9 +728,8 @@ func (s *server) read(r *fuse.ReadRequest) (abandoned bool) {
 		}
 		// From offset 0, a snapshot is kept again (within budget) for
 		// the offsets that follow.
-		v = &handle{n: n, who: who}
+		h = &handle{n: n, who: who}
 	}
-	h := v.(*handle)
 	h.mu.Lock()
 	if h.data != nil && (r.Offset != 0 || h.fresh) {
 		h.fresh = false
@@ -794,9 +816,9 @@ func slice(data []byte, off int64, size int) []byte {
 }
 
 func (s *server) readDir(r *fuse.ReadRequest) {
-	if v, ok := s.handles.Load(r.Handle); ok && v.(*handle).listing {
+	if v, ok := s.handles.Load(r.Handle); ok && v.listing {
 		// Set at open and never changed, so read without the lock.
-		r.RespondData(slice(v.(*handle).data, r.Offset, r.Size))
+		r.RespondData(slice(v.data, r.Offset, r.Size))
 		return
 	}
 	nr, ok := s.fs.ref(r.Hdr().Node)
