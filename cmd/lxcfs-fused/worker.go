@@ -122,6 +122,9 @@ func workerCmd(c *cli.Context) error {
 	}
 	tree.Timeout = c.Duration("read-timeout")
 	tree.Stats = counts
+	if tree.Journal, tree.Leftovers, err = supervise.AdoptJournal(); err != nil {
+		return err
+	}
 
 	if path := c.String("cpuprofile"); path != "" {
 		f, err := os.Create(path)

@@ -23,6 +23,7 @@ import (
 
 	"bazil.org/fuse"
 
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/journal"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/stats"
 )
 
@@ -134,6 +135,12 @@ type FS struct {
 	// Stats, when set before Serve, counts requests, their latency, render
 	// errors and timeouts per file.
 	Stats *stats.Region
+	// Journal, when set before Serve, keeps every request read in memory
+	// the supervisor holds until it is answered, and Leftovers yields the
+	// requests dead workers left unanswered, which Serve answers (see
+	// journal.go).
+	Journal   *journal.Journal
+	Leftovers <-chan []journal.Entry
 
 	held atomic.Int64 // snapshot bytes kept, see Held
 
