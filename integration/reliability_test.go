@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -546,6 +547,33 @@ func TestReliabilitySystemdFDStore(t *testing.T) {
 	if !strings.HasPrefix(name, "lxcfs-fuse-") {
 		t.Fatalf("stored fd named %q", name)
 	}
+	// Where the kernel has no FUSE_NOTIFY_RESEND the request journal is
+	// stored too (before the first worker started, so it is queued by now):
+	// systemd hands back everything stored.
+	names, files := []string{name}, []*os.File{stored}
+	for {
+		buf, oob := make([]byte, 512), make([]byte, 128)
+		n, oobn, _, _, err := syscall.Recvmsg(fd, buf, oob, syscall.MSG_DONTWAIT)
+		if err != nil {
+			break
+		}
+		msgs, _ := syscall.ParseSocketControlMessage(oob[:oobn])
+		for _, m := range msgs {
+			if fds, err := syscall.ParseUnixRights(&m); err == nil && len(fds) == 1 {
+				f := os.NewFile(uintptr(fds[0]), "stored")
+				defer f.Close()
+				for _, l := range strings.Split(string(buf[:n]), "\n") {
+					if v, ok := strings.CutPrefix(l, "FDNAME="); ok {
+						names, files = append(names, v), append(files, f)
+					}
+				}
+			}
+		}
+	}
+	journaled := strings.HasPrefix(fusedStatus(t, d1).Kernel.NotifyResend, "journal")
+	if journaled != slices.Contains(names, "lxcfs-journal") {
+		t.Fatalf("stored %v; the request journal is in use: %v", names, journaled)
+	}
 
 	stop := make(chan struct{})
 	var (
@@ -592,8 +620,8 @@ func TestReliabilitySystemdFDStore(t *testing.T) {
 	defer logFile.Close()
 	cmd := exec.Command("sh", "-c", `LISTEN_PID=$$ exec "$0" "$@"`, fusedBin,
 		"--mountpoint", d1.mp, "--state-dir", d1.stateDir)
-	cmd.Env = append(os.Environ(), "LISTEN_FDS=1", "LISTEN_FDNAMES="+name)
-	cmd.ExtraFiles = []*os.File{stored}
+	cmd.Env = append(os.Environ(), "LISTEN_FDS="+strconv.Itoa(len(files)), "LISTEN_FDNAMES="+strings.Join(names, ":"))
+	cmd.ExtraFiles = files
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -627,6 +655,8 @@ func TestReliabilitySystemdFDStore(t *testing.T) {
 	}
 	if log := readFile(t, logPath); !strings.Contains(log, "taken back from the systemd fd store") {
 		t.Errorf("second daemon did not adopt the stored connection:\n%s", log)
+	} else if journaled && !strings.Contains(log, "request journal taken back from the systemd fd store") {
+		t.Errorf("second daemon did not adopt the stored request journal:\n%s", log)
 	}
 	t.Logf("%d reads across a supervisor kill and an fd-store restart, %d failed", reads.Load(), len(failures))
 }
