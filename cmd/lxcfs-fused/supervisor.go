@@ -220,12 +220,20 @@ const journalStoreName = "lxcfs-journal"
 func requestJournal(conn *fuse.Conn, how string, stored bool, fromStore map[string]*os.File, workers int, log *slog.Logger) (*os.File, int, error) {
 	if how == howUpgrade {
 		f, bank, err := supervise.JournalFromEnv()
-		if err != nil || f != nil {
+		if err != nil || f != nil || kernelAtLeast(kernelRelease(), 6, 9) {
+			// None: the previous binary used the kernel's resend. Its
+			// worker still serves, so the kernel is not asked again.
 			return f, bank, err
 		}
-		// The previous binary used the kernel's resend (or predates the
-		// journal); its worker still serves, so the kernel is not asked.
-		return nil, 0, nil
+		// The previous binary predates the journal on a kernel without
+		// resend: what its worker holds at retirement is lost as before,
+		// but this binary's workers journal from now on.
+		f, err = journal.Create(max(workers, 1), fuse.ReadBufferSize())
+		if err != nil {
+			log.Warn("no request journal: requests a dead worker held will not be answered", "err", err)
+			return nil, 0, nil
+		}
+		return f, 0, nil
 	}
 	old := fromStore[journalStoreName]
 	err := notifyResend(conn)
