@@ -238,8 +238,9 @@ func requestJournal(conn *fuse.Conn, how string, stored bool, fromStore map[stri
 	old := fromStore[journalStoreName]
 	err := notifyResend(conn)
 	if err == nil {
-		if old != nil {
+		if old != nil { // stored by a build that had no resend (a kernel since upgraded)
 			old.Close()
+			sdnotify.Remove(journalStoreName)
 		}
 		return nil, 0, nil
 	}
