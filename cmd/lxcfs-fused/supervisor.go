@@ -86,6 +86,9 @@ func superviseCmd(c *cli.Context) error {
 		return err
 	}
 	counts := openStats(stateDir, files.List(), how == howUpgrade, log)
+	if jf == nil && how != howUpgrade {
+		counts.Set(stats.NotifyResend, supervise.ResendWorks) // requestJournal's resend was accepted
+	}
 	// An exec (upgrade) keeps both the pid and its start time.
 	start, _ := remount.StartTicks(os.Getpid())
 	base := state{Pid: os.Getpid(), PidStart: start, Mountpoint: mp, Version: version.String(), Started: counts.Created(),
