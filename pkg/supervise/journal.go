@@ -110,14 +110,39 @@ func AdoptJournal() (j *journal.Journal, leftovers <-chan []journal.Entry, err e
 }
 
 // waitExit waits until the process of pidfd exits (the supervisor kills an
-// upgrade's previous worker 2s after asking it to stop, so this is bounded).
+// upgrade's previous worker 2s after asking it to stop, so this is bounded),
+// or is dying with a thread held in the kernel until a request it left is
+// answered (see waitDying).
 func waitExit(pidfd int) {
-	defer unix.Close(pidfd)
-	fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
-	for {
-		_, err := unix.Poll(fds, -1)
-		if !errors.Is(err, unix.EINTR) {
-			return
+	pid := pidfdPid(pidfd)
+	exited := make(chan struct{})
+	go func() {
+		defer unix.Close(pidfd)
+		fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
+		for {
+			_, err := unix.Poll(fds, -1)
+			if !errors.Is(err, unix.EINTR) {
+				close(exited)
+				return
+			}
+		}
+	}()
+	if pid <= 0 {
+		<-exited
+		return
+	}
+	waitDying(pid, exited)
+}
+
+// pidfdPid is the pid a pidfd refers to (its fdinfo's Pid line), 0 if
+// unknown.
+func pidfdPid(pidfd int) int {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/self/fdinfo/%d", pidfd))
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "Pid:"); ok {
+			n, _ := strconv.Atoi(strings.TrimSpace(v))
+			return n
 		}
 	}
+	return 0
 }

@@ -1,6 +1,11 @@
 package supervise
 
-import "testing"
+import (
+	"os"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
 
 func TestJournalEnv(t *testing.T) {
 	for _, tc := range []struct {
@@ -46,4 +51,21 @@ func FuzzDecodeJournal(f *testing.F) {
 			t.Fatalf("re-encoded %q does not decode: %v", s, err)
 		}
 	})
+}
+
+func TestLeaderExited(t *testing.T) {
+	if leaderExited(os.Getpid()) {
+		t.Error("this process's main thread counted as exited")
+	}
+	if leaderExited(1 << 30) {
+		t.Error("a pid that does not exist counted as dying")
+	}
+	fd, err := unix.PidfdOpen(os.Getpid(), 0)
+	if err != nil {
+		t.Skip(err)
+	}
+	defer unix.Close(fd)
+	if got := pidfdPid(fd); got != os.Getpid() {
+		t.Errorf("pidfdPid = %d, want %d", got, os.Getpid())
+	}
 }

@@ -219,7 +219,7 @@ func (s *Supervisor) Run() error {
 		case <-sweep:
 			s.Sysinfo.sweep()
 		case err := <-s.workerDone:
-			if s.worker.ProcessState != nil && s.worker.ProcessState.ExitCode() == ExitUnmounted {
+			if errors.Is(err, errWorkerUnmounted) {
 				return ErrUnmounted
 			}
 			if s.Sysinfo != nil {
@@ -298,7 +298,26 @@ func (s *Supervisor) start(after *os.File) error {
 	s.Stats.Add(stats.WorkerStarts, 1)
 	done := make(chan error, 1)
 	s.workerDone = done
-	go func() { done <- cmd.Wait() }()
+	exited := make(chan struct{})
+	go func() {
+		err := cmd.Wait()
+		if cmd.ProcessState != nil && cmd.ProcessState.ExitCode() == ExitUnmounted {
+			err = errWorkerUnmounted
+		}
+		close(exited)
+		select {
+		case done <- err:
+		default: // reported dying already
+		}
+	}()
+	go func() {
+		if waitDying(cmd.Process.Pid, exited) {
+			select {
+			case done <- errWorkerDying:
+			default:
+			}
+		}
+	}()
 	s.Log.Info("serving worker started", "pid", cmd.Process.Pid, "generation", s.generation)
 	if s.State != nil {
 		s.State(cmd.Process.Pid, s.generation)
@@ -347,11 +366,21 @@ func (s *Supervisor) retire(pid int) {
 	// It is our child (the pid survived the exec), so we can reap it.
 	done := make(chan struct{})
 	go func() { p.Wait(); close(done) }()
+	dying := make(chan struct{})
+	go func() {
+		if waitDying(pid, done) {
+			close(dying)
+		}
+	}()
 	select {
 	case <-done:
 	case <-time.After(2 * time.Second):
 		p.Kill()
-		<-done
+		select {
+		case <-done:
+		case <-dying:
+		}
+	case <-dying:
 	}
 	s.Log.Info("previous serving worker retired", "pid", pid)
 	if s.Sysinfo != nil {
@@ -449,4 +478,52 @@ func WatchParent(log *slog.Logger) {
 			}
 		}
 	}()
+}
+
+var (
+	errWorkerUnmounted = errors.New("the worker found the connection ended")
+	errWorkerDying     = errors.New("killed; a thread of it is still held in the kernel")
+)
+
+// waitDying reports true when the process pid is dying but cannot finish:
+// its main thread has exited (a Go program's main thread exits only with
+// the process) and other threads remain for longer than a request takes.
+// That happens when a worker is killed while a thread of it waits in the
+// kernel for a page that a reader holds locked until its READ is answered
+// (a size store, NOTIFY_STORE): only the next worker can answer it, so the
+// next one must start before the dying one is reaped. false when exited
+// closes first.
+func waitDying(pid int, exited <-chan struct{}) bool {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	seen := 0
+	for {
+		select {
+		case <-exited:
+			return false
+		case <-t.C:
+		}
+		if leaderExited(pid) {
+			seen++
+		} else {
+			seen = 0
+		}
+		if seen >= 3 {
+			return true
+		}
+	}
+}
+
+// leaderExited says whether the main thread of pid has exited (state Z or
+// X in /proc/PID/stat).
+func leaderExited(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 || i+2 >= len(b) {
+		return false
+	}
+	return b[i+2] == 'Z' || b[i+2] == 'X'
 }
