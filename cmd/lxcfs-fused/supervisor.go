@@ -231,7 +231,7 @@ func requestJournal(conn *fuse.Conn, how string, stored bool, fromStore map[stri
 		// The previous binary predates the journal on a kernel without
 		// resend: what its worker holds at retirement is lost as before,
 		// but this binary's workers journal from now on.
-		f, err = journal.Create(max(workers, 1), fuse.ReadBufferSize())
+		f, err = journal.Create(fusefs.JournalSlots(workers), fuse.ReadBufferSize())
 		if err != nil {
 			log.Warn("no request journal: requests a dead worker held will not be answered", "err", err)
 			return nil, 0, nil
@@ -260,7 +260,7 @@ func requestJournal(conn *fuse.Conn, how string, stored bool, fromStore map[stri
 		log.Warn("ignoring the request journal from the service manager", "err", jerr)
 		old.Close()
 	}
-	f, err := journal.Create(max(workers, 1), fuse.ReadBufferSize())
+	f, err := journal.Create(fusefs.JournalSlots(workers), fuse.ReadBufferSize())
 	if err != nil {
 		return nil, 0, fmt.Errorf("the kernel has no FUSE_NOTIFY_RESEND (Linux 6.9+), and %w", err)
 	}

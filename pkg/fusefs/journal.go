@@ -6,11 +6,26 @@ import (
 	"bazil.org/fuse"
 )
 
+// JournalSlots is how many requests a worker serving with workers reading
+// goroutines can hold unanswered at once, the journal's slots per bank:
+// one per reader, and a reader held in a size store past storeWait keeps
+// its OPEN unanswered while another reader takes its place (maxStuck at
+// most). A render past FS.Timeout is answered by the watchdog, so its
+// reader holds nothing.
+func JournalSlots(workers int) int { return max(workers, 1) + maxStuck }
+
+var unjournaledOnce sync.Once
+
 // next returns the next request, read into a journal slot when there is a
 // journal (FS.Journal): the slot is cleared once the request was answered.
 func (s *server) next() (fuse.Request, error) {
 	if buf, done, ok := s.fs.Journal.Slot(); ok {
 		return s.conn.ReadRequestInto(buf, done)
+	}
+	if s.fs.Journal != nil {
+		unjournaledOnce.Do(func() {
+			s.fs.log.Warn("journal: every slot taken; reading without it (a request read so is lost if this worker dies holding it)")
+		})
 	}
 	return s.conn.ReadRequest()
 }
