@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -414,52 +415,78 @@ func copyFile(t *testing.T, from, to string) {
 }
 
 // TestReliabilityResendsTakenRequest: a worker killed while it holds a
-// request it read but never answered. With FUSE_NOTIFY_RESEND (Linux 6.9)
-// the next worker gets the request again and the reader is answered; without
-// it the reader would wait forever.
+// request it read but never answered: the next worker answers it, by
+// either mechanism. The kernel's FUSE_NOTIFY_RESEND (Linux 6.9) queues it
+// again; the request journal (for older kernels, forced here by a test
+// switch on any kernel) has the next worker answer it from the bytes the
+// dead one left in the supervisor's memory. Without either the reader
+// waits forever.
 func TestReliabilityResendsTakenRequest(t *testing.T) {
 	requireRoot(t)
-	if !kernelAtLeast(t, 6, 9) {
-		t.Skip("FUSE_NOTIFY_RESEND needs Linux 6.9; on older kernels such a reader waits until interrupted (docs/reliability.md)")
-	}
-	marker := filepath.Join(t.TempDir(), "stall")
-	t.Setenv("LXCFS_FUSED_TEST_STALL", marker)
-	d := startDaemon(t, fusedBin, "")
-	_, worker, _ := fusedState(t, d)
-	if err := os.WriteFile(marker, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	type result struct {
-		b   []byte
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		b, err := os.ReadFile(filepath.Join(d.mp, "proc/loadavg"))
-		done <- result{b, err}
-	}()
-	// The worker took the request when the marker is gone.
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		if _, err := os.Stat(marker); os.IsNotExist(err) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the worker never took the read")
-		}
-	}
-	select {
-	case r := <-done:
-		t.Fatalf("read answered by a stalled worker: %q, %v", r.b, r.err)
-	case <-time.After(100 * time.Millisecond):
-	}
-	syscall.Kill(worker, syscall.SIGKILL)
-	select {
-	case r := <-done:
-		if r.err != nil || len(strings.Fields(string(r.b))) != 5 {
-			t.Errorf("read held by the killed worker: %q, %v; want a loadavg line", r.b, r.err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("read held by the killed worker still unanswered 30s later: the request was not resent")
+	for _, tc := range []struct {
+		name    string
+		journal bool
+	}{
+		{"kernel resend", false},
+		{"journal", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if !tc.journal && !kernelAtLeast(t, 6, 9) {
+				t.Skip("FUSE_NOTIFY_RESEND needs Linux 6.9; the journal case covers older kernels")
+			}
+			if tc.journal {
+				t.Setenv("LXCFS_FUSED_TEST_NO_RESEND", "1")
+			}
+			marker := filepath.Join(t.TempDir(), "stall")
+			t.Setenv("LXCFS_FUSED_TEST_STALL", marker)
+			// No render timeout: the stalled read stays the worker's until
+			// the kill, however slow the machine.
+			d := startDaemon(t, fusedBin, "", "--read-timeout", "0")
+			_, worker, _ := fusedState(t, d)
+			if err := os.WriteFile(marker, nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			type result struct {
+				b   []byte
+				err error
+			}
+			done := make(chan result, 1)
+			go func() {
+				b, err := os.ReadFile(filepath.Join(d.mp, "proc/loadavg"))
+				done <- result{b, err}
+			}()
+			// The worker took the request when the marker is gone.
+			for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+				if _, err := os.Stat(marker); os.IsNotExist(err) {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("the worker never took the read")
+				}
+			}
+			select {
+			case r := <-done:
+				t.Fatalf("read answered by a stalled worker: %q, %v", r.b, r.err)
+			case <-time.After(100 * time.Millisecond):
+			}
+			syscall.Kill(worker, syscall.SIGKILL)
+			select {
+			case r := <-done:
+				if r.err != nil || len(strings.Fields(string(r.b))) != 5 {
+					t.Errorf("read held by the killed worker: %q, %v; want a loadavg line", r.b, r.err)
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatal("read held by the killed worker still unanswered 30s later: the request was not resent")
+			}
+			// The mechanism that answered is the one the test meant.
+			log := readFile(t, d.logPath)
+			if replayed := strings.Contains(log, "journal: answered the requests a dead worker left"); replayed != tc.journal {
+				t.Errorf("answered from the journal: %v, want %v; log:\n%s", replayed, tc.journal, log)
+			}
+			if got, want := fusedStatus(t, d).Kernel.NotifyResend, map[bool]string{false: "yes", true: "journal"}[tc.journal]; !strings.HasPrefix(got, want) {
+				t.Errorf("status notify_resend %q, want %s...", got, want)
+			}
+		})
 	}
 }
 
@@ -526,6 +553,33 @@ func TestReliabilitySystemdFDStore(t *testing.T) {
 	if !strings.HasPrefix(name, "lxcfs-fuse-") {
 		t.Fatalf("stored fd named %q", name)
 	}
+	// Where the kernel has no FUSE_NOTIFY_RESEND the request journal is
+	// stored too (before the first worker started, so it is queued by now):
+	// systemd hands back everything stored.
+	names, files := []string{name}, []*os.File{stored}
+	for {
+		buf, oob := make([]byte, 512), make([]byte, 128)
+		n, oobn, _, _, err := syscall.Recvmsg(fd, buf, oob, syscall.MSG_DONTWAIT)
+		if err != nil {
+			break
+		}
+		msgs, _ := syscall.ParseSocketControlMessage(oob[:oobn])
+		for _, m := range msgs {
+			if fds, err := syscall.ParseUnixRights(&m); err == nil && len(fds) == 1 {
+				f := os.NewFile(uintptr(fds[0]), "stored")
+				defer f.Close()
+				for _, l := range strings.Split(string(buf[:n]), "\n") {
+					if v, ok := strings.CutPrefix(l, "FDNAME="); ok {
+						names, files = append(names, v), append(files, f)
+					}
+				}
+			}
+		}
+	}
+	journaled := strings.HasPrefix(fusedStatus(t, d1).Kernel.NotifyResend, "journal")
+	if journaled != slices.Contains(names, "lxcfs-journal") {
+		t.Fatalf("stored %v; the request journal is in use: %v", names, journaled)
+	}
 
 	stop := make(chan struct{})
 	var (
@@ -572,8 +626,8 @@ func TestReliabilitySystemdFDStore(t *testing.T) {
 	defer logFile.Close()
 	cmd := exec.Command("sh", "-c", `LISTEN_PID=$$ exec "$0" "$@"`, fusedBin,
 		"--mountpoint", d1.mp, "--state-dir", d1.stateDir)
-	cmd.Env = append(os.Environ(), "LISTEN_FDS=1", "LISTEN_FDNAMES="+name)
-	cmd.ExtraFiles = []*os.File{stored}
+	cmd.Env = append(os.Environ(), "LISTEN_FDS="+strconv.Itoa(len(files)), "LISTEN_FDNAMES="+strings.Join(names, ":"))
+	cmd.ExtraFiles = files
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -607,6 +661,8 @@ func TestReliabilitySystemdFDStore(t *testing.T) {
 	}
 	if log := readFile(t, logPath); !strings.Contains(log, "taken back from the systemd fd store") {
 		t.Errorf("second daemon did not adopt the stored connection:\n%s", log)
+	} else if journaled && !strings.Contains(log, "request journal taken back from the systemd fd store") {
+		t.Errorf("second daemon did not adopt the stored request journal:\n%s", log)
 	}
 	t.Logf("%d reads across a supervisor kill and an fd-store restart, %d failed", reads.Load(), len(failures))
 }

@@ -96,8 +96,8 @@ func newApp() *cli.App {
 				Description: `Reads STATE-DIR/fused.json and the counters the daemon keeps beside it
    (fused.stats, hook.counts) and prints the daemon's version, mountpoint,
    supervisor and worker pids, generation (upgrades), how it holds the FUSE
-   connection, the kernel features it uses (FUSE_NOTIFY_RESEND, FOPEN_NOFLUSH,
-   INIT flags), the containers it serves, worker restarts, remounts, errors
+   connection, the kernel features it uses (FUSE_NOTIFY_RESEND or the
+   request journal, FOPEN_NOFLUSH, INIT flags), the containers it serves, worker restarts, remounts, errors
    since the start (render errors, host fallbacks by reason, worker deaths,
    failed remounts), opens and reads per file, and hook outcomes. Exits 1
    when no daemon runs with that state directory.`,

@@ -4,6 +4,9 @@ package main
 
 import (
 	"os"
+	"syscall"
+
+	"bazil.org/fuse"
 
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/content"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/fusefs"
@@ -24,6 +27,18 @@ const stallEnv = "LXCFS_FUSED_TEST_STALL"
 // answer removes it and never completes, as a worker killed mid-answer would
 // leave it.
 const stallSysinfoEnv = "LXCFS_FUSED_TEST_STALL_SYSINFO"
+
+// noResendEnv, when set, makes the supervisor take the kernel for one
+// without FUSE_NOTIFY_RESEND, so the request journal is tested on kernels
+// that have it.
+const noResendEnv = "LXCFS_FUSED_TEST_NO_RESEND"
+
+func notifyResend(conn *fuse.Conn) error {
+	if os.Getenv(noResendEnv) != "" {
+		return syscall.EINVAL
+	}
+	return conn.NotifyResend()
+}
 
 func withStall(files *content.Files) fusefs.Renderer {
 	if marker := os.Getenv(stallEnv); marker != "" {

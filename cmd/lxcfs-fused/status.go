@@ -31,8 +31,10 @@ type features struct {
 	// InitFlags are the flags of the INIT exchange (kernel and daemon).
 	InitFlags []string `json:"init_flags"`
 	// NotifyResend: "yes" when the kernel queues again what a dead worker
-	// had taken (Linux 6.9), "no" when it refused, "expected" or
-	// "unavailable" by the kernel's version until a resend was tried.
+	// had taken (Linux 6.9), "journal" when it has no such notification
+	// and lxcfs-fused's request journal answers instead, "no" when it
+	// refused, "expected" or "unavailable" by the kernel's version until a
+	// resend was tried.
 	NotifyResend string `json:"notify_resend"`
 	// OpenNoFlush: FOPEN_NOFLUSH (Linux 5.14) spares a FLUSH per close.
 	OpenNoFlush bool `json:"open_noflush"`
@@ -65,6 +67,8 @@ func resendState(release string, tried uint64) string {
 		return "yes"
 	case supervise.ResendMissing:
 		return "no (refused by the kernel)"
+	case supervise.ResendJournal:
+		return "journal (the kernel has none; lxcfs-fused's request journal answers what a dead worker held)"
 	}
 	if kernelAtLeast(release, 6, 9) {
 		return "expected (Linux 6.9+; not needed yet)"

@@ -44,6 +44,7 @@ func TestResendState(t *testing.T) {
 	}{
 		{"6.18.0", supervise.ResendWorks, "yes"},
 		{"6.18.0", supervise.ResendMissing, "no (refused by the kernel)"},
+		{"6.1.0", supervise.ResendJournal, "journal (the kernel has none; lxcfs-fused's request journal answers what a dead worker held)"},
 		{"6.18.0", 0, "expected (Linux 6.9+; not needed yet)"},
 		{"6.1.0", 0, "unavailable (Linux < 6.9)"},
 	} {

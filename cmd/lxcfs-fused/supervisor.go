@@ -19,6 +19,7 @@ import (
 
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/edit"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/fusefs"
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/journal"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/metrics"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/remount"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/sdnotify"
@@ -80,7 +81,14 @@ func superviseCmd(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	jf, jbank, err := requestJournal(conn, how, stored, fromStore, c.Int("workers"), log)
+	if err != nil {
+		return err
+	}
 	counts := openStats(stateDir, files.List(), how == howUpgrade, log)
+	if jf == nil && how != howUpgrade {
+		counts.Set(stats.NotifyResend, supervise.ResendWorks) // requestJournal's resend was accepted
+	}
 	// An exec (upgrade) keeps both the pid and its start time.
 	start, _ := remount.StartTicks(os.Getpid())
 	base := state{Pid: os.Getpid(), PidStart: start, Mountpoint: mp, Version: version.String(), Started: counts.Created(),
@@ -120,9 +128,11 @@ func superviseCmd(c *cli.Context) error {
 			s.Worker, s.Generation = worker, gen
 			writeState(stateDir, s, log)
 		},
-		Stats:   counts,
-		Sysinfo: si,
-		ProcDir: "/proc",
+		Stats:       counts,
+		Sysinfo:     si,
+		ProcDir:     "/proc",
+		Journal:     jf,
+		JournalBank: jbank,
 	}
 	// The counters stay mapped until the process exits: a scrape may still
 	// be reading them.
@@ -198,6 +208,69 @@ func acquire(mp string, fromStore map[string]*os.File, log *slog.Logger) (conn *
 		stored = true
 	}
 	return conn, "mounted", stored, nil
+}
+
+// journalStoreName names the request journal in systemd's fd store.
+const journalStoreName = "lxcfs-journal"
+
+// requestJournal decides how requests a dead worker held get answered: by
+// the kernel (FUSE_NOTIFY_RESEND, Linux 6.9+) or, where it has none, by the
+// request journal (pkg/journal), returned here with the bank its current
+// worker uses (after an upgrade). Only one of them runs: both would answer
+// each such request twice. The kernel is asked once to resend: on a fresh
+// mount nothing is in flight, and on a connection taken back from the fd
+// store that resend is needed anyway.
+func requestJournal(conn *fuse.Conn, how string, stored bool, fromStore map[string]*os.File, workers int, log *slog.Logger) (*os.File, int, error) {
+	if how == howUpgrade {
+		f, bank, err := supervise.JournalFromEnv()
+		if err != nil || f != nil || kernelAtLeast(kernelRelease(), 6, 9) {
+			// None: the previous binary used the kernel's resend. Its
+			// worker still serves, so the kernel is not asked again.
+			return f, bank, err
+		}
+		// The previous binary predates the journal on a kernel without
+		// resend: what its worker holds at retirement is lost as before,
+		// but this binary's workers journal from now on.
+		f, err = journal.Create(fusefs.JournalSlots(workers), fuse.ReadBufferSize())
+		if err != nil {
+			log.Warn("no request journal: requests a dead worker held will not be answered", "err", err)
+			return nil, 0, nil
+		}
+		return f, 0, nil
+	}
+	old := fromStore[journalStoreName]
+	err := notifyResend(conn)
+	if err == nil {
+		if old != nil { // stored by a build that had no resend (a kernel since upgraded)
+			old.Close()
+			sdnotify.Remove(journalStoreName)
+		}
+		return nil, 0, nil
+	}
+	if !errors.Is(err, syscall.EINVAL) && !errors.Is(err, syscall.ENOSYS) {
+		log.Warn("FUSE_NOTIFY_RESEND failed; answering from the request journal instead", "err", err)
+	}
+	if old != nil {
+		j, jerr := journal.Open(old, 0)
+		if jerr == nil {
+			j.Close()
+			log.Info("request journal taken back from the systemd fd store: answering what the previous process left")
+			return old, 0, nil
+		}
+		log.Warn("ignoring the request journal from the service manager", "err", jerr)
+		old.Close()
+	}
+	f, err := journal.Create(fusefs.JournalSlots(workers), fuse.ReadBufferSize())
+	if err != nil {
+		return nil, 0, fmt.Errorf("the kernel has no FUSE_NOTIFY_RESEND (Linux 6.9+), and %w", err)
+	}
+	log.Info("kernel has no FUSE_NOTIFY_RESEND (Linux 6.9+): requests a dead worker held are answered from the request journal")
+	if stored || how == howFDStore {
+		if _, err := sdnotify.Store(journalStoreName, f); err != nil {
+			log.Warn("cannot keep the request journal in the systemd fd store; reads in flight when the whole daemon is restarted will hang", "err", err)
+		}
+	}
+	return f, 0, nil
 }
 
 // isFUSEDevice checks that f is /dev/fuse (character device 10:229): a

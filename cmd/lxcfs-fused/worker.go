@@ -128,6 +128,9 @@ func workerCmd(c *cli.Context) error {
 	tree.CacheTTL = c.Duration("cache-ttl")
 	// A predecessor's cached pages are forgotten before this worker serves.
 	tree.Known = resolver.IDs
+	if tree.Journal, tree.Leftovers, err = supervise.AdoptJournal(); err != nil {
+		return err
+	}
 
 	if path := c.String("cpuprofile"); path != "" {
 		f, err := os.Create(path)

@@ -23,6 +23,7 @@ import (
 
 	"bazil.org/fuse"
 
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/journal"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/stats"
 )
 
@@ -144,6 +145,12 @@ type FS struct {
 	// connection before this one may have left in the kernel's cache:
 	// with CacheTTL set, Serve has the kernel forget them first.
 	Known func() []uint32
+	// Journal, when set before Serve, keeps every request read in memory
+	// the supervisor holds until it is answered, and Leftovers yields the
+	// requests dead workers left unanswered, which Serve answers (see
+	// journal.go).
+	Journal   *journal.Journal
+	Leftovers <-chan []journal.Entry
 
 	held atomic.Int64 // snapshot bytes kept, see Held
 	kc   *kcache      // the serving connection's cache, for tests

@@ -226,6 +226,7 @@ func (f *FS) Serve(conn *fuse.Conn, workers int) error {
 	for range workers {
 		s.spawn()
 	}
+	go s.replayLeftovers()
 	// Every reading goroutine, replacements included, ends only when the
 	// connection does; one that was replaced ends early and is not a sign
 	// of it.
@@ -252,7 +253,7 @@ func (s *server) spawn() {
 
 func (s *server) loop() error {
 	for {
-		req, err := s.conn.ReadRequest()
+		req, err := s.next()
 		switch {
 		case err == nil:
 		case errors.Is(err, io.EOF), errors.Is(err, syscall.ENODEV):

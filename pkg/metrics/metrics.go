@@ -76,6 +76,7 @@ var (
 	descUpgrades   = prometheus.NewDesc(ns+"upgrades_total", "Upgrades: the binary re-executed with the connection kept.", nil, nil)
 	descRemounts   = prometheus.NewDesc(ns+"remounts_total", "Containers whose dead views the daemon re-attached at start, by result.", []string{"result"}, nil)
 	descHook       = prometheus.NewDesc(ns+"hook_outcomes_total", "lxcfs-hook runs by outcome, counted by the hooks themselves in the state directory (since it was made: on tmpfs, since boot).", []string{"outcome"}, nil)
+	descRecovery   = prometheus.NewDesc(ns+"held_request_recovery", "How requests a dead worker had read but not answered get answered (value 1): kernel (FUSE_NOTIFY_RESEND, Linux 6.9+), journal (lxcfs-fused's request journal, older kernels), none (neither: such readers wait forever), unknown (not decided yet).", []string{"mechanism"}, nil)
 	descScrapeErr  = prometheus.NewDesc(ns+"scrape_errors", "Problems reading a source at this scrape (hook counters, container records).", []string{"source"}, nil)
 )
 
@@ -91,7 +92,7 @@ func NewRegistry(src Source) *prometheus.Registry {
 
 func (collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descBuild, descStart, descOpens, descReads, descRenderErr, descFallbacks,
-		descLatency, descContainers, descStarts, descRestarts, descUpgrades, descRemounts, descHook, descScrapeErr} {
+		descLatency, descContainers, descStarts, descRestarts, descUpgrades, descRemounts, descHook, descRecovery, descScrapeErr} {
 		ch <- d
 	}
 }
@@ -134,6 +135,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	emit(descUpgrades, prometheus.CounterValue, float64(snap.Counters[stats.Upgrades]))
 	emit(descRemounts, prometheus.CounterValue, float64(snap.Counters[stats.RemountReattached]), "reattached")
 	emit(descRemounts, prometheus.CounterValue, float64(snap.Counters[stats.RemountFailed]), "failed")
+	emit(descRecovery, prometheus.GaugeValue, 1, recovery(snap.Counters[stats.NotifyResend]))
 
 	n, errs := remount.CountLive(c.src.StateDir, c.src.Mountpoint)
 	emit(descContainers, prometheus.GaugeValue, float64(n))
@@ -206,4 +208,17 @@ func (s *Server) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	return s.srv.Shutdown(ctx)
+}
+
+// recovery names the stats.NotifyResend value (supervise.Resend*).
+func recovery(v uint64) string {
+	switch v {
+	case 1:
+		return "kernel"
+	case 2:
+		return "none"
+	case 3:
+		return "journal"
+	}
+	return "unknown"
 }

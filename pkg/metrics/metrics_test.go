@@ -66,6 +66,7 @@ func TestCollect(t *testing.T) {
 	region.Fallback("proc/meminfo", stats.ViewError)
 	region.Add(stats.WorkerDeaths, 2)
 	region.Add(stats.Upgrades, 1)
+	region.Set(stats.NotifyResend, 3) // supervise.ResendJournal
 	if err := stats.CountHook(dir, stats.Served); err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +92,7 @@ lxcfs_oci_build_info{version="v-test"} 1
 		"lxcfs_oci_upgrades_total", "lxcfs_oci_containers_served", "lxcfs_oci_build_info"); err != nil {
 		t.Error(err)
 	}
-	out, err := testutil.CollectAndFormat(collector{Source{Stats: region, StateDir: dir, Version: "v"}}, expfmt.TypeTextPlain, "lxcfs_oci_host_fallbacks_total", "lxcfs_oci_hook_outcomes_total", "lxcfs_oci_request_duration_seconds")
+	out, err := testutil.CollectAndFormat(collector{Source{Stats: region, StateDir: dir, Version: "v"}}, expfmt.TypeTextPlain, "lxcfs_oci_host_fallbacks_total", "lxcfs_oci_hook_outcomes_total", "lxcfs_oci_request_duration_seconds", "lxcfs_oci_held_request_recovery")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,6 +104,7 @@ lxcfs_oci_build_info{version="v-test"} 1
 		`lxcfs_oci_request_duration_seconds_bucket{op="read",le="2.5e-05"} 2`,
 		`lxcfs_oci_request_duration_seconds_bucket{op="read",le="1e-05"} 0`,
 		`lxcfs_oci_request_duration_seconds_count{op="open"} 1`,
+		`lxcfs_oci_held_request_recovery{mechanism="journal"} 1`,
 	} {
 		if !strings.Contains(string(out), line+"\n") {
 			t.Errorf("missing %s in:\n%s", line, out)

@@ -134,6 +134,12 @@ type Supervisor struct {
 	// Stats, when set, counts worker starts and deaths, upgrades and
 	// whether the kernel has FUSE_NOTIFY_RESEND.
 	Stats *stats.Region
+	// Journal, when set, is the request journal (pkg/journal) that answers
+	// what a dead worker held, for kernels without FUSE_NOTIFY_RESEND; the
+	// kernel's resend is then not asked for. JournalBank is the bank the
+	// inherited worker serves from, after an upgrade.
+	Journal     *os.File
+	JournalBank int
 
 	worker     *exec.Cmd
 	started    time.Time
@@ -143,6 +149,7 @@ type Supervisor struct {
 	// upgrade; a second upgrade waits for it (see upgrade).
 	retiring   sync.WaitGroup
 	resendWarn bool
+	bank       int // the journal bank the current worker reads into
 }
 
 // sysinfoSweep is how often containers whose tasks all exited are dropped.
@@ -166,8 +173,24 @@ func (s *Supervisor) Run() error {
 	os.Unsetenv(EnvOldWorker)
 	os.Unsetenv(EnvGeneration)
 
-	if err := s.start(); err != nil {
+	// The previous binary's worker still serves from its bank; the new
+	// one answers what is left there once it has exited.
+	var after *os.File
+	if old > 0 && s.Journal != nil {
+		s.bank = 1 - s.JournalBank
+		if fd, err := unix.PidfdOpen(old, 0); err == nil {
+			after = os.NewFile(uintptr(fd), "pidfd")
+		}
+	}
+	err := s.start(after)
+	if after != nil {
+		after.Close()
+	}
+	if err != nil {
 		return err
+	}
+	if s.Journal != nil {
+		s.Stats.Set(stats.NotifyResend, ResendJournal)
 	}
 	if old > 0 {
 		s.Stats.Add(stats.Upgrades, 1)
@@ -196,7 +219,7 @@ func (s *Supervisor) Run() error {
 		case <-sweep:
 			s.Sysinfo.sweep()
 		case err := <-s.workerDone:
-			if s.worker.ProcessState != nil && s.worker.ProcessState.ExitCode() == ExitUnmounted {
+			if errors.Is(err, errWorkerUnmounted) {
 				return ErrUnmounted
 			}
 			if s.Sysinfo != nil {
@@ -213,7 +236,14 @@ func (s *Supervisor) Run() error {
 			if quickDeaths >= 3 {
 				time.Sleep(restartPause)
 			}
-			if err := s.start(); err != nil {
+			if s.Journal != nil {
+				// The next worker reads into the bank the dead one did not
+				// and answers what it left; a previous binary's worker
+				// still retiring must be gone first, as it owns that bank.
+				s.retiring.Wait()
+				s.bank = 1 - s.bank
+			}
+			if err := s.start(nil); err != nil {
 				s.Log.Error("cannot start a serving worker; retrying", "err", err)
 				time.Sleep(restartPause)
 				go func() { s.workerDone <- err }()
@@ -233,12 +263,23 @@ func (s *Supervisor) Run() error {
 	}
 }
 
-// start runs a new worker on the connection's file, passed as fd 3.
-func (s *Supervisor) start() error {
+// start runs a new worker on the connection's file, passed as fd 3, and
+// the journal, if any, reading into bank s.bank; after, when set, is a
+// pidfd of the worker still serving the other bank.
+func (s *Supervisor) start(after *os.File) error {
 	cmd := exec.Command(s.Exe, s.WorkerArgs...)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	cmd.ExtraFiles = []*os.File{s.Conn.File()}
 	cmd.Env = append(os.Environ(), EnvConn+"="+EncodeConn(3, s.Conn.Protocol(), s.Conn.Features()))
+	if s.Journal != nil {
+		cmd.ExtraFiles = append(cmd.ExtraFiles, s.Journal)
+		afterFd := -1
+		if after != nil {
+			cmd.ExtraFiles = append(cmd.ExtraFiles, after)
+			afterFd = 5
+		}
+		cmd.Env = append(cmd.Env, EnvJournal+"="+encodeJournal(4, s.bank, afterFd))
+	}
 	if s.Sysinfo != nil {
 		files, env, err := s.Sysinfo.workerFiles(3 + len(cmd.ExtraFiles))
 		if err != nil {
@@ -257,7 +298,26 @@ func (s *Supervisor) start() error {
 	s.Stats.Add(stats.WorkerStarts, 1)
 	done := make(chan error, 1)
 	s.workerDone = done
-	go func() { done <- cmd.Wait() }()
+	exited := make(chan struct{})
+	go func() {
+		err := cmd.Wait()
+		if cmd.ProcessState != nil && cmd.ProcessState.ExitCode() == ExitUnmounted {
+			err = errWorkerUnmounted
+		}
+		close(exited)
+		select {
+		case done <- err:
+		default: // reported dying already
+		}
+	}()
+	go func() {
+		if waitDying(cmd.Process.Pid, exited) {
+			select {
+			case done <- errWorkerDying:
+			default:
+			}
+		}
+	}()
 	s.Log.Info("serving worker started", "pid", cmd.Process.Pid, "generation", s.generation)
 	if s.State != nil {
 		s.State(cmd.Process.Pid, s.generation)
@@ -266,9 +326,13 @@ func (s *Supervisor) start() error {
 }
 
 // resend asks the kernel to queue again what a dead worker had read but not
-// answered. Kernels before 6.9 lack it: those readers wait until their
-// request is interrupted (a signal), which is documented.
+// answered. Kernels before 6.9 lack it: there the journal (s.Journal)
+// does that job, in the next worker, and the kernel is not asked.
 func (s *Supervisor) resend() {
+	if s.Journal != nil {
+		s.Stats.Set(stats.NotifyResend, ResendJournal)
+		return
+	}
 	err := s.Conn.NotifyResend()
 	switch {
 	case err == nil:
@@ -277,7 +341,7 @@ func (s *Supervisor) resend() {
 		s.Stats.Set(stats.NotifyResend, ResendMissing)
 		if !s.resendWarn {
 			s.resendWarn = true
-			s.Log.Warn("kernel has no FUSE_NOTIFY_RESEND (Linux 6.9+): a read the dead worker had taken is not answered until its reader is interrupted")
+			s.Log.Warn("kernel has no FUSE_NOTIFY_RESEND (Linux 6.9+) and no request journal was set up: a read the dead worker had taken is never answered")
 		}
 	default:
 		s.Log.Warn("FUSE_NOTIFY_RESEND failed", "err", err)
@@ -288,6 +352,7 @@ func (s *Supervisor) resend() {
 const (
 	ResendWorks   = 1
 	ResendMissing = 2
+	ResendJournal = 3 // the kernel has none; the request journal answers instead
 )
 
 // retire stops the worker of the previous binary once the new one serves,
@@ -301,11 +366,21 @@ func (s *Supervisor) retire(pid int) {
 	// It is our child (the pid survived the exec), so we can reap it.
 	done := make(chan struct{})
 	go func() { p.Wait(); close(done) }()
+	dying := make(chan struct{})
+	go func() {
+		if waitDying(pid, done) {
+			close(dying)
+		}
+	}()
 	select {
 	case <-done:
 	case <-time.After(2 * time.Second):
 		p.Kill()
-		<-done
+		select {
+		case <-done:
+		case <-dying:
+		}
+	case <-dying:
 	}
 	s.Log.Info("previous serving worker retired", "pid", pid)
 	if s.Sysinfo != nil {
@@ -342,6 +417,16 @@ func (s *Supervisor) upgrade() {
 			return
 		}
 		env = append(env, EnvSysinfo+"="+v)
+	}
+	if s.Journal != nil {
+		jfd := int(s.Journal.Fd())
+		if _, err := unix.FcntlInt(uintptr(jfd), unix.F_SETFD, 0); err != nil {
+			s.Log.Error("upgrade: cannot keep the request journal open across exec; the running binary keeps serving", "err", err)
+			unix.CloseOnExec(fd)
+			return
+		}
+		defer unix.CloseOnExec(jfd)
+		env = append(env, EnvJournal+"="+encodeJournal(jfd, s.bank, -1))
 	}
 	s.Log.Info("upgrading: executing the binary again with the FUSE connection kept", "exe", s.Exe, "generation", s.generation+1)
 	err := syscall.Exec(s.Exe, os.Args, env)
@@ -393,4 +478,52 @@ func WatchParent(log *slog.Logger) {
 			}
 		}
 	}()
+}
+
+var (
+	errWorkerUnmounted = errors.New("the worker found the connection ended")
+	errWorkerDying     = errors.New("killed; a thread of it is still held in the kernel")
+)
+
+// waitDying reports true when the process pid is dying but cannot finish:
+// its main thread has exited (a Go program's main thread exits only with
+// the process) and other threads remain for longer than a request takes.
+// That happens when a worker is killed while a thread of it waits in the
+// kernel for a page that a reader holds locked until its READ is answered
+// (a size store, NOTIFY_STORE): only the next worker can answer it, so the
+// next one must start before the dying one is reaped. false when exited
+// closes first.
+func waitDying(pid int, exited <-chan struct{}) bool {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	seen := 0
+	for {
+		select {
+		case <-exited:
+			return false
+		case <-t.C:
+		}
+		if leaderExited(pid) {
+			seen++
+		} else {
+			seen = 0
+		}
+		if seen >= 3 {
+			return true
+		}
+	}
+}
+
+// leaderExited says whether the main thread of pid has exited (state Z or
+// X in /proc/PID/stat).
+func leaderExited(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 || i+2 >= len(b) {
+		return false
+	}
+	return b[i+2] == 'Z' || b[i+2] == 'X'
 }

@@ -58,7 +58,7 @@ hook-runc;;^(TestHookRunc|TestHookHostile|TestHookLXCFSBackend);420s
 hook-crun;LXCFS_OCI_TEST_RUNTIME=crun;^(TestHookRunc|TestHookHostile);420s
 podman;;^TestPodmanHooksDir\$;420s
 load;LOAD_SECONDS=${LOAD_SECONDS:-5};^TestLoadManyContainers\$;300s
-reliability;;^TestReliability;600s
+reliability;;^TestReliability;900s
 sysinfo;;^TestSysinfo;420s
 GROUPS
 awk -F';' -v OFS=';' -v re="${VM_GROUPS:-.}" -v t="${VM_GROUP_TIMEOUT:-}" \

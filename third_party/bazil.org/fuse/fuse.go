@@ -435,6 +435,12 @@ func getMessage(c *Conn) *message {
 }
 
 func putMessage(m *message) {
+	if m.done != nil { // lxcfs-oci: see ReadRequestInto
+		done := m.done
+		m.done = nil
+		done()
+		return
+	}
 	m.buf = m.buf[:bufSize]
 	m.conn = nil
 	m.off = 0
@@ -447,6 +453,7 @@ type message struct {
 	buf  []byte    // all bytes
 	hdr  *inHeader // header
 	off  int       // offset for reading additional fields
+	done func()    // lxcfs-oci: buf is the caller's (ReadRequestInto); called instead of pooling
 }
 
 func (m *message) len() uintptr {
@@ -568,6 +575,12 @@ func (c *Conn) ReadRequest() (Request, error) {
 	c.rio.RLock()
 	n, err := syscall.Read(c.fd(), m.buf)
 	c.rio.RUnlock()
+	return c.parseMessage(m, n, err)
+}
+
+// parseMessage turns the n bytes read into m into a Request (lxcfs-oci:
+// split from ReadRequest for handover_linux.go's ReadRequestInto).
+func (c *Conn) parseMessage(m *message, n int, err error) (Request, error) {
 	if err != nil && err != syscall.ENODEV {
 		putMessage(m)
 		return nil, err

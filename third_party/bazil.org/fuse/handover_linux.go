@@ -88,3 +88,34 @@ func (r *ReadRequest) RespondData(data []byte) {
 	}
 	putMessage(r.msg)
 }
+
+// ReadBufferSize is the size of buffer ReadRequestInto needs: the kernel
+// refuses a read into less than the largest request it may send.
+func ReadBufferSize() int { return bufSize }
+
+// ReadRequestInto is ReadRequest reading into buf, memory the caller owns
+// (at least ReadBufferSize bytes), instead of a pooled buffer: the request's
+// bytes are in the caller's memory the moment read(2) returns, with no
+// window in which only this process knows of them. done is called once the
+// request has been answered (after the reply was written), needs no answer,
+// or could not be read or parsed; until then buf must not be reused.
+func (c *Conn) ReadRequestInto(buf []byte, done func()) (Request, error) {
+	m := &message{conn: c, buf: buf, hdr: (*inHeader)(unsafe.Pointer(&buf[0])), done: done}
+	c.rio.RLock()
+	n, err := unix.Read(c.fd(), buf)
+	c.rio.RUnlock()
+	return c.parseMessage(m, n, err)
+}
+
+// ParseRequest turns raw, the bytes of a request read earlier (possibly by
+// another process serving this connection), into a Request whose answer
+// goes to the kernel under the request's original unique ID. done is called
+// as in ReadRequestInto; raw must stay unchanged until then.
+func (c *Conn) ParseRequest(raw []byte, done func()) (Request, error) {
+	if len(raw) < inHeaderSize {
+		done()
+		return nil, fmt.Errorf("fuse: request of %d bytes is shorter than its header", len(raw))
+	}
+	m := &message{conn: c, buf: raw, hdr: (*inHeader)(unsafe.Pointer(&raw[0])), done: done}
+	return c.parseMessage(m, len(raw), nil)
+}
