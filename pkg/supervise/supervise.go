@@ -22,6 +22,7 @@ import (
 	"bazil.org/fuse"
 	"golang.org/x/sys/unix"
 
+	"github.com/lxcfs-oci/lxcfs-oci/internal/linux"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/fusefs"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/stats"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/sysinfo"
@@ -465,10 +466,7 @@ func WatchParent(log *slog.Logger) {
 	go func() {
 		fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
 		for {
-			_, err := unix.Poll(fds, -1)
-			if errors.Is(err, unix.EINTR) {
-				continue
-			}
+			_, err := linux.Poll(fds, -1)
 			if err == nil && fds[0].Revents != 0 {
 				log.Error("supervisor died; worker exiting", "ppid", ppid)
 				os.Exit(1)
