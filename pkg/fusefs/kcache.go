@@ -46,6 +46,7 @@ type centry struct {
 	who     uint32
 	expires time.Time
 	opened  atomic.Int64 // unix ns of the last open on it (or read from 0)
+	sized   atomic.Bool  // its size was stored in the kernel (see openCached)
 }
 
 // Invalidating a file's pages while a reader is part way through it would
@@ -269,6 +270,8 @@ func (s *server) cachedAttr(nr ref, e *centry, data []byte) fuse.Attr {
 // file is answered from its live entry (see readCached).
 func (s *server) openCached(r *fuse.OpenRequest, nr ref) (abandoned bool) {
 	start := time.Now()
+	var storeReplaced atomic.Bool
+	defer func() { abandoned = abandoned || storeReplaced.Load() }()
 	return s.entry(r, nr, func(e *centry, data []byte, err error) {
 		defer func() { nr.n.st.Observe(stats.OpOpen, time.Since(start)) }()
 		if err != nil {
@@ -276,6 +279,17 @@ func (s *server) openCached(r *fuse.OpenRequest, nr ref) (abandoned bool) {
 			nr.n.st.RenderError()
 			r.RespondError(errno(syscall.EIO))
 			return
+		}
+		// A sendfile or splice reader (busybox cat) copies up to the
+		// inode's size and never asks for it again, and an invalidation
+		// leaves the size as the last entry had it: a render that grew
+		// (uptime passing 10 s) was cut short. The first open of each
+		// entry stores its size, as uncached opens do (setSize); one that
+		// shrank is cut by its short read.
+		if e == nil || e.sized.CompareAndSwap(false, true) {
+			if s.setSize(nr, data) {
+				storeReplaced.Store(true)
+			}
 		}
 		s.kc.opening(e)
 		flags := fuse.OpenKeepCache | openNoFlush

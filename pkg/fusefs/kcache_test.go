@@ -219,6 +219,25 @@ func TestCacheSizes(t *testing.T) {
 		t.Fatal("no invalidation within 30s of the TTL passing")
 	}
 	check(1000)
+
+	// Grown after an expiry, and copied with sendfile before anything
+	// asks for the size (busybox cat on a growing uptime): the open must
+	// tell the kernel, which otherwise copies the previous render's
+	// length.
+	s.n.Store(4000)
+	clock.Add(ttl)
+	tree.kc.poke()
+	select {
+	case <-inval:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no invalidation within 30s of the TTL passing")
+	}
+	f := openRaw(t, own)
+	if got := sendfileAll(t, f); len(got) != 4000 {
+		t.Errorf("sendfile straight after the open of a grown render: %d bytes, want 4000", len(got))
+	}
+	f.Close()
+	check(4000)
 }
 
 // A process that takes the connection over has the kernel forget every file
