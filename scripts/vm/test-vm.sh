@@ -6,6 +6,10 @@
 #   VM_CACHE     kernel packages and initramfs, default /var/cache/lxcfs-oci-vm
 #   VM_GROUPS    regular expression of the groups below to run, default all
 #   LOAD_SECONDS the load test's duration in the VM, default 5
+#   VM_ACCEL     qemu's -accel, default tcg,thread=single: one host thread
+#                emulates both CPUs. Multi-threaded TCG is faster but
+#                crashed 6.12 guests (an int3 in code the kernel was
+#                patching) in 2 of 3 boots on a loaded machine.
 #   VM_GROUP_TIMEOUT  seconds, replaces every group's -test.timeout (to see
 #                what a hang looks like: VM_GROUPS=reliability VM_GROUP_TIMEOUT=60)
 # The guest's root is this machine's own root filesystem, read-only over 9p
@@ -90,7 +94,7 @@ for series in ${VM_KERNELS:-6.1 6.12}; do
 	for attempt in 1 2 3; do
 		echo "test-vm: booting $(basename "$kdir") (log $log, at most ${budget}s)" >&2
 		timeout -k 10 "$budget" qemu-system-x86_64 -nodefaults -no-reboot -display none -monitor none \
-			-cpu max -m 4096 -smp 2 -nic none -serial stdio \
+			-accel "${VM_ACCEL:-tcg,thread=single}" -cpu max -m 4096 -smp 2 -nic none -serial stdio \
 			-kernel "$kdir/vmlinuz" -initrd "$kdir/initrd.gz" \
 			-append "console=ttyS0 panic=-1 loglevel=4 LXCVM_GUEST=$here/guest.sh LXCVM_RUN=$run" \
 			-virtfs local,path=/,mount_tag=hostroot,security_model=passthrough,readonly=on,multidevs=remap \
