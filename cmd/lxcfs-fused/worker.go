@@ -121,6 +121,7 @@ func workerCmd(c *cli.Context) error {
 		return err
 	}
 	tree.Timeout = c.Duration("read-timeout")
+	tree.Triggers = c.Bool("psi-triggers")
 	tree.Stats = counts
 
 	if path := c.String("cpuprofile"); path != "" {

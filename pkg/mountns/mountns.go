@@ -252,7 +252,11 @@ func bindOne(rootFd *os.File, parents map[string]*os.File, m hook.Mount) (string
 		// namespace): leave it, and say so.
 		return "", fmt.Errorf("%s is not the bound view after the bind", m.Target)
 	}
-	if err := unix.Mount("", fdPath(top), "", roFlags, ""); err != nil {
+	flags := uintptr(roFlags)
+	if m.Writable {
+		flags &^= unix.MS_RDONLY
+	}
+	if err := unix.Mount("", fdPath(top), "", flags, ""); err != nil {
 		// A view that cannot be made read-only is removed rather than left
 		// writable.
 		_ = unix.Unmount(fdPath(top), unix.MNT_DETACH)
@@ -287,7 +291,11 @@ func attachClone(src, target *os.File, m hook.Mount) (done bool, err error) {
 		return true, fmt.Errorf("clone view %s: %w", m.Source, err)
 	}
 	defer unix.Close(tree)
-	err = unix.MountSetattr(tree, "", unix.AT_EMPTY_PATH, &unix.MountAttr{Attr_set: viewAttrs})
+	attrs := uint64(viewAttrs)
+	if m.Writable {
+		attrs &^= unix.MOUNT_ATTR_RDONLY
+	}
+	err = unix.MountSetattr(tree, "", unix.AT_EMPTY_PATH, &unix.MountAttr{Attr_set: attrs})
 	if errors.Is(err, unix.ENOSYS) {
 		return false, nil
 	}

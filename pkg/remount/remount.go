@@ -25,6 +25,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/hook"
 )
 
 // DefaultStateDir is where records live: tmpfs, so a reboot (which ends
@@ -241,7 +243,11 @@ func Reattach(r Record) (reattached, alive []string, err error) {
 			return nil, nil, fmt.Errorf("clone view %s (is lxcfs-fused serving %s?): %w", src, r.Root, err)
 		}
 		trees[t] = fd
-		if err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH, &unix.MountAttr{Attr_set: viewAttrs}); err != nil {
+		attrs := uint64(viewAttrs)
+		if hook.Writable(t) {
+			attrs &^= unix.MOUNT_ATTR_RDONLY // takes PSI triggers
+		}
+		if err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH, &unix.MountAttr{Attr_set: attrs}); err != nil {
 			return nil, nil, fmt.Errorf("make view %s read-only: %w", src, err)
 		}
 	}
