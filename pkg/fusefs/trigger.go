@@ -272,6 +272,9 @@ func (s *server) poll(r *fuse.PollRequest) {
 	defer tg.mu.Unlock()
 	if w, ok := r.Wakeup(); ok {
 		tg.wakeup, tg.polled = w, true
+		if pollScheduled != nil {
+			pollScheduled()
+		}
 	}
 	fds := []unix.PollFd{{Fd: int32(tg.file.Fd()), Events: unix.POLLIN | unix.POLLOUT | unix.POLLPRI}}
 	var rev fuse.PollEvents
@@ -292,6 +295,10 @@ func (s *server) poll(r *fuse.PollRequest) {
 	}
 	r.Respond(&fuse.PollResponse{REvents: rev})
 }
+
+// pollScheduled, when set (by tests), is called when a poller asks to be
+// woken.
+var pollScheduled func()
 
 // releaseTrigger drops the trigger of a handle being released.
 func (s *server) releaseTrigger(fh fuse.HandleID) { s.trig.remove(fh) }
