@@ -11,10 +11,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// psiSpec is the trigger the tests register: 100 ms of "some" CPU stall
-// within 2 s. The containers' root lacks CAP_SYS_RESOURCE, so the window is
-// a multiple of 2 s, as the kernel asks of unprivileged triggers.
-const psiSpec = "some 100000 2000000"
+// psiSpec is the trigger the tests register: 300 ms of "some" CPU stall
+// within 2 s. The busy container stalls for about half of the time or more
+// (two loops on one CPU with half a CPU's quota); an idle program waiting
+// for CPU on a loaded machine (sysmon's wake-ups) stays far below. The
+// containers' root lacks CAP_SYS_RESOURCE, so the window is a multiple of
+// 2 s, as the kernel asks of unprivileged triggers.
+const psiSpec = "some 300000 2000000"
 
 // requirePSI skips where the kernel keeps no pressure per cgroup: the
 // daemon serves /proc/pressure only where the host has it, and a trigger

@@ -50,6 +50,7 @@ podman;;^TestPodmanHooksDir\$;420s
 load;LOAD_SECONDS=${LOAD_SECONDS:-5};^TestLoadManyContainers\$;300s
 reliability;;^TestReliability;600s
 sysinfo;;^TestSysinfo;420s
+psi;;^TestPSI;300s
 GROUPS
 awk -F';' -v OFS=';' -v re="${VM_GROUPS:-.}" -v t="${VM_GROUP_TIMEOUT:-}" \
 	'$1 ~ re { if (t != "") $4 = t "s"; print }' "$run/groups.all" >"$run/groups.selected"
