@@ -133,7 +133,9 @@ func (s *server) writeTrigger(r *fuse.WriteRequest) {
 
 	f, err := s.fs.tr.Trigger(nr.n.name, who, int(r.Pid), r.Data)
 	if err == nil {
+		tg.mu.Lock()
 		tg.file = f
+		tg.mu.Unlock()
 		err = t.watch(tg)
 	}
 	if err != nil {
@@ -198,8 +200,12 @@ func (t *triggers) remove(fh fuse.HandleID) {
 		delete(t.perWho, tg.who)
 	}
 	t.mu.Unlock()
-	if tg.file != nil {
-		tg.file.Close()
+	tg.mu.Lock()
+	f := tg.file
+	tg.file = nil
+	tg.mu.Unlock()
+	if f != nil {
+		f.Close()
 	}
 }
 
@@ -259,7 +265,13 @@ func (s *server) poll(r *fuse.PollRequest) {
 	t.mu.Lock()
 	tg := t.byFH[r.Handle]
 	t.mu.Unlock()
-	if tg == nil || tg.file == nil {
+	var armed bool
+	if tg != nil {
+		tg.mu.Lock()
+		armed = tg.file != nil
+		tg.mu.Unlock()
+	}
+	if !armed {
 		nr, ok := s.fs.ref(r.Hdr().Node)
 		if ok && s.isTrigger(nr.n) {
 			r.Respond(&fuse.PollResponse{REvents: defaultPollMask | fuse.PollError | fuse.PollPriority})
@@ -275,6 +287,10 @@ func (s *server) poll(r *fuse.PollRequest) {
 		if pollScheduled != nil {
 			pollScheduled()
 		}
+	}
+	if tg.file == nil { // released meanwhile
+		r.Respond(&fuse.PollResponse{REvents: defaultPollMask | fuse.PollError | fuse.PollPriority})
+		return
 	}
 	fds := []unix.PollFd{{Fd: int32(tg.file.Fd()), Events: unix.POLLIN | unix.POLLOUT | unix.POLLPRI}}
 	var rev fuse.PollEvents
