@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"bazil.org/fuse"
@@ -284,8 +285,8 @@ func (s *server) poll(r *fuse.PollRequest) {
 	defer tg.mu.Unlock()
 	if w, ok := r.Wakeup(); ok {
 		tg.wakeup, tg.polled = w, true
-		if pollScheduled != nil {
-			pollScheduled()
+		if f := pollScheduled.Load(); f != nil {
+			(*f)()
 		}
 	}
 	if tg.file == nil { // released meanwhile
@@ -314,7 +315,7 @@ func (s *server) poll(r *fuse.PollRequest) {
 
 // pollScheduled, when set (by tests), is called when a poller asks to be
 // woken.
-var pollScheduled func()
+var pollScheduled atomic.Pointer[func()]
 
 // releaseTrigger drops the trigger of a handle being released.
 func (s *server) releaseTrigger(fh fuse.HandleID) { s.trig.remove(fh) }

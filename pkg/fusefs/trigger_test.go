@@ -136,8 +136,9 @@ func TestPSITriggerWritePollRelease(t *testing.T) {
 	// A poll waiting when the trigger fires is woken. (Fired once the
 	// poll waits: a trigger fired earlier answers the POLL itself.)
 	scheduled := make(chan struct{}, 16)
-	pollScheduled = func() { scheduled <- struct{}{} }
-	defer func() { pollScheduled = nil }()
+	notify := func() { scheduled <- struct{}{} }
+	pollScheduled.Store(&notify)
+	defer pollScheduled.Store(nil)
 	for len(scheduled) > 0 {
 		<-scheduled
 	}
