@@ -22,6 +22,7 @@ var (
 	// sysinfoProg calls sysinfo(2) in containers (testdata/sysinfoprog).
 	sysinfoProg string
 	holderBin   string // testdata/fdholder, static, run inside containers
+	psiProg     string // testdata/psiprog: registers PSI triggers in containers
 )
 
 // testVersion is the version the binaries are built with (as the Makefile
@@ -72,15 +73,17 @@ func run(m *testing.M) int {
 	nriBin = filepath.Join(dir, "lxcfs-nri")
 	sysinfoProg = filepath.Join(dir, "sysinfoprog")
 	holderBin = filepath.Join(dir, "fdholder")
+	psiProg = filepath.Join(dir, "psiprog")
 	// make test-vm builds them on the host, where Go builds are several
 	// times faster than in the emulated guest, and passes their directory.
 	if pre := os.Getenv(prebuiltEnv); pre != "" {
 		fusedBin, hookBin, nriBin = filepath.Join(pre, "lxcfs-fused"), filepath.Join(pre, "lxcfs-hook"), filepath.Join(pre, "lxcfs-nri")
 		hookCLIBin = filepath.Join(pre, "lxcfs-hook-cli")
 		sysinfoProg, holderBin = filepath.Join(pre, "sysinfoprog"), filepath.Join(pre, "fdholder")
+		psiProg = filepath.Join(pre, "psiprog")
 		return m.Run()
 	}
-	for bin, pkg := range map[string]string{fusedBin: "../cmd/lxcfs-fused", hookBin: "../cmd/lxcfs-hook", hookCLIBin: "../cmd/lxcfs-hook-cli", nriBin: "../cmd/lxcfs-nri", sysinfoProg: "./testdata/sysinfoprog", holderBin: "./testdata/fdholder"} {
+	for bin, pkg := range map[string]string{fusedBin: "../cmd/lxcfs-fused", hookBin: "../cmd/lxcfs-hook", hookCLIBin: "../cmd/lxcfs-hook-cli", nriBin: "../cmd/lxcfs-nri", sysinfoProg: "./testdata/sysinfoprog", holderBin: "./testdata/fdholder", psiProg: "./testdata/psiprog"} {
 		// Built as make build builds them (BUILD_TAGS and BUILD_ENV in the
 		// Makefile), plus the daemon's test-only stall switches.
 		cmd := exec.Command("go", "build", "-tags", testBuildTags,

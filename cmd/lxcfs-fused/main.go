@@ -73,6 +73,7 @@ func newApp() *cli.App {
 			&cli.StringFlag{Name: "metrics-address", Usage: "serve Prometheus metrics at http://ADDRESS/metrics (HOST:PORT, e.g. :" + metrics.DefaultPort + "); a bare :PORT listens on 127.0.0.1 only, name a host (0.0.0.0, a node address) to listen beyond it; off when empty", DefaultText: "off"},
 			&cli.BoolFlag{Name: "sysinfo", Value: true, Usage: "answer sysinfo(2) for containers whose config sends it to STATE-DIR/sysinfo.sock (seccomp user notification; lxcfs-hook inject --sysinfo or the wrapper's sysinfo setting write that)"},
 			&cli.DurationFlag{Name: "sysinfo-timeout", Value: 500 * time.Millisecond, Usage: "longest a sysinfo call waits for the container's figures before it runs for real (the host's figures)"},
+			&cli.BoolFlag{Name: "psi-triggers", Usage: "let programs in containers register PSI triggers on /proc/pressure/* (write a trigger, poll for POLLPRI) against their own cgroup, as LXCFS does; costs every poll of a served file a round trip to the daemon (Go programs poll every file they open)"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
 			&cli.StringFlag{Name: "cpuprofile", Hidden: true, Usage: "write the serving worker's CPU profile to this file when it stops (for make bench)"},
 		},

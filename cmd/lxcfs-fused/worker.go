@@ -124,6 +124,7 @@ func workerCmd(c *cli.Context) error {
 		return err
 	}
 	tree.Timeout = c.Duration("read-timeout")
+	tree.Triggers = c.Bool("psi-triggers")
 	tree.Stats = counts
 	tree.CacheTTL = c.Duration("cache-ttl")
 	// A predecessor's cached pages are forgotten before this worker serves.

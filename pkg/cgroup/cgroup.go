@@ -589,3 +589,23 @@ func (g *Group) Pressure(resource string) ([]byte, error) {
 	}
 	return out, nil
 }
+
+// OpenPressure opens the group's PSI file for resource for writing, to
+// register a trigger on it (see the kernel's Documentation/accounting/psi):
+// the kernel ties a trigger to the open file, which then polls POLLPRI.
+func (g *Group) OpenPressure(resource string) (*os.File, error) {
+	switch resource {
+	case "cpu", "memory", "io":
+	default:
+		return nil, fmt.Errorf("pressure: unknown resource %q", resource)
+	}
+	c, err := g.need("")
+	if err != nil {
+		return nil, fmt.Errorf("%s pressure: %w", resource, err)
+	}
+	f, err := os.OpenFile(filepath.Join(c.dir, resource+".pressure"), os.O_RDWR|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open %s pressure for a trigger: %w", resource, err)
+	}
+	return f, nil
+}

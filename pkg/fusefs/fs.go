@@ -132,6 +132,15 @@ type FS struct {
 	// SnapshotLimit and SnapshotTotal bound the bytes open files keep,
 	// per container and in all (0: DefaultSnapshotLimit, DefaultSnapshotTotal).
 	SnapshotLimit, SnapshotTotal int
+	// Triggers, when set before Serve and the Renderer is a Triggerer,
+	// lets programs register PSI triggers on its files (trigger.go).
+	// Off, POLL is answered ENOSYS, which the kernel takes as "never poll
+	// this connection"; on, every poll or epoll of any served file costs
+	// a round trip (Go programs epoll every file they open).
+	Triggers bool
+	// TriggerLimit and TriggerTotal bound the PSI triggers held, per
+	// container and in all (0: DefaultTriggerLimit, DefaultTriggerTotal).
+	TriggerLimit, TriggerTotal int
 	// Stats, when set before Serve, counts requests, their latency, render
 	// errors and timeouts per file.
 	Stats *stats.Region
@@ -161,6 +170,7 @@ type FS struct {
 	fb         Fallbacker // r, when it has a fallback
 	rc         Recycler   // r, when it takes answers back
 	sc         Scoper     // r, when it registers containers
+	tr         Triggerer  // r, when its files take PSI triggers
 	pt         Passthrough
 	ptState    ptState
 	log        *slog.Logger
@@ -181,6 +191,7 @@ func newFS(table, files []string, r Renderer, log *slog.Logger) (*FS, error) {
 	f.fb, _ = r.(Fallbacker)
 	f.rc, _ = r.(Recycler)
 	f.sc, _ = r.(Scoper)
+	f.tr, _ = r.(Triggerer)
 	f.pt, _ = r.(Passthrough)
 	f.ptState.nodes = map[uint64]*node{}
 	if f.sc != nil {
@@ -299,6 +310,9 @@ func (f *FS) attr(nr ref) fuse.Attr {
 		BlockSize: 4096,
 		// Attributes are not cached: a cached size would be one reader's.
 		Valid: 0,
+	}
+	if f.Triggers && f.tr != nil && !n.dir && !n.pt && f.tr.Triggerable(n.name) {
+		a.Mode = 0o644 // a PSI trigger is written (trigger.go)
 	}
 	if n.dir {
 		a.Mode = os.ModeDir | 0o555

@@ -34,7 +34,9 @@ func Mount(mountpoint string, log *slog.Logger) (*fuse.Conn, error) {
 		fuse.FSName(FSName),
 		fuse.Subtype(FSName),
 		fuse.AllowOther(),
-		fuse.ReadOnly(),
+		// Not read-only: a program registers a PSI trigger by writing
+		// to a pressure file. The daemon refuses every other write, and
+		// the views are bound into containers read-only but for those.
 		// Containers read these files concurrently through one mount.
 		fuse.AsyncRead(),
 		// RELEASE is a background request, and the kernel sends at most

@@ -77,6 +77,8 @@ type server struct {
 	heldMu sync.Mutex
 	held   map[uint32]int // snapshot bytes kept per container
 
+	trig triggers // PSI triggers (trigger.go)
+
 	readers  sync.WaitGroup // goroutines reading the device (spawn)
 	errMu    sync.Mutex
 	firstErr error
@@ -196,6 +198,8 @@ func DefaultWorkers() int { return max(2, runtime.NumCPU()) }
 // reader carries on at once, as a libfuse thread would.
 func (f *FS) Serve(conn *fuse.Conn, workers int) error {
 	s := &server{fs: f, conn: conn, held: map[uint32]int{}}
+	s.trig = triggers{byFH: map[fuse.HandleID]*trigger{}, byKey: map[uint64]*trigger{}, perWho: map[uint32]int{}, epfd: -1}
+	defer s.closeTriggers()
 	for _, n := range f.nodes[1:] {
 		if n != nil && !n.dir {
 			n.st = f.Stats.File(n.name)
@@ -320,6 +324,7 @@ func (s *server) handle(req fuse.Request) (abandoned bool) {
 		if v, ok := s.handles.Load(r.Handle); ok {
 			s.forget(r.Handle, v)
 		}
+		s.releaseTrigger(r.Handle)
 		r.Respond()
 
 	case *fuse.FlushRequest:
@@ -327,7 +332,16 @@ func (s *server) handle(req fuse.Request) (abandoned bool) {
 		// for the whole connection: one round trip saved per close.
 		r.RespondError(errno(syscall.ENOSYS))
 
+	case *fuse.WriteRequest:
+		s.writeTrigger(r)
+	case *fuse.PollRequest:
+		s.poll(r)
+
 	case *fuse.AccessRequest:
+		if nr, ok := s.fs.ref(hdr.Node); ok && s.isTrigger(nr.n) {
+			r.Respond()
+			return
+		}
 		if r.Mask&2 != 0 { // W_OK
 			r.RespondError(errno(syscall.EROFS))
 			return
@@ -350,7 +364,7 @@ func (s *server) handle(req fuse.Request) (abandoned bool) {
 	case *fuse.DestroyRequest:
 		r.Respond()
 
-	case *fuse.SetattrRequest, *fuse.WriteRequest, *fuse.CreateRequest, *fuse.MkdirRequest,
+	case *fuse.SetattrRequest, *fuse.CreateRequest, *fuse.MkdirRequest,
 		*fuse.RemoveRequest, *fuse.RenameRequest, *fuse.SymlinkRequest, *fuse.LinkRequest,
 		*fuse.MknodRequest, *fuse.SetxattrRequest, *fuse.RemovexattrRequest:
 		req.RespondError(errno(syscall.EROFS))
@@ -534,6 +548,9 @@ func (s *server) open(r *fuse.OpenRequest) (abandoned bool) {
 			return
 		}
 		r.Respond(&fuse.OpenResponse{Handle: fuse.HandleID(s.nextFH.Add(1)), Flags: fuse.OpenKeepCache | fuse.OpenCacheDir})
+		return
+	case !r.Flags.IsReadOnly() && s.isTrigger(n):
+		s.openTrigger(nr, r)
 		return
 	case !r.Flags.IsReadOnly():
 		r.RespondError(errno(syscall.EACCES))

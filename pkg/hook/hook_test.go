@@ -195,12 +195,12 @@ func TestPlan(t *testing.T) {
 		"", "proc",
 	)
 	want := []Mount{
-		{"/var/lib/lxcfs/proc/cpuinfo", "/proc/cpuinfo", false},
-		{"/var/lib/lxcfs/proc/meminfo", "/proc/meminfo", false},
-		{"/var/lib/lxcfs/proc/pressure/cpu", "/proc/pressure/cpu", false},
-		{"/var/lib/lxcfs/proc/stat", "/proc/stat", false},
-		{"/var/lib/lxcfs/proc/uptime", "/proc/uptime", false},
-		{"/var/lib/lxcfs/sys/devices/system/cpu/online", "/sys/devices/system/cpu/online", false},
+		{"/var/lib/lxcfs/proc/cpuinfo", "/proc/cpuinfo", false, false},
+		{"/var/lib/lxcfs/proc/meminfo", "/proc/meminfo", false, false},
+		{"/var/lib/lxcfs/proc/pressure/cpu", "/proc/pressure/cpu", false, true},
+		{"/var/lib/lxcfs/proc/stat", "/proc/stat", false, false},
+		{"/var/lib/lxcfs/proc/uptime", "/proc/uptime", false, false},
+		{"/var/lib/lxcfs/sys/devices/system/cpu/online", "/sys/devices/system/cpu/online", false, false},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Plan =\n%v\nwant\n%v", got, want)
@@ -208,8 +208,8 @@ func TestPlan(t *testing.T) {
 	// The CPU directory is bound whole, the online file inside it not again.
 	got = Plan("/r", CPUOnline, "proc/meminfo", CPUDir, "sys/devices/system/cpu/cpu0")
 	want = []Mount{
-		{"/r/proc/meminfo", "/proc/meminfo", false},
-		{"/r/sys/devices/system/cpu", "/sys/devices/system/cpu", true},
+		{"/r/proc/meminfo", "/proc/meminfo", false, false},
+		{"/r/sys/devices/system/cpu", "/sys/devices/system/cpu", true, false},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Plan with the CPU directory =\n%v\nwant\n%v", got, want)

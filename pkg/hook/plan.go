@@ -36,6 +36,16 @@ type Mount struct {
 	Target string
 	// Dir is set for a directory view (CPUDir); the others are files.
 	Dir bool
+	// Writable is set for a view that takes writes (see Writable); the
+	// others are mounted read-only.
+	Writable bool
+}
+
+// Writable reports whether the view at target (as in Mount.Target, with or
+// without the leading slash) is mounted writable: the pressure files, where
+// a program registers a PSI trigger by writing to the file.
+func Writable(target string) bool {
+	return strings.HasPrefix(strings.TrimPrefix(target, "/"), "proc/pressure/")
 }
 
 // maxDepth bounds the walk of ROOT/proc: the views are at most two levels
@@ -114,9 +124,10 @@ func Plan(root string, entries ...string) []Mount {
 		}
 		seen[e] = true
 		mounts = append(mounts, Mount{
-			Source: filepath.Join(root, filepath.FromSlash(e)),
-			Target: "/" + e,
-			Dir:    e == CPUDir,
+			Source:   filepath.Join(root, filepath.FromSlash(e)),
+			Target:   "/" + e,
+			Dir:      e == CPUDir,
+			Writable: Writable(e),
 		})
 	}
 	sort.Slice(mounts, func(i, j int) bool { return mounts[i].Target < mounts[j].Target })

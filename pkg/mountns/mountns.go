@@ -152,18 +152,19 @@ func prepareOne(m hook.Mount) (int, error) {
 	if st.Mode&unix.S_IFMT != fileType(m) {
 		return -1, fmt.Errorf("not a %s", typeName(fileType(m)))
 	}
-	return cloneReadOnly(f)
+	return cloneView(f, m.Writable)
 }
 
 // viewAttrs are a view mount's attributes: data, never a device, program or
 // setuid file.
 const viewAttrs = unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV | unix.MOUNT_ATTR_NOEXEC
 
-// cloneReadOnly makes a detached, read-only copy of the mount holding f
-// (open_tree, mount_setattr): attached with move_mount, it is read-only
+// cloneView makes a detached copy of the mount holding f with a view's
+// attributes (open_tree, mount_setattr): attached with move_mount, it is
+// read-only (unless writable: the pressure files, which take PSI triggers)
 // from its first instant and lands exactly on the resolved target with no
 // path walk. It returns -1 when the kernel lacks that API (before 5.12).
-func cloneReadOnly(f *os.File) (int, error) {
+func cloneView(f *os.File, writable bool) (int, error) {
 	tree, err := unix.OpenTree(int(f.Fd()), "", unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_EMPTY_PATH)
 	if errors.Is(err, unix.ENOSYS) {
 		return -1, nil
@@ -171,7 +172,11 @@ func cloneReadOnly(f *os.File) (int, error) {
 	if err != nil {
 		return -1, fmt.Errorf("clone the view: %w", err)
 	}
-	err = unix.MountSetattr(tree, "", unix.AT_EMPTY_PATH, &unix.MountAttr{Attr_set: viewAttrs})
+	attrs := uint64(viewAttrs)
+	if writable {
+		attrs &^= unix.MOUNT_ATTR_RDONLY
+	}
+	err = unix.MountSetattr(tree, "", unix.AT_EMPTY_PATH, &unix.MountAttr{Attr_set: attrs})
 	if errors.Is(err, unix.ENOSYS) {
 		unix.Close(tree)
 		return -1, nil
@@ -412,7 +417,11 @@ func bindByPath(parent *os.File, base string, target *os.File, m hook.Mount) err
 		// namespace): leave it, and say so.
 		return fmt.Errorf("%s is not the bound view after the bind", m.Target)
 	}
-	if err := unix.Mount("", fdPath(top), "", roFlags, ""); err != nil {
+	flags := uintptr(roFlags)
+	if m.Writable {
+		flags &^= unix.MS_RDONLY
+	}
+	if err := unix.Mount("", fdPath(top), "", flags, ""); err != nil {
 		// A view that cannot be made read-only is removed rather than left
 		// writable.
 		_ = unix.Unmount(fdPath(top), unix.MNT_DETACH)

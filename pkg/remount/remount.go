@@ -253,7 +253,7 @@ func Reattach(r Record, timeout time.Duration) (reattached, alive []string, err 
 		if err != nil {
 			return nil, nil, fmt.Errorf("view %s (is lxcfs-fused serving %s?): %w", src, r.Root, err)
 		}
-		mounts = append(mounts, hook.Mount{Source: src, Target: target, Dir: st.IsDir()})
+		mounts = append(mounts, hook.Mount{Source: src, Target: target, Dir: st.IsDir(), Writable: hook.Writable(target)})
 	}
 	res, err := mountns.Attach(r.Pid, "/", mounts, timeout)
 	for _, m := range res.Mounted {

@@ -46,7 +46,7 @@ mkdir -p "$run/bin"
 (
 	cd "$repo"
 	ld="-X github.com/lxcfs-oci/lxcfs-oci/pkg/version.Version=v0.0.0-integration"
-	for p in cmd/lxcfs-fused cmd/lxcfs-hook cmd/lxcfs-hook-cli cmd/lxcfs-nri integration/testdata/sysinfoprog integration/testdata/fdholder; do
+	for p in cmd/lxcfs-fused cmd/lxcfs-hook cmd/lxcfs-hook-cli cmd/lxcfs-nri integration/testdata/sysinfoprog integration/testdata/fdholder integration/testdata/psiprog; do
 		CGO_ENABLED=0 go build -tags "urfave_cli_no_docs lxcfs_test_stall" -ldflags "$ld" -o "$run/bin/$(basename $p)" "./$p"
 	done
 	go test -c -o "$run/integration.test" ./integration
@@ -64,6 +64,7 @@ podman;;^TestPodmanHooksDir\$;420s
 load;LOAD_SECONDS=${LOAD_SECONDS:-5};^TestLoadManyContainers\$;300s
 reliability;;^TestReliability;900s
 sysinfo;;^TestSysinfo;420s
+psi;;^TestPSI;300s
 GROUPS
 awk -F';' -v OFS=';' -v re="${VM_GROUPS:-.}" -v t="${VM_GROUP_TIMEOUT:-}" \
 	'$1 ~ re { if (t != "") $4 = t "s"; print }' "$run/groups.all" >"$run/groups.selected"
