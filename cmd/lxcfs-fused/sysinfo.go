@@ -12,6 +12,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
 
+	"github.com/lxcfs-oci/lxcfs-oci/internal/linux"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/content"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/sdnotify"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/supervise"
@@ -135,10 +136,7 @@ func receiveContainers(ctl *os.File, srv *sysinfo.Server, log *slog.Logger) {
 	buf := make([]byte, 128)
 	oob := make([]byte, unix.CmsgSpace(4))
 	for {
-		n, oobn, _, _, err := unix.Recvmsg(fd, buf, oob, unix.MSG_CMSG_CLOEXEC)
-		if err == unix.EINTR {
-			continue
-		}
+		n, oobn, err := linux.Recvmsg(fd, buf, oob, unix.MSG_CMSG_CLOEXEC)
 		if err != nil || n == 0 {
 			return // the supervisor closed it: this worker is being replaced
 		}
