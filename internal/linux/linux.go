@@ -70,3 +70,20 @@ func Openat2(dirfd int, path string, how *unix.OpenHow) (int, error) {
 	}
 	return -1, err
 }
+
+// EpollWait is epoll_wait(2).
+func EpollWait(epfd int, events []unix.EpollEvent, msec int) (int, error) {
+	return retry(func() (int, error) { return unix.EpollWait(epfd, events, msec) })
+}
+
+// Read is read(2).
+func Read(fd int, p []byte) (int, error) {
+	return retry(func() (int, error) { return unix.Read(fd, p) })
+}
+
+// Connect is connect(2) on a unix socket, whose connect a signal may
+// interrupt before it is made and which can then be made again.
+func Connect(fd int, sa *unix.SockaddrUnix) error {
+	_, err := retry(func() (struct{}, error) { return struct{}{}, unix.Connect(fd, sa) })
+	return err
+}

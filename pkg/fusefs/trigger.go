@@ -9,6 +9,8 @@ import (
 
 	"bazil.org/fuse"
 	"golang.org/x/sys/unix"
+
+	"github.com/lxcfs-oci/lxcfs-oci/internal/linux"
 )
 
 // Triggerer is a Renderer whose files take PSI triggers, as the kernel's
@@ -217,10 +219,7 @@ func (s *server) watchTriggers(epfd int) {
 	t := &s.trig
 	events := make([]unix.EpollEvent, 64)
 	for {
-		n, err := unix.EpollWait(epfd, events, -1)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
+		n, err := linux.EpollWait(epfd, events, -1)
 		if err != nil {
 			s.fs.log.Warn("PSI triggers: epoll wait failed; triggers no longer wake pollers", "err", err)
 			return

@@ -23,6 +23,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/lxcfs-oci/lxcfs-oci/internal/linux"
 )
 
 // SocketName is the socket's name in the state directory.
@@ -170,13 +172,7 @@ func dial(path string, deadline time.Time) (int, error) {
 			return -1, err
 		}
 	}
-	for {
-		err = unix.Connect(fd, &unix.SockaddrUnix{Name: path})
-		if !errors.Is(err, unix.EINTR) {
-			break
-		}
-	}
-	if err != nil {
+	if err := linux.Connect(fd, &unix.SockaddrUnix{Name: path}); err != nil {
 		unix.Close(fd)
 		return -1, err
 	}
@@ -188,10 +184,8 @@ func readLine(fd int) (string, error) {
 	var buf [128]byte
 	n := 0
 	for n < len(buf) {
-		m, err := unix.Read(fd, buf[n:])
+		m, err := linux.Read(fd, buf[n:])
 		switch {
-		case errors.Is(err, unix.EINTR):
-			continue
 		case errors.Is(err, unix.EAGAIN):
 			return "", os.ErrDeadlineExceeded
 		case err != nil:
