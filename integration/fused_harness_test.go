@@ -106,6 +106,21 @@ func startDaemon(t *testing.T, bin, mp string, args ...string) *daemon {
 	return d
 }
 
+// waitLog waits up to a minute for the daemon's log to hold want, and
+// returns the log as it then is. Processes log after what they did, so a
+// test that saw the effect may read the log before the line is there.
+func waitLog(t *testing.T, d *daemon, want string) string {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		log := readFile(t, d.logPath)
+		if strings.Contains(log, want) || time.Now().After(deadline) {
+			return log
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // waitServing waits up to 30s for a daemon to answer on mp, failing the test
 // with the daemon's log if it exits first (exitErr is read after exited closes).
 func waitServing(t *testing.T, name, mp, logPath string, exited <-chan struct{}, exitErr *error) {

@@ -322,10 +322,7 @@ func TestReliabilityRemountAfterRestart(t *testing.T) {
 	c.stopLoop(t, "DONE")
 	// The daemon logs the re-attach once it has done them all, which can
 	// be after the container read its views again.
-	for deadline := time.Now().Add(time.Minute); !strings.Contains(readFile(t, d2.logPath), "views re-attached") && time.Now().Before(deadline); {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if log := readFile(t, d2.logPath); !strings.Contains(log, "views re-attached") {
+	if log := waitLog(t, d2, "views re-attached"); !strings.Contains(log, "views re-attached") {
 		t.Errorf("daemon log does not report the re-attach:\n%s", log)
 	}
 }
@@ -349,12 +346,7 @@ func TestReliabilityRemountStalledContainer(t *testing.T) {
 	})
 	healthy.stopLoop(t, "DONE")
 	want := "remount: cannot re-attach views"
-	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if log := readFile(t, d2.logPath); strings.Contains(log, want) {
-			break
-		}
-	}
-	log := readFile(t, d2.logPath)
+	log := waitLog(t, d2, want)
 	line := ""
 	for _, l := range strings.Split(log, "\n") {
 		if strings.Contains(l, want) {
@@ -478,9 +470,15 @@ func TestReliabilityResendsTakenRequest(t *testing.T) {
 			case <-time.After(30 * time.Second):
 				t.Fatal("read held by the killed worker still unanswered 30s later: the request was not resent")
 			}
-			// The mechanism that answered is the one the test meant.
+			// The mechanism that answered is the one the test meant. The
+			// worker logs the replay after its answers, so the reader can
+			// be answered first.
+			replayedLine := "journal: answered the requests a dead worker left"
 			log := readFile(t, d.logPath)
-			if replayed := strings.Contains(log, "journal: answered the requests a dead worker left"); replayed != tc.journal {
+			if tc.journal {
+				log = waitLog(t, d, replayedLine)
+			}
+			if replayed := strings.Contains(log, replayedLine); replayed != tc.journal {
 				t.Errorf("answered from the journal: %v, want %v; log:\n%s", replayed, tc.journal, log)
 			}
 			if got, want := fusedStatus(t, d).Kernel.NotifyResend, map[bool]string{false: "yes", true: "journal"}[tc.journal]; !strings.HasPrefix(got, want) {

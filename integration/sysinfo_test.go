@@ -352,7 +352,7 @@ func TestSysinfoWorkerKilledMidAnswer(t *testing.T) {
 	if out := c.output(t); !strings.Contains(out, "Mem:") {
 		t.Errorf("busybox free failed: %s", out)
 	}
-	if !strings.Contains(readFile(t, d.logPath), "calls the dead worker had taken continued") {
+	if !strings.Contains(waitLog(t, d, "calls the dead worker had taken continued"), "calls the dead worker had taken continued") {
 		t.Errorf("the supervisor did not report the recovered call")
 	}
 }
