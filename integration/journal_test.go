@@ -191,6 +191,11 @@ func stallRead(t *testing.T, d *daemon, marker string) (wait func()) {
 			t.Fatal("the worker never took the read")
 		}
 	}
+	select {
+	case r := <-done:
+		t.Fatalf("read answered by a stalled worker: %q, %v", r.b, r.err)
+	case <-time.After(100 * time.Millisecond):
+	}
 	return func() {
 		t.Helper()
 		select {
@@ -199,7 +204,7 @@ func stallRead(t *testing.T, d *daemon, marker string) (wait func()) {
 				t.Errorf("read held by the killed worker: %q, %v; want a loadavg line", r.b, r.err)
 			}
 		case <-time.After(time.Minute):
-			t.Fatal("read held by the killed worker still unanswered a minute later")
+			t.Fatal("read held by the killed worker still unanswered a minute later: the request was not answered again")
 		}
 	}
 }

@@ -435,41 +435,9 @@ func TestReliabilityResendsTakenRequest(t *testing.T) {
 			// the kill, however slow the machine.
 			d := startDaemon(t, fusedBin, "", "--read-timeout", "0")
 			_, worker, _ := fusedState(t, d)
-			if err := os.WriteFile(marker, nil, 0o644); err != nil {
-				t.Fatal(err)
-			}
-			type result struct {
-				b   []byte
-				err error
-			}
-			done := make(chan result, 1)
-			go func() {
-				b, err := os.ReadFile(filepath.Join(d.mp, "proc/loadavg"))
-				done <- result{b, err}
-			}()
-			// The worker took the request when the marker is gone.
-			for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-				if _, err := os.Stat(marker); os.IsNotExist(err) {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatal("the worker never took the read")
-				}
-			}
-			select {
-			case r := <-done:
-				t.Fatalf("read answered by a stalled worker: %q, %v", r.b, r.err)
-			case <-time.After(100 * time.Millisecond):
-			}
+			held := stallRead(t, d, marker)
 			syscall.Kill(worker, syscall.SIGKILL)
-			select {
-			case r := <-done:
-				if r.err != nil || len(strings.Fields(string(r.b))) != 5 {
-					t.Errorf("read held by the killed worker: %q, %v; want a loadavg line", r.b, r.err)
-				}
-			case <-time.After(30 * time.Second):
-				t.Fatal("read held by the killed worker still unanswered 30s later: the request was not resent")
-			}
+			held()
 			// The mechanism that answered is the one the test meant. The
 			// worker logs the replay after its answers, so the reader can
 			// be answered first.
