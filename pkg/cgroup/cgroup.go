@@ -570,14 +570,9 @@ func (g *Group) Procs() ([]int, error) {
 // kernel keeps it there. A missing file gives an error wrapping
 // fs.ErrNotExist.
 func (g *Group) Pressure(resource string) ([]byte, error) {
-	switch resource {
-	case "cpu", "memory", "io":
-	default:
-		return nil, fmt.Errorf("pressure: unknown resource %q", resource)
-	}
-	c, err := g.need("")
+	c, err := g.pressureDir(resource)
 	if err != nil {
-		return nil, fmt.Errorf("%s pressure: %w", resource, err)
+		return nil, err
 	}
 	var out []byte
 	err = c.read(resource+".pressure", func(s string) error {
@@ -590,18 +585,28 @@ func (g *Group) Pressure(resource string) ([]byte, error) {
 	return out, nil
 }
 
+// pressureDir is the directory of the group's PSI files, once resource is
+// known to have one.
+func (g *Group) pressureDir(resource string) (ctrlDir, error) {
+	switch resource {
+	case "cpu", "memory", "io":
+	default:
+		return ctrlDir{}, fmt.Errorf("pressure: unknown resource %q", resource)
+	}
+	c, err := g.need("")
+	if err != nil {
+		return c, fmt.Errorf("%s pressure: %w", resource, err)
+	}
+	return c, nil
+}
+
 // OpenPressure opens the group's PSI file for resource for writing, to
 // register a trigger on it (see the kernel's Documentation/accounting/psi):
 // the kernel ties a trigger to the open file, which then polls POLLPRI.
 func (g *Group) OpenPressure(resource string) (*os.File, error) {
-	switch resource {
-	case "cpu", "memory", "io":
-	default:
-		return nil, fmt.Errorf("pressure: unknown resource %q", resource)
-	}
-	c, err := g.need("")
+	c, err := g.pressureDir(resource)
 	if err != nil {
-		return nil, fmt.Errorf("%s pressure: %w", resource, err)
+		return nil, err
 	}
 	f, err := os.OpenFile(filepath.Join(c.dir, resource+".pressure"), os.O_RDWR|unix.O_NOFOLLOW, 0)
 	if err != nil {

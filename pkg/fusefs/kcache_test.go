@@ -207,17 +207,22 @@ func TestCacheSizes(t *testing.T) {
 			t.Errorf("sendfile: %d bytes (%.8q), want the read's %d (%.8q)", len(got), got, len(b), b)
 		}
 	}
+	// expire moves past the TTL and waits for the invalidation.
+	expire := func() {
+		t.Helper()
+		clock.Add(ttl)
+		tree.kc.poke()
+		select {
+		case <-inval:
+		case <-time.After(30 * time.Second):
+			t.Fatal("no invalidation within 30s of the TTL passing")
+		}
+	}
 	check(3000)
 	s.n.Store(5000)
 	check(3000) // cached: the render for 5000 is not made within the TTL
 	s.n.Store(1000)
-	clock.Add(ttl)
-	tree.kc.poke()
-	select {
-	case <-inval:
-	case <-time.After(30 * time.Second):
-		t.Fatal("no invalidation within 30s of the TTL passing")
-	}
+	expire()
 	check(1000)
 
 	// Grown after an expiry, and copied with sendfile before anything
@@ -225,13 +230,7 @@ func TestCacheSizes(t *testing.T) {
 	// tell the kernel, which otherwise copies the previous render's
 	// length.
 	s.n.Store(4000)
-	clock.Add(ttl)
-	tree.kc.poke()
-	select {
-	case <-inval:
-	case <-time.After(30 * time.Second):
-		t.Fatal("no invalidation within 30s of the TTL passing")
-	}
+	expire()
 	f := openRaw(t, own)
 	if got := sendfileAll(t, f); len(got) != 4000 {
 		t.Errorf("sendfile straight after the open of a grown render: %d bytes, want 4000", len(got))
