@@ -517,9 +517,18 @@ func TestServeCounts(t *testing.T) {
 	if sl := got["proc/slow"]; sl.Fallbacks["timeout"] < 1 {
 		t.Errorf("slow counted %+v, want a timeout fallback", sl)
 	}
+	// An open's latency is counted after its answer is sent, so the
+	// reader can be back before the count.
 	var opens uint64
-	for _, c := range snap.Hists[stats.OpOpen].Counts {
-		opens += c
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		snap = st.Snapshot()
+		opens = 0
+		for _, c := range snap.Hists[stats.OpOpen].Counts {
+			opens += c
+		}
+		if opens >= 5 || time.Now().After(deadline) {
+			break
+		}
 	}
 	if opens != 5 || snap.Hists[stats.OpOpen].Sum <= 0 {
 		t.Errorf("open latency histogram holds %d opens (sum %v), want 5", opens, snap.Hists[stats.OpOpen].Sum)
