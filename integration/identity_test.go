@@ -46,16 +46,7 @@ func (c *container) touch(t *testing.T, name string) {
 // returns its submatches.
 func waitLine(t *testing.T, c *container, re string) []string {
 	t.Helper()
-	rx := regexp.MustCompile(`(?m)^` + re + `$`)
-	var m []string
-	waitOutput(t, c, func(out string) bool {
-		m = rx.FindStringSubmatch(out)
-		return m != nil || strings.Contains(out, "ERROR")
-	})
-	if m == nil {
-		t.Fatalf("container failed:\n%s", c.output(t))
-	}
-	return m
+	return waitLineWithin(t, c, re, 30*time.Second)
 }
 
 // holdRound has A read its held file at offset 0 100 times and checks that
@@ -409,17 +400,15 @@ func TestIdentityFdFlood(t *testing.T) {
 func waitLineWithin(t *testing.T, c *container, re string, within time.Duration) []string {
 	t.Helper()
 	rx := regexp.MustCompile(`(?m)^` + re + `$`)
-	for deadline := time.Now().Add(within); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		out := c.output(t)
-		if m := rx.FindStringSubmatch(out); m != nil {
-			return m
-		}
-		if strings.Contains(out, "ERROR") {
-			break
-		}
+	var m []string
+	waitOutputWithin(t, c, within, func(out string) bool {
+		m = rx.FindStringSubmatch(out)
+		return m != nil || strings.Contains(out, "ERROR")
+	})
+	if m == nil {
+		t.Fatalf("no line %q from the container, which failed:\n%s", re, c.output(t))
 	}
-	t.Fatalf("no line %q from the container within %v:\n%s", re, within, c.output(t))
-	return nil
+	return m
 }
 
 // pageCacheLoop waits for /tmp/go, then reads /proc/meminfo 300 times with

@@ -385,14 +385,20 @@ func stallingFUSE(t *testing.T, pid int, path string) {
 // waitOutput waits up to 30s for the container's output to satisfy ok.
 func waitOutput(t *testing.T, c *container, ok func(string) bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	waitOutputWithin(t, c, 30*time.Second, ok)
+}
+
+// waitOutputWithin is waitOutput with a deadline of the test's choosing.
+func waitOutputWithin(t *testing.T, c *container, within time.Duration, ok func(string) bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
 	for time.Now().Before(deadline) {
 		if ok(c.output(t)) {
 			return
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	t.Fatalf("container output never got there within 30s:\n%s", c.output(t))
+	t.Fatalf("container output never got there within %v:\n%s", within, c.output(t))
 }
 
 func copyFile(t *testing.T, from, to string) {
