@@ -97,6 +97,7 @@ type Journal struct {
 	bank     int
 	free     chan int // slot numbers in bank free for a new request
 	left     []bool   // slots of bank that held a request at Open
+	done     []func() // per slot of bank: clear it and free it (see Slot)
 	// Unjournaled counts reads made without a slot, all slots being taken
 	// (requests the dead worker left in this bank not yet replayed).
 	Unjournaled atomic.Int64
@@ -131,8 +132,10 @@ func Open(f *os.File, bank int) (*Journal, error) {
 	if err != nil {
 		return nil, fmt.Errorf("journal: mmap: %w", err)
 	}
-	j := &Journal{mem: mem, slots: slots, slotSize: slotSize, bank: bank, free: make(chan int, slots), left: make([]bool, slots)}
+	j := &Journal{mem: mem, slots: slots, slotSize: slotSize, bank: bank, free: make(chan int, slots), left: make([]bool, slots), done: make([]func(), slots)}
 	for i := range slots {
+		// Made once, not per request: Slot runs for every request read.
+		j.done[i] = func() { j.clear(j.bank, i); j.free <- i }
 		if _, ok := j.pending(bank, i); ok {
 			j.left[i] = true
 		} else {
@@ -174,7 +177,7 @@ func (j *Journal) Slot() (buf []byte, done func(), ok bool) {
 	}
 	select {
 	case i := <-j.free:
-		return j.slot(j.bank, i), func() { j.clear(j.bank, i); j.free <- i }, true
+		return j.slot(j.bank, i), j.done[i], true
 	default:
 		j.Unjournaled.Add(1)
 		return nil, nil, false
