@@ -92,8 +92,11 @@ func newKcache(ttl time.Duration, now func() time.Time) *kcache {
 
 // cached says whether the node nr is served from the kernel's cache: a
 // rendered file of a container's own tree, with a TTL set.
+// On the own connection every file is (the kernel keeps the pages of each,
+// see ServeOwn), the host's passed through too: they are then as old as
+// the TTL at most, like the rest.
 func (s *server) cached(nr ref) bool {
-	return s.kc != nil && nr.who != 0 && !nr.n.dir && !nr.n.pt
+	return s.kc != nil && nr.who != 0 && !nr.n.dir && (!nr.n.pt || s.own && !nr.n.link)
 }
 
 // opening notes an open of e, or a read of it from 0: a reader starts.

@@ -368,7 +368,7 @@ func (s *server) ptGetattr(n *node, r *fuse.GetattrRequest) {
 }
 
 func (s *server) readlink(r *fuse.ReadlinkRequest) {
-	nr, ok := s.fs.ref(r.Hdr().Node)
+	nr, ok := s.ref(r.Hdr().Node)
 	n := nr.n
 	if !ok || !n.link {
 		r.RespondError(errno(syscall.EINVAL))
