@@ -207,6 +207,9 @@ func readingContainer(t *testing.T) (d *daemon, exe string, c *container, done i
 	d = startDaemon(t, exe, "")
 	memLines := strings.Count(readFile(t, "/proc/meminfo"), "\n")
 	c = runDetached(t, d.mp, d.stateDir, readLoop(memLines))
+	// Its views are the containers' own connection's: the kills and
+	// upgrades below must keep that one served too.
+	requireOwnConnection(t, d, c.pid(t))
 	return d, exe, c, c.waitReads(t, 0, readsPerStep)
 }
 
