@@ -427,9 +427,12 @@ func TestReliabilityResendsTakenRequest(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		journal bool
+		own     bool // a read of a container's own file, on its own connection
 	}{
-		{"kernel resend", false},
-		{"journal", true},
+		{"kernel resend", false, false},
+		{"journal", true, false},
+		{"kernel resend, own connection", false, true},
+		{"journal, own connection", true, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if !tc.journal && !kernelAtLeast(t, 6, 9) {
@@ -443,8 +446,14 @@ func TestReliabilityResendsTakenRequest(t *testing.T) {
 			// No render timeout: the stalled read stays the worker's until
 			// the kill, however slow the machine.
 			d := startDaemon(t, fusedBin, "", "--read-timeout", "0")
+			path := filepath.Join(d.mp, "proc/loadavg")
+			if tc.own {
+				c := runDetached(t, d.mp, d.stateDir, "exec sleep 1000")
+				requireOwnConnection(t, d, c.pid(t))
+				path = filepath.Join(viewRoot(t, d.stateDir, c), "proc/loadavg")
+			}
 			_, worker, _ := fusedState(t, d)
-			held := stallRead(t, d, marker)
+			held := stallReadOf(t, path, marker)
 			syscall.Kill(worker, syscall.SIGKILL)
 			held()
 			// The mechanism that answered is the one the test meant. The
