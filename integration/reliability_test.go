@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // fusedState reads the daemon's STATE-DIR/fused.json, waiting for it: the
@@ -284,18 +286,19 @@ func TestReliabilityRemountAfterRestart(t *testing.T) {
 	d1 := startDaemon(t, fusedBin, "")
 	c := runDetached(t, d1.mp, d1.stateDir, okOrDeadLoop)
 	pid := c.pid(t)
+	requireOwnConnection(t, d1, pid)
 	view := fmt.Sprintf("/proc/%d/root/proc/meminfo", pid)
 	if _, err := os.Stat(view); err != nil {
 		t.Fatalf("view in the container before the restart: %v", err)
 	}
 
 	d1.stop(t)
-	// An open, not a stat: the kernel may answer a stat from the
-	// attributes it caches (--cache-ttl), but an open always asks.
-	f, err := os.Open(view)
-	if err == nil {
-		f.Close()
-	}
+	// A statfs, not a stat or an open: the kernel may answer a stat from
+	// the attributes it caches (--cache-ttl) and, on the containers' own
+	// connection (FUSE no-open), an open without asking; a statfs always
+	// asks.
+	var sfs unix.Statfs_t
+	err := unix.Statfs(view, &sfs)
 	if err == nil || !strings.Contains(err.Error(), "not connected") {
 		t.Fatalf("after the daemon stopped, the container's view answers %v; want not connected", err)
 	}
@@ -306,8 +309,7 @@ func TestReliabilityRemountAfterRestart(t *testing.T) {
 	d2 := startDaemon(t, fusedBin, d1.mp, "--state-dir", d1.stateDir)
 	started := time.Now()
 	for time.Since(started) < time.Minute {
-		if f, err = os.Open(view); err == nil {
-			f.Close()
+		if err = unix.Statfs(view, &sfs); err == nil {
 			break
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -317,6 +319,7 @@ func TestReliabilityRemountAfterRestart(t *testing.T) {
 		t.Fatalf("view still dead a minute after the daemon started again: %v", err)
 	}
 	t.Logf("views back in the running container %v after the daemon served again", took.Round(time.Millisecond))
+	requireOwnConnection(t, d2, pid)
 
 	// The container itself reads its 64 MiB again.
 	waitOutput(t, c, func(out string) bool {
@@ -564,6 +567,18 @@ func TestReliabilitySystemdFDStore(t *testing.T) {
 	if journaled != slices.Contains(names, "lxcfs-journal") {
 		t.Fatalf("stored %v; the request journal is in use: %v", names, journaled)
 	}
+	// The containers' own connection is stored too, under a name of its
+	// own, with its journal.
+	if !slices.ContainsFunc(names, func(n string) bool { return strings.HasPrefix(n, "lxcfs-ownfuse-") }) {
+		t.Fatalf("stored %v: no lxcfs-ownfuse-* (the containers' own connection)", names)
+	}
+	if journaled != slices.Contains(names, "lxcfs-journal-own") {
+		t.Fatalf("stored %v; the request journal is in use: %v", names, journaled)
+	}
+	t.Setenv("NOTIFY_SOCKET", "") // runc would wait for the container's READY
+	c := runDetached(t, d1.mp, d1.stateDir, "exec sleep 1000")
+	requireOwnConnection(t, d1, c.pid(t))
+	ownMeminfo := filepath.Join(viewRoot(t, d1.stateDir, c), "proc/meminfo")
 
 	stop := make(chan struct{})
 	var (
@@ -581,10 +596,12 @@ func TestReliabilitySystemdFDStore(t *testing.T) {
 				return
 			default:
 			}
-			if _, err := os.ReadFile(meminfo); err != nil {
-				mu.Lock()
-				failures = append(failures, err)
-				mu.Unlock()
+			for _, p := range []string{meminfo, ownMeminfo} {
+				if _, err := os.ReadFile(p); err != nil {
+					mu.Lock()
+					failures = append(failures, err)
+					mu.Unlock()
+				}
 			}
 			reads.Add(1)
 			time.Sleep(2 * time.Millisecond) // pacing, not synchronisation
@@ -602,6 +619,13 @@ func TestReliabilitySystemdFDStore(t *testing.T) {
 	go func() {
 		_, err := os.ReadFile(meminfo)
 		gapRead <- err
+	}()
+	// The own connection's files are cached: a read made in the gap
+	// reaches nobody until its render expires, and then waits likewise.
+	ownGapRead := make(chan error, 1)
+	go func() {
+		_, err := os.ReadFile(ownMeminfo)
+		ownGapRead <- err
 	}()
 
 	t.Setenv("NOTIFY_SOCKET", "")
@@ -631,6 +655,14 @@ func TestReliabilitySystemdFDStore(t *testing.T) {
 	case <-time.After(time.Minute):
 		t.Fatal("read made while no daemon served still waiting a minute after the new daemon started")
 	}
+	select {
+	case err := <-ownGapRead:
+		if err != nil {
+			t.Errorf("read of the container's own file made while no daemon served failed: %v", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("read of the container's own file made while no daemon served still waiting a minute after the new daemon started")
+	}
 	waitCount(t, "reads after the new daemon started", &reads, reads.Load()+10)
 	close(stop)
 	select {
@@ -647,6 +679,9 @@ func TestReliabilitySystemdFDStore(t *testing.T) {
 		t.Errorf("second daemon did not adopt the stored connection:\n%s", log)
 	} else if journaled && !strings.Contains(log, "request journal taken back from the systemd fd store") {
 		t.Errorf("second daemon did not adopt the stored request journal:\n%s", log)
+	}
+	if log := readFile(t, logPath); !strings.Contains(log, `msg="containers' own files on a connection of their own" mountpoint=`+d1.mp+`/.containers connection="taken back from the systemd fd store"`) {
+		t.Errorf("second daemon did not adopt the stored own connection:\n%s", log)
 	}
 	t.Logf("%d reads across a supervisor kill and an fd-store restart, %d failed", reads.Load(), len(failures))
 }
