@@ -101,14 +101,21 @@ func superviseCmd(c *cli.Context) error {
 		var ownHow string
 		var ownStored bool
 		own, ownMount, ownHow, ownStored, err = acquireOwn(ownMP, how, fromStore, log)
-		if err != nil {
-			return err
+		if err == nil {
+			log.Info("containers' own files on a connection of their own", "mountpoint", ownMP, "connection", ownHow)
+			// Its bank is the first journal's: one worker reads into both.
+			ownJournal, _, err = requestJournal(own, ownHow, ownStored, fromStore, c.Int("workers"), log, ownJournalStoreName, supervise.OwnJournalFromEnv)
 		}
-		log.Info("containers' own files on a connection of their own", "mountpoint", ownMP, "connection", ownHow)
-		// Its bank is the first journal's: one worker reads into both.
-		ownJournal, _, err = requestJournal(own, ownHow, ownStored, fromStore, c.Int("workers"), log, ownJournalStoreName, supervise.OwnJournalFromEnv)
 		if err != nil {
-			return err
+			// The first connection serves them as well, with OPEN.
+			log.Warn("the containers' own files stay on the first connection", "err", err)
+			if own != nil {
+				own.Close()
+			}
+			if ownMount != nil {
+				ownMount.Close()
+			}
+			own, ownMount, ownMP = nil, nil, ""
 		}
 	}
 	counts := openStats(stateDir, files.List(), how == howUpgrade, log)
