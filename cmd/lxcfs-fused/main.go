@@ -53,8 +53,10 @@ func newApp() *cli.App {
    binary at the same path with the connection kept open: upgrades do not
    break containers. Under systemd the connection is also kept in the
    service's fd store (FileDescriptorStoreMax=1), so a restarted supervisor
-   takes it back. When the connection was lost anyway, the views are
-   re-attached in every running container the hook recorded, at start.
+   takes it back. The containers' own files (MOUNT/.containers, see
+   --own-connection) are a second connection, held and kept the same way.
+   When a connection was lost anyway, the views are re-attached in every
+   running container the hook recorded, at start.
 
    It serves in the foreground until SIGTERM or SIGINT, then unmounts and
    exits 0. It must run as root in the host's pid and cgroup namespaces.
