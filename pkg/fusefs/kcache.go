@@ -201,6 +201,9 @@ func (s *server) sweep() {
 			if err := s.conn.InvalidateNode(it.id, 0, -1); err != nil && !errors.Is(err, fuse.ErrNotCached) {
 				s.fs.log.Debug("cache invalidation failed", "node", it.id, "err", err)
 			}
+			if s.own {
+				s.overstateSize(it.id)
+			}
 			if c.invalidated != nil {
 				c.invalidated(it.id)
 			}
@@ -330,4 +333,23 @@ func (s *server) readCached(r *fuse.ReadRequest, nr ref) (abandoned bool) {
 		}
 		r.RespondData(slice(data, r.Offset, r.Size))
 	})
+}
+
+// sizeBound is above any render's length (see overstateSize).
+const sizeBound = 1 << 24
+
+// overstateSize makes the kernel take the just invalidated file id for
+// longer than any render. The invalidation leaves the size the last render
+// had, and on the own connection no open tells the kernel the next one: a
+// sendfile or splice reader (busybox cat) copies up to the size without
+// asking for it (filemap_splice_read, Linux 6.5+), so a render that grew
+// (uptime passing 10 s) was cut short. Overstated, the copy reads the first
+// page, whose READ answer is short of it, and the kernel cuts the size to
+// the render's length there (fuse_short_read); a stat asks (the attributes
+// were invalidated) and gets the length. The store takes no page a reader
+// may hold: the one at sizeBound-1 is nobody's.
+func (s *server) overstateSize(id fuse.NodeID) {
+	if err := s.conn.NotifyStore(id, sizeBound-1, []byte{0}); err != nil && !errors.Is(err, fuse.ErrNotCached) {
+		s.fs.log.Debug("size store failed", "node", id, "err", err)
+	}
 }

@@ -14,7 +14,7 @@ import (
 // ownTree is cachedTree with the containers' own trees also served on a
 // connection of their own (ServeOwn), attached at MOUNT/.containers as
 // lxcfs-fused does it.
-func ownTree(t *testing.T, s *scoped, ttl time.Duration) (mp string, tree *FS, clock *fakeclock.Clock, inval chan fuse.NodeID) {
+func ownTree(t *testing.T, s Renderer, ttl time.Duration) (mp string, tree *FS, clock *fakeclock.Clock, inval chan fuse.NodeID) {
 	t.Helper()
 	clock = fakeclock.New()
 	inval = make(chan fuse.NodeID, 100)
@@ -93,4 +93,57 @@ func TestOwnConnectionNoOpen(t *testing.T) {
 	if a, b := readGen(t, shared), readGen(t, shared); a == b {
 		t.Errorf("the shared file read twice gave one render %q", a)
 	}
+}
+
+// Own-connection files report their render's size to stat, to read(2) and
+// to sendfile(2) (busybox cat), before and after an expiry changes it,
+// though no open reaches the daemon to tell the kernel the size.
+func TestOwnConnectionSizes(t *testing.T) {
+	s := &scopedSized{}
+	s.n.Store(3000)
+	const ttl = time.Hour
+	mp, tree, clock, inval := ownTree(t, s, ttl)
+	own := filepath.Join(mp, ".containers/5/proc/meminfo")
+	check := func(want int) {
+		t.Helper()
+		st, err := os.Stat(own)
+		if err != nil || st.Size() != int64(want) {
+			t.Errorf("stat: %v (%v), want %d", st.Size(), err, want)
+		}
+		b := readRaw(t, own)
+		if len(b) != want {
+			t.Errorf("read: %d bytes, want %d", len(b), want)
+		}
+		f := openRaw(t, own)
+		defer f.Close()
+		if got := sendfileAll(t, f); len(got) != want || string(got) != string(b) {
+			t.Errorf("sendfile: %d bytes (%.8q), want the read's %d (%.8q)", len(got), got, len(b), b)
+		}
+	}
+	expire := func() {
+		t.Helper()
+		clock.Add(ttl)
+		tree.ownKc.poke()
+		select {
+		case <-inval:
+		case <-time.After(30 * time.Second):
+			t.Fatal("no invalidation within 30s of the TTL passing")
+		}
+	}
+	check(3000)
+	s.n.Store(5000)
+	check(3000)
+	s.n.Store(1000)
+	expire()
+	check(1000)
+	// Grown after an expiry, and copied with sendfile before anything
+	// asks for the size (busybox cat on a growing uptime).
+	s.n.Store(4000)
+	expire()
+	f := openRaw(t, own)
+	if got := sendfileAll(t, f); len(got) != 4000 {
+		t.Errorf("sendfile straight after the open of a grown render: %d bytes, want 4000", len(got))
+	}
+	f.Close()
+	check(4000)
 }
