@@ -264,6 +264,11 @@ func (s *server) entry(req fuse.Request, nr ref, answer func(e *centry, data []b
 // the kernel for as long as the entry is.
 func (s *server) cachedAttr(nr ref, e *centry, data []byte) fuse.Attr {
 	a := s.fs.attr(nr)
+	if nr.n.pt { // the host's file, passed through (own connection)
+		if st, err := hostStat(nr.n); err == nil {
+			a = s.fs.ptAttr(nr.n, &st)
+		}
+	}
 	a.Size = uint64(len(data))
 	if e != nil {
 		a.Valid = max(e.expires.Sub(s.kc.now()), 0)
