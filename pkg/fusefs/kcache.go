@@ -353,8 +353,20 @@ const sizeBound = 1 << 24
 // the render's length there (fuse_short_read); a stat asks (the attributes
 // were invalidated) and gets the length. The store takes no page a reader
 // may hold: the one at sizeBound-1 is nobody's.
+//
+// A page a reader had filled between the invalidation and the store would
+// be copied whole up to the overstated size (the render, then zeros): so
+// the pages are invalidated once more after the store. A reader would have
+// to fill a page in the microseconds between the first two notifications
+// and another read it between the last two for that to show.
 func (s *server) overstateSize(id fuse.NodeID) {
-	if err := s.conn.NotifyStore(id, sizeBound-1, []byte{0}); err != nil && !errors.Is(err, fuse.ErrNotCached) {
-		s.fs.log.Debug("size store failed", "node", id, "err", err)
+	if err := s.conn.NotifyStore(id, sizeBound-1, []byte{0}); err != nil {
+		if !errors.Is(err, fuse.ErrNotCached) {
+			s.fs.log.Debug("size store failed", "node", id, "err", err)
+		}
+		return
+	}
+	if err := s.conn.InvalidateNode(id, 0, -1); err != nil && !errors.Is(err, fuse.ErrNotCached) {
+		s.fs.log.Debug("cache invalidation failed", "node", id, "err", err)
 	}
 }
