@@ -163,6 +163,9 @@ func workerCmd(c *cli.Context) error {
 			// once this process is gone; sysinfo calls cannot be, so they
 			// are answered first.
 			drainSysinfo(si, c.Duration("sysinfo-timeout"))
+			// Pages the kernel keeps on the own connection would be
+			// served, stale, while nobody serves it.
+			tree.DropCached(time.Second)
 			pprof.StopCPUProfile()
 			os.Exit(0)
 		}
@@ -181,6 +184,7 @@ func workerCmd(c *cli.Context) error {
 		return err
 	}
 	log.Warn("FUSE connection ended: the file system was unmounted")
+	tree.DropCached(time.Second) // the other connection may live on
 	pprof.StopCPUProfile()
 	os.Exit(supervise.ExitUnmounted)
 	return nil

@@ -171,8 +171,9 @@ type FS struct {
 	// ownKc is the own connection's (ServeOwn), for tests: set one
 	// with an invalidated hook before ServeOwn.
 	ownKc    *kcache
+	ownDrop  func() // the own connection's server's dropCached
 	kcMu     sync.Mutex
-	ownOpens atomic.Int64 // OPENs of files the own connection answered
+	ownOpens atomic.Int64 // OPENs of files on the own connection, for tests
 
 	statsOnce sync.Once
 

@@ -370,3 +370,45 @@ func (s *server) overstateSize(id fuse.NodeID) {
 		s.fs.log.Debug("cache invalidation failed", "node", id, "err", err)
 	}
 }
+
+// DropCached has the kernel forget every file the own connection (ServeOwn)
+// has cached, for a worker about to exit. The kernel opens no file there
+// and a splice read asks for nothing the page cache holds, so pages left
+// behind would be served, stale, for as long as nobody serves the
+// connection (a stopped daemon): forgotten, the next read reaches the
+// connection and fails ("not connected") until a daemon serves it. A
+// worker killed outright cannot do this; the next one forgets its
+// predecessor's files before it serves (FS.Known). It gives up after
+// timeout: an invalidation waits for a page a reader holds until its READ
+// is answered.
+func (f *FS) DropCached(timeout time.Duration) {
+	f.kcMu.Lock()
+	drop := f.ownDrop
+	f.kcMu.Unlock()
+	if drop == nil {
+		return
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); drop() }()
+	select {
+	case <-done:
+	case <-time.After(timeout):
+	}
+}
+
+// dropCached drops every entry and invalidates its file.
+func (s *server) dropCached() {
+	c := s.kc
+	c.mu.Lock()
+	ids := make([]fuse.NodeID, 0, len(c.files))
+	for id := range c.files {
+		ids = append(ids, id)
+	}
+	c.files = map[fuse.NodeID]*centry{}
+	c.mu.Unlock()
+	for _, id := range ids {
+		if err := s.conn.InvalidateNode(id, 0, -1); err != nil && !errors.Is(err, fuse.ErrNotCached) {
+			s.fs.log.Debug("cache invalidation failed", "node", id, "err", err)
+		}
+	}
+}

@@ -243,6 +243,7 @@ func (f *FS) serve(s *server, workers int) error {
 				s.kc.invalidated = f.ownKc.invalidated // a test's
 			}
 			f.ownKc = s.kc
+			f.ownDrop = s.dropCached
 		} else {
 			if f.kc != nil {
 				s.kc.invalidated = f.kc.invalidated // a test's
@@ -251,7 +252,13 @@ func (f *FS) serve(s *server, workers int) error {
 		}
 		f.kcMu.Unlock()
 		if f.Known != nil {
-			s.kc.forget(f.containerFiles(f.Known(), s.own)...)
+			s.kc.forget(f.containerFiles(f.Known(), false)...)
+			if s.own {
+				// The host's files too: a walk of the host's CPU
+				// directory per container, which must not hold up
+				// serving.
+				go s.kc.forget(f.containerFiles(f.Known(), true)...)
+			}
 			// After an upgrade the previous worker serves on until this
 			// one does, and is stopped within retireWindow: what it
 			// cached meanwhile is forgotten once it is gone.
