@@ -464,9 +464,21 @@ func (s *server) lookup(r *fuse.LookupRequest) (abandoned bool) {
 	if !child.n.dir {
 		s.keepSize(child.id, child.n.name)
 	}
-	r.Respond(&fuse.LookupResponse{Node: child.id, EntryValid: entryValid, Attr: s.fs.attr(child)})
+	valid := entryValid
+	if child.n == s.fs.containers {
+		// The containers' own connection is mounted on this name. The
+		// kernel detaches every mount on a name whose revalidation
+		// fails (a LOOKUP answered with an error, or not at all by a
+		// worker killed holding it), so the name is never revalidated.
+		valid = containersValid
+	}
+	r.Respond(&fuse.LookupResponse{Node: child.id, EntryValid: valid, Attr: s.fs.attr(child)})
 	return false
 }
+
+// containersValid is how long the kernel may keep the name .containers:
+// for as long as the mount lives, in effect.
+const containersValid = 100 * 365 * 24 * time.Hour
 
 // ref finds the node the kernel calls id on this connection: on the own
 // connection, its root is .containers and nothing of the shared tree is
