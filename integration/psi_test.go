@@ -120,31 +120,43 @@ func TestPSITriggerAcrossWorkerKill(t *testing.T) {
 }
 
 // TestPSIWaitingPollWoken: a program waiting in poll(2) on its trigger when
-// the worker that took the POLL is killed, or retired by an upgrade, is
-// woken (the supervisor wakes the handles the worker kept in its
+// the worker that took the POLL is killed, or retired by an upgrade, or
+// when the supervisor dies and systemd starts it again with its fd store,
+// is woken (the supervisor wakes the handles the worker kept in its
 // pkg/pollwake table) and gets POLLERR, so it can register again. Its own
 // timeout is 10 minutes: without the wakeup it waits all of it, and the
 // test fails at its 60 s deadline.
 func TestPSIWaitingPollWoken(t *testing.T) {
 	requirePSI(t)
+	sd := newFakeSystemd(t)
 	d := startDaemon(t, fusedBin, "", "--psi-triggers")
-	for _, how := range []string{"worker killed", "upgrade"} {
+	// runc would proxy NOTIFY_SOCKET to the containers and wait for them.
+	os.Unsetenv("NOTIFY_SOCKET")
+	for _, how := range []string{"worker killed", "upgrade", "supervisor restarted from the fd store"} {
 		// exec: the program is the container's init, whose pid runc gives.
 		c := runBundleDetached(t, d.mp, d.stateDir, psiOpts(
 			`exec /bin/psiprog wait /proc/pressure/cpu "`+psiSpec+`" 600`, false))
 		waitPolling(t, c)
 		_, w, _ := fusedState(t, d)
-		if how == "upgrade" {
+		switch how {
+		case "worker killed":
+			unix.Kill(w, unix.SIGKILL)
+			waitWorker(t, d, w)
+		case "upgrade":
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			out, err := exec.CommandContext(ctx, fusedBin, "upgrade", "--state-dir", d.stateDir).CombinedOutput()
 			cancel()
 			if err != nil {
 				t.Fatalf("upgrade: %v\n%s", err, out)
 			}
-		} else {
-			unix.Kill(w, unix.SIGKILL)
+			waitWorker(t, d, w)
+		default:
+			// The running worker's table was stored when it started,
+			// before the program polled.
+			sd.take(t, "lxcfs-fuse-", "lxcfs-polls")
+			sd.kill(d)
+			sd.restart(t, d, "--psi-triggers")
 		}
-		waitWorker(t, d, w)
 		if got := waitLineWithin(t, c, `(event|pollerr|timeout)`, 60*time.Second)[1]; got != "pollerr" {
 			t.Errorf("%s: the waiting poll returned %s, want pollerr (the trigger was lost)", how, got)
 		}
