@@ -132,6 +132,9 @@ func workerCmd(c *cli.Context) error {
 	if tree.Journal, tree.Leftovers, err = supervise.AdoptJournal(); err != nil {
 		return err
 	}
+	if tree.Polls, err = supervise.PollsFromEnv(); err != nil {
+		log.Warn("pollers waiting when this worker dies will wait until their own timeout", "err", err)
+	}
 
 	if path := c.String("cpuprofile"); path != "" {
 		f, err := os.Create(path)

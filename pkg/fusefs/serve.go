@@ -198,7 +198,7 @@ func DefaultWorkers() int { return max(2, runtime.NumCPU()) }
 // reader carries on at once, as a libfuse thread would.
 func (f *FS) Serve(conn *fuse.Conn, workers int) error {
 	s := &server{fs: f, conn: conn, held: map[uint32]int{}}
-	s.trig = triggers{byFH: map[fuse.HandleID]*trigger{}, byKey: map[uint64]*trigger{}, perWho: map[uint32]int{}, epfd: -1}
+	s.trig = triggers{byFH: map[fuse.HandleID]*trigger{}, byKey: map[uint64]*trigger{}, perWho: map[uint32]int{}, epfd: -1, polls: f.Polls}
 	defer s.closeTriggers()
 	for _, n := range f.nodes[1:] {
 		if n != nil && !n.dir {

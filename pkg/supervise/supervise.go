@@ -24,6 +24,7 @@ import (
 
 	"github.com/lxcfs-oci/lxcfs-oci/internal/linux"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/fusefs"
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/pollwake"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/stats"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/sysinfo"
 )
@@ -141,6 +142,13 @@ type Supervisor struct {
 	// inherited worker serves from, after an upgrade.
 	Journal     *os.File
 	JournalBank int
+	// Polls, when set, is the poll wakeup table (pkg/pollwake) of a worker
+	// that served before this process: the previous binary's, after an
+	// upgrade (woken once it is retired), or the one systemd kept for a
+	// supervisor that died (woken at start). OnPolls, when set, is given
+	// each new worker's table (the systemd fd store).
+	Polls   *pollwake.Table
+	OnPolls func(*os.File)
 
 	worker     *exec.Cmd
 	started    time.Time
@@ -150,7 +158,8 @@ type Supervisor struct {
 	// upgrade; a second upgrade waits for it (see upgrade).
 	retiring   sync.WaitGroup
 	resendWarn bool
-	bank       int // the journal bank the current worker reads into
+	bank       int             // the journal bank the current worker reads into
+	polls      *pollwake.Table // the current worker's
 }
 
 // sysinfoSweep is how often containers whose tasks all exited are dropped.
@@ -197,8 +206,12 @@ func (s *Supervisor) Run() error {
 		s.Stats.Add(stats.Upgrades, 1)
 		s.retiring.Add(1)
 		go func() { defer s.retiring.Done(); s.retire(old) }()
-	} else if s.Adopted {
-		s.resend()
+	} else {
+		if s.Adopted {
+			s.resend()
+		}
+		s.wakePolls(s.Polls) // the worker of a supervisor that died
+		s.Polls = nil
 	}
 	if s.OnServing != nil {
 		go s.OnServing()
@@ -237,6 +250,8 @@ func (s *Supervisor) Run() error {
 			if quickDeaths >= 3 {
 				time.Sleep(restartPause)
 			}
+			s.wakePolls(s.polls)
+			s.polls = nil
 			if s.Journal != nil {
 				// The next worker reads into the bank the dead one did not
 				// and answers what it left; a previous binary's worker
@@ -280,6 +295,10 @@ func (s *Supervisor) start(after *os.File) error {
 			afterFd = 5
 		}
 		cmd.Env = append(cmd.Env, EnvJournal+"="+encodeJournal(4, s.bank, afterFd))
+	}
+	if s.polls = s.newPolls(); s.polls != nil {
+		cmd.ExtraFiles = append(cmd.ExtraFiles, s.polls.File())
+		cmd.Env = append(cmd.Env, EnvPolls+"=fd="+strconv.Itoa(2+len(cmd.ExtraFiles)))
 	}
 	if s.Sysinfo != nil {
 		files, env, err := s.Sysinfo.workerFiles(3 + len(cmd.ExtraFiles))
@@ -388,6 +407,8 @@ func (s *Supervisor) retire(pid int) {
 		s.Sysinfo.retired()
 	}
 	s.resend()
+	s.wakePolls(s.Polls)
+	s.Polls = nil
 }
 
 // upgrade re-executes Exe (the binary now at that path) as supervisor,
@@ -428,6 +449,15 @@ func (s *Supervisor) upgrade() {
 		}
 		defer unix.CloseOnExec(jfd)
 		env = append(env, EnvJournal+"="+encodeJournal(jfd, s.bank, -1))
+	}
+	if s.polls != nil {
+		pfd := int(s.polls.File().Fd())
+		if _, err := unix.FcntlInt(uintptr(pfd), unix.F_SETFD, 0); err == nil {
+			defer unix.CloseOnExec(pfd)
+			env = append(env, EnvPolls+"=fd="+strconv.Itoa(pfd))
+		} else {
+			s.Log.Warn("upgrade: the poll wakeup table is not passed on; pollers of the retired worker wait until their own timeout", "err", err)
+		}
 	}
 	s.Log.Info("upgrading: executing the binary again with the FUSE connection kept", "exe", s.Exe, "generation", s.generation+1)
 	err := syscall.Exec(s.Exe, os.Args, env)
