@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -507,79 +506,20 @@ func kernelAtLeast(t *testing.T, major, minor int) bool {
 // does after a restart (LISTEN_FDS, LISTEN_FDNAMES). Reads during the gap
 // wait and then succeed; none fails.
 func TestReliabilitySystemdFDStore(t *testing.T) {
-	requireRoot(t)
-	sock := filepath.Join(t.TempDir(), "notify")
-	fd, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_DGRAM|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer syscall.Close(fd)
-	if err := syscall.Bind(fd, &syscall.SockaddrUnix{Name: sock}); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("NOTIFY_SOCKET", sock)
+	sd := newFakeSystemd(t)
 	d1 := startDaemon(t, fusedBin, "")
-
-	// The first message carrying a descriptor is the FDSTORE one.
-	var stored *os.File
-	var name string
-	syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, syscall.SO_RCVTIMEO, &syscall.Timeval{Sec: 5})
-	for stored == nil {
-		buf, oob := make([]byte, 512), make([]byte, 128)
-		n, oobn, _, _, err := syscall.Recvmsg(fd, buf, oob, 0)
-		if err != nil {
-			t.Fatalf("no FDSTORE message from the daemon: %v", err)
-		}
-		msgs, _ := syscall.ParseSocketControlMessage(oob[:oobn])
-		for _, m := range msgs {
-			if fds, err := syscall.ParseUnixRights(&m); err == nil && len(fds) == 1 {
-				stored = os.NewFile(uintptr(fds[0]), "stored-fuse")
-				for _, l := range strings.Split(string(buf[:n]), "\n") {
-					if v, ok := strings.CutPrefix(l, "FDNAME="); ok {
-						name = v
-					}
-				}
-			}
-		}
-	}
-	defer stored.Close()
-	if !strings.HasPrefix(name, "lxcfs-fuse-") {
-		t.Fatalf("stored fd named %q", name)
-	}
-	// Where the kernel has no FUSE_NOTIFY_RESEND the request journal is
-	// stored too (before the first worker started, so it is queued by now):
-	// systemd hands back everything stored.
-	names, files := []string{name}, []*os.File{stored}
-	for {
-		buf, oob := make([]byte, 512), make([]byte, 128)
-		n, oobn, _, _, err := syscall.Recvmsg(fd, buf, oob, syscall.MSG_DONTWAIT)
-		if err != nil {
-			break
-		}
-		msgs, _ := syscall.ParseSocketControlMessage(oob[:oobn])
-		for _, m := range msgs {
-			if fds, err := syscall.ParseUnixRights(&m); err == nil && len(fds) == 1 {
-				f := os.NewFile(uintptr(fds[0]), "stored")
-				defer f.Close()
-				for _, l := range strings.Split(string(buf[:n]), "\n") {
-					if v, ok := strings.CutPrefix(l, "FDNAME="); ok {
-						names, files = append(names, v), append(files, f)
-					}
-				}
-			}
-		}
-	}
+	// The poll wakeup table is stored when the first worker starts, after
+	// the connection and, where the kernel has no FUSE_NOTIFY_RESEND, the
+	// request journal.
+	sd.take(t, "lxcfs-fuse-", "lxcfs-polls", "lxcfs-ownfuse-")
 	journaled := strings.HasPrefix(fusedStatus(t, d1).Kernel.NotifyResend, "journal")
-	if journaled != slices.Contains(names, "lxcfs-journal") {
-		t.Fatalf("stored %v; the request journal is in use: %v", names, journaled)
+	if journaled != sd.has("lxcfs-journal") {
+		t.Fatalf("stored %v; the request journal is in use: %v", sd.names(), journaled)
 	}
-	// The containers' own connection is stored too, under a name of its
-	// own, with its journal.
-	if !slices.ContainsFunc(names, func(n string) bool { return strings.HasPrefix(n, "lxcfs-ownfuse-") }) {
-		t.Fatalf("stored %v: no lxcfs-ownfuse-* (the containers' own connection)", names)
-	}
-	if journaled != slices.Contains(names, "lxcfs-journal-own") {
-		t.Fatalf("stored %v; the request journal is in use: %v", names, journaled)
+	// The containers' own connection is stored too (waited for above),
+	// under a name of its own, with its journal.
+	if journaled != sd.has("lxcfs-journal-own") {
+		t.Fatalf("stored %v; the request journal is in use: %v", sd.names(), journaled)
 	}
 	t.Setenv("NOTIFY_SOCKET", "") // runc would wait for the container's READY
 	c := runDetached(t, d1.mp, d1.stateDir, "exec sleep 1000")
@@ -617,9 +557,7 @@ func TestReliabilitySystemdFDStore(t *testing.T) {
 
 	// The supervisor dies; its worker follows. The stored fd keeps the
 	// connection (and the mount) alive.
-	d1.stoppedByTest = true
-	d1.cmd.Process.Kill()
-	<-d1.exited
+	sd.kill(d1)
 	// A read started while nobody serves waits for the next daemon.
 	gapRead := make(chan error, 1)
 	go func() {
@@ -633,26 +571,7 @@ func TestReliabilitySystemdFDStore(t *testing.T) {
 		_, err := os.ReadFile(ownMeminfo)
 		ownGapRead <- err
 	}()
-
-	t.Setenv("NOTIFY_SOCKET", "")
-	logPath := filepath.Join(t.TempDir(), "fused2.log")
-	logFile, _ := os.Create(logPath)
-	defer logFile.Close()
-	cmd := exec.Command("sh", "-c", `LISTEN_PID=$$ exec "$0" "$@"`, fusedBin,
-		"--mountpoint", d1.mp, "--state-dir", d1.stateDir)
-	cmd.Env = append(os.Environ(), "LISTEN_FDS="+strconv.Itoa(len(files)), "LISTEN_FDNAMES="+strings.Join(names, ":"))
-	cmd.ExtraFiles = files
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("second daemon log:\n%s", readFile(t, logPath))
-		}
-	}()
+	logPath := sd.restart(t, d1)
 	select {
 	case err := <-gapRead:
 		if err != nil {

@@ -22,6 +22,7 @@ import (
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/fusefs"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/journal"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/metrics"
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/pollwake"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/remount"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/sdnotify"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/stats"
@@ -172,6 +173,7 @@ func superviseCmd(c *cli.Context) error {
 		OwnJournal:    ownJournal,
 		OwnMount:      ownMount,
 	}
+	sup.Polls, sup.OnPolls = pollTable(how, fromStore, log)
 	// The counters stay mapped until the process exits: a scrape may still
 	// be reading them.
 	err = sup.Run()
@@ -181,6 +183,33 @@ func superviseCmd(c *cli.Context) error {
 	}
 	log.Info("stopped", "mountpoint", mp)
 	return nil
+}
+
+// pollsStoreName names the running worker's poll wakeup table in systemd's
+// fd store.
+const pollsStoreName = "lxcfs-polls"
+
+// pollTable returns the poll wakeup table of the worker that served before
+// this process (an upgrade's, passed across the exec; or, taken back from
+// systemd's fd store, the one of a supervisor that died), and how each new
+// worker's table is kept in the fd store.
+func pollTable(how string, fromStore map[string]*os.File, log *slog.Logger) (*pollwake.Table, func(*os.File)) {
+	var t *pollwake.Table
+	var err error
+	if how == howUpgrade {
+		t, err = supervise.PollsFromEnv()
+	} else if f := fromStore[pollsStoreName]; f != nil {
+		t, err = pollwake.Open(f)
+	}
+	if err != nil {
+		log.Warn("the previous worker's waiting pollers are not woken; they wait until their own timeout", "err", err)
+	}
+	return t, func(f *os.File) {
+		sdnotify.Remove(pollsStoreName) // the previous worker's
+		if _, err := sdnotify.Store(pollsStoreName, f); err != nil {
+			log.Warn("cannot keep the poll wakeup table in the systemd fd store; pollers waiting when the whole daemon is restarted wait until their own timeout", "err", err)
+		}
+	}
 }
 
 const (

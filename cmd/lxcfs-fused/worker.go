@@ -139,6 +139,9 @@ func workerCmd(c *cli.Context) error {
 	if tree.OwnJournal, tree.OwnLeftovers, err = supervise.AdoptOwnJournal(); err != nil {
 		return err
 	}
+	if tree.Polls, err = supervise.PollsFromEnv(); err != nil {
+		log.Warn("pollers waiting when this worker dies will wait until their own timeout", "err", err)
+	}
 
 	if path := c.String("cpuprofile"); path != "" {
 		f, err := os.Create(path)

@@ -25,6 +25,7 @@ import (
 	"bazil.org/fuse"
 
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/journal"
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/pollwake"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/stats"
 )
 
@@ -142,6 +143,10 @@ type FS struct {
 	// TriggerLimit and TriggerTotal bound the PSI triggers held, per
 	// container and in all (0: DefaultTriggerLimit, DefaultTriggerTotal).
 	TriggerLimit, TriggerTotal int
+	// Polls, when set before Serve, is where the kernel's handles of
+	// waiting pollers are kept for the supervisor to wake if this process
+	// dies (pkg/pollwake).
+	Polls *pollwake.Table
 	// Stats, when set before Serve, counts requests, their latency, render
 	// errors and timeouts per file.
 	Stats *stats.Region

@@ -225,7 +225,7 @@ func (f *FS) ServeOwn(conn *fuse.Conn, workers int) error {
 }
 
 func (f *FS) serve(s *server, workers int) error {
-	s.trig = triggers{byFH: map[fuse.HandleID]*trigger{}, byKey: map[uint64]*trigger{}, perWho: map[uint32]int{}, epfd: -1}
+	s.trig = triggers{byFH: map[fuse.HandleID]*trigger{}, byKey: map[uint64]*trigger{}, perWho: map[uint32]int{}, epfd: -1, polls: f.Polls}
 	defer s.closeTriggers()
 	f.statsOnce.Do(func() {
 		for _, n := range f.nodes[1:] {

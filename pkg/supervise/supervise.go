@@ -24,6 +24,7 @@ import (
 
 	"github.com/lxcfs-oci/lxcfs-oci/internal/linux"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/fusefs"
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/pollwake"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/stats"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/sysinfo"
 )
@@ -161,6 +162,13 @@ type Supervisor struct {
 	OwnMountpoint string
 	OwnJournal    *os.File
 	OwnMount      *os.File
+	// Polls, when set, is the poll wakeup table (pkg/pollwake) of a worker
+	// that served before this process: the previous binary's, after an
+	// upgrade (woken once it is retired), or the one systemd kept for a
+	// supervisor that died (woken at start). OnPolls, when set, is given
+	// each new worker's table (the systemd fd store).
+	Polls   *pollwake.Table
+	OnPolls func(*os.File)
 
 	worker     *exec.Cmd
 	started    time.Time
@@ -170,7 +178,8 @@ type Supervisor struct {
 	// upgrade; a second upgrade waits for it (see upgrade).
 	retiring   sync.WaitGroup
 	resendWarn bool
-	bank       int // the journal bank the current worker reads into
+	bank       int             // the journal bank the current worker reads into
+	polls      *pollwake.Table // the current worker's
 	// ownTried is done once the own mount's attach was tried: an upgrade
 	// waits for it, as a detached mount does not survive the exec.
 	ownTried sync.WaitGroup
@@ -220,8 +229,12 @@ func (s *Supervisor) Run() error {
 		s.Stats.Add(stats.Upgrades, 1)
 		s.retiring.Add(1)
 		go func() { defer s.retiring.Done(); s.retire(old) }()
-	} else if s.Adopted {
-		s.resend()
+	} else {
+		if s.Adopted {
+			s.resend()
+		}
+		s.wakePolls(s.Polls) // the worker of a supervisor that died
+		s.Polls = nil
 	}
 	s.ownTried.Add(1)
 	go func() {
@@ -266,6 +279,8 @@ func (s *Supervisor) Run() error {
 			if quickDeaths >= 3 {
 				time.Sleep(restartPause)
 			}
+			s.wakePolls(s.polls)
+			s.polls = nil
 			if s.Journal != nil {
 				// The next worker reads into the bank the dead one did not
 				// and answers what it left; a previous binary's worker
@@ -327,6 +342,10 @@ func (s *Supervisor) start(after *os.File) error {
 			}
 		}
 		cmd.Env = append(cmd.Env, EnvOwnJournal+"="+encodeJournal(jfd, s.bank, afterFd))
+	}
+	if s.polls = s.newPolls(); s.polls != nil {
+		cmd.ExtraFiles = append(cmd.ExtraFiles, s.polls.File())
+		cmd.Env = append(cmd.Env, EnvPolls+"=fd="+strconv.Itoa(2+len(cmd.ExtraFiles)))
 	}
 	if s.Sysinfo != nil {
 		files, env, err := s.Sysinfo.workerFiles(3 + len(cmd.ExtraFiles))
@@ -440,6 +459,8 @@ func (s *Supervisor) retire(pid int) {
 		s.Sysinfo.retired()
 	}
 	s.resend()
+	s.wakePolls(s.Polls)
+	s.Polls = nil
 }
 
 // upgrade re-executes Exe (the binary now at that path) as supervisor,
@@ -504,6 +525,15 @@ func (s *Supervisor) upgrade() {
 		env = append(env, EnvOwnConn+"="+EncodeConn(keep[0], s.Own.Protocol(), s.Own.Features()))
 		if len(keep) > 1 {
 			env = append(env, EnvOwnJournal+"="+encodeJournal(keep[1], s.bank, -1))
+		}
+	}
+	if s.polls != nil {
+		pfd := int(s.polls.File().Fd())
+		if _, err := unix.FcntlInt(uintptr(pfd), unix.F_SETFD, 0); err == nil {
+			defer unix.CloseOnExec(pfd)
+			env = append(env, EnvPolls+"=fd="+strconv.Itoa(pfd))
+		} else {
+			s.Log.Warn("upgrade: the poll wakeup table is not passed on; pollers of the retired worker wait until their own timeout", "err", err)
 		}
 	}
 	s.Log.Info("upgrading: executing the binary again with the FUSE connection kept", "exe", s.Exe, "generation", s.generation+1)
