@@ -97,7 +97,7 @@ func (s *server) openTrigger(nr ref, r *fuse.OpenRequest) {
 // writeTrigger registers the trigger written to a pressure file's handle.
 // A handle takes one trigger, as in the kernel (EBUSY after).
 func (s *server) writeTrigger(r *fuse.WriteRequest) {
-	nr, ok := s.fs.ref(r.Hdr().Node)
+	nr, ok := s.ref(r.Hdr().Node)
 	who, tagged := handleOwner(r.Handle)
 	if !ok || !tagged || !s.isTrigger(nr.n) {
 		r.RespondError(errno(syscall.EROFS))
@@ -278,7 +278,7 @@ func (s *server) poll(r *fuse.PollRequest) {
 		tg.mu.Unlock()
 	}
 	if !armed {
-		nr, ok := s.fs.ref(r.Hdr().Node)
+		nr, ok := s.ref(r.Hdr().Node)
 		if ok && s.isTrigger(nr.n) {
 			r.Respond(&fuse.PollResponse{REvents: defaultPollMask | fuse.PollError | fuse.PollPriority})
 			return
