@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -28,11 +29,25 @@ func sysinfoOpts(script string) bundleOpts {
 	return bundleOpts{script: script, limits: true, files: map[string]string{sysinfoProg: "bin/sysinfoprog"}}
 }
 
+// staleSysinfoDir is a state directory whose sysinfo.sock is a socket file
+// nobody listens on, as a killed daemon leaves it.
+func staleSysinfoDir(t *testing.T) string {
+	dir := t.TempDir()
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: filepath.Join(dir, "sysinfo.sock"), Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.SetUnlinkOnClose(false)
+	l.Close()
+	return dir
+}
+
 // TestSysinfoRunc: in a runc container with a 64 MiB limit whose config
-// inject --sysinfo edited, busybox free, glibc's sysconf(_SC_PHYS_PAGES)
-// and a static Go program calling sysinfo(2) all get the container's
-// memory and uptime; the same container without --sysinfo gets the
-// host's, which is what the test would see without the feature.
+// inject edited (by default, or with --sysinfo), busybox free, glibc's
+// sysconf(_SC_PHYS_PAGES) and a static Go program calling sysinfo(2) all
+// get the container's memory and uptime; with --sysinfo=false, or when the
+// daemon's socket is left with nobody listening, the container starts and
+// gets the host's, which is what the test would see without the feature.
 func TestSysinfoRunc(t *testing.T) {
 	d := startDaemon(t, fusedBin, "")
 	var host unix.Sysinfo_t
@@ -47,7 +62,12 @@ func TestSysinfoRunc(t *testing.T) {
 		want  string // totalram
 	}{
 		{"with --sysinfo", []string{"--sysinfo"}, strconv.Itoa(ctrRAM)},
-		{"without", nil, hostRAM},
+		{"by default", nil, strconv.Itoa(ctrRAM)},
+		{"with --sysinfo=false", []string{"--sysinfo=false"}, hostRAM},
+		// A socket file nobody listens on (a daemon killed without
+		// systemd): the rule is not added, so runc does not fail the
+		// container for an unreachable listener.
+		{"by default, daemon gone", []string{"--state-dir", staleSysinfoDir(t)}, hostRAM},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			o := sysinfoOpts(sysinfoScript)

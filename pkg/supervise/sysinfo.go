@@ -242,6 +242,9 @@ func (s *Sysinfo) accept(procDir string) {
 		go func() {
 			defer c.Close()
 			reg, err := sysinfo.ReadRegistration(c, procDir)
+			if errors.Is(err, sysinfo.ErrProbe) {
+				return
+			}
 			if err != nil {
 				s.Log.Warn("sysinfo: registration refused; that container's sysinfo calls get ENOSYS", "err", err)
 				return

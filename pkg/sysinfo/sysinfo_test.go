@@ -2,6 +2,7 @@ package sysinfo
 
 import (
 	"encoding/json"
+	"errors"
 	"net"
 	"os"
 	"strings"
@@ -129,5 +130,17 @@ func TestReadRegistrationRejects(t *testing.T) {
 				t.Errorf("err = %v, want one containing %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestReadRegistrationProbe: a connection closed without a message is the
+// hook checking that the daemon listens, told apart from a failed
+// registration (which the daemon warns about).
+func TestReadRegistrationProbe(t *testing.T) {
+	if _, err := register(t, nil); !errors.Is(err, ErrProbe) {
+		t.Errorf("err = %v, want ErrProbe", err)
+	}
+	if _, err := register(t, []byte("{oops")); errors.Is(err, ErrProbe) {
+		t.Errorf("a message taken for a probe")
 	}
 }
