@@ -376,3 +376,45 @@ func TestSysinfoWorkerKilledMidAnswer(t *testing.T) {
 		t.Errorf("the supervisor did not report the recovered call")
 	}
 }
+
+// TestSysinfoWorkerKilledTakingCall: the worker takes busybox free's call
+// from the kernel and is killed before it records the call's id (the
+// stall switch holds it there). The supervisor finds the call anyway, as
+// the first id after the last one the worker recorded that the kernel
+// holds as taken, and continues it: free prints the host's figures
+// instead of waiting until it is signalled. Without that search free
+// waits and the test fails.
+func TestSysinfoWorkerKilledTakingCall(t *testing.T) {
+	taken := filepath.Join(t.TempDir(), "taken")
+	t.Setenv("LXCFS_FUSED_TEST_STALL_SYSINFO_TAKEN", taken)
+	d := startDaemon(t, fusedBin, "", "--sysinfo-timeout", "10s")
+	// The first free's call is recorded (the search starts after it);
+	// the second is the one the worker dies taking.
+	c := runBundleDetached(t, d.mp, d.stateDir, sysinfoOpts("free; echo first=done; while [ ! -e /tmp/go ]; do sleep 1; done; free; echo free=done; sleep 600"), "--sysinfo")
+	waitOutput(t, c, func(out string) bool { return strings.Contains(out, "first=done") })
+	if err := os.WriteFile(taken, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(c.bundle, "rootfs/tmp/go"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := os.Stat(taken); os.IsNotExist(err) {
+			break // the worker took the call and stopped there
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the worker did not take the container's second call within 30s\n%s", c.output(t))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	_, w, _ := fusedState(t, d)
+	unix.Kill(w, unix.SIGKILL)
+	waitOutput(t, c, func(out string) bool { return strings.Contains(out, "free=done") })
+	if out := c.output(t); strings.Count(out, "Mem:") != 2 {
+		t.Errorf("busybox free failed: %s", out)
+	}
+	if !strings.Contains(waitLog(t, d, "calls the dead worker had taken continued"), "calls the dead worker had taken continued") {
+		t.Errorf("the supervisor did not report the recovered call")
+	}
+}

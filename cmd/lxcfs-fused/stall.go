@@ -28,6 +28,12 @@ const stallEnv = "LXCFS_FUSED_TEST_STALL"
 // leave it.
 const stallSysinfoEnv = "LXCFS_FUSED_TEST_STALL_SYSINFO"
 
+// stallTakenEnv names a marker file: while it exists, the next sysinfo
+// call taken from the kernel removes it and is never recorded nor
+// answered, as a worker killed between taking a call and recording it
+// would leave it.
+const stallTakenEnv = "LXCFS_FUSED_TEST_STALL_SYSINFO_TAKEN"
+
 // noResendEnv, when set, makes the supervisor take the kernel for one
 // without FUSE_NOTIFY_RESEND, so the request journal is tested on kernels
 // that have it.
@@ -60,6 +66,13 @@ func (s stallRenderer) Render(name string, who uint32) ([]byte, error) {
 }
 
 func withSysinfoStall(srv *sysinfo.Server, files *content.Files) {
+	if taken := os.Getenv(stallTakenEnv); taken != "" {
+		srv.Taken = func() {
+			if os.Remove(taken) == nil {
+				select {}
+			}
+		}
+	}
 	marker := os.Getenv(stallSysinfoEnv)
 	if marker == "" {
 		return
