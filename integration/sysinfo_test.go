@@ -172,6 +172,57 @@ func TestSysinfoAcrossWorkerKillAndUpgrade(t *testing.T) {
 	t.Logf("calls %s, of which with other figures: %s", field(out, "calls"), field(out, "not_container"))
 }
 
+// TestSysinfoStopAfterLostRequest is how TestSysinfoAcrossWorkerKillAndUpgrade
+// hung on Linux 6.1 before the request journal: after an upgrade the
+// supervisor checks every recorded container's views through its own
+// mount (the re-attach, a stat of each), and the worker holding one of
+// those requests was killed; with nothing to answer it again, the
+// supervisor's thread waited for ever (the kernel lets no task abandon a
+// request its server has read, not even on SIGKILL), so the daemon neither
+// stopped on SIGTERM nor could be reaped. Here recovery is switched off
+// (LXCFS_FUSED_TEST_NO_RECOVERY, the tests' builds only) and the stat of
+// loadavg is held (the loadavg stall), so that it happens every time:
+// SIGTERM must still stop the daemon. It hangs without stop's closing of
+// the device.
+func TestSysinfoStopAfterLostRequest(t *testing.T) {
+	marker := filepath.Join(t.TempDir(), "stall")
+	t.Setenv("LXCFS_FUSED_TEST_STALL", marker)
+	t.Setenv("LXCFS_FUSED_TEST_NO_RECOVERY", "1")
+	d := startDaemon(t, fusedBin, "", "--sysinfo-timeout", "10s")
+	c := runBundleDetached(t, d.mp, d.stateDir, sysinfoOpts("/bin/sysinfoprog loop /tmp"), "--sysinfo")
+	waitSysinfoCalls(t, c, "start")
+	if err := os.WriteFile(marker, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, w, _ := fusedState(t, d)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, fusedBin, "upgrade", "--state-dir", d.stateDir).CombinedOutput(); err != nil {
+		t.Fatalf("upgrade: %v\n%s", err, out)
+	}
+	w = waitWorker(t, d, w)
+	// The upgraded supervisor's re-attach stats the container's loadavg:
+	// a worker takes that request and holds it.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := os.Stat(marker); os.IsNotExist(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no worker took the re-attach's stat of loadavg within 30s\n%s", readFile(t, d.logPath))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Whichever worker holds it dies without answering it: the new one
+	// is killed, the previous binary's is retired.
+	unix.Kill(w, unix.SIGKILL)
+	waitWorker(t, d, w)
+	waitLog(t, d, "previous serving worker retired")
+	waitSysinfoCalls(t, c, "after the kill")
+	c.stopLoop(t, "unit=")
+	d.stop(t)
+}
+
 // TestSysinfoHostileNeighbour: one container (96 MiB) calls sysinfo from
 // 32 threads without pause while another (64 MiB) makes 2,000 calls. Each
 // container's calls are taken one at a time by a goroutine of its own, so

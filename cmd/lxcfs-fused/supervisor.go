@@ -133,6 +133,7 @@ func superviseCmd(c *cli.Context) error {
 		ProcDir:     "/proc",
 		Journal:     jf,
 		JournalBank: jbank,
+		Resend:      func() error { return notifyResend(conn) },
 	}
 	// The counters stay mapped until the process exits: a scrape may still
 	// be reading them.
@@ -223,7 +224,7 @@ const journalStoreName = "lxcfs-journal"
 func requestJournal(conn *fuse.Conn, how string, stored bool, fromStore map[string]*os.File, workers int, log *slog.Logger) (*os.File, int, error) {
 	if how == howUpgrade {
 		f, bank, err := supervise.JournalFromEnv()
-		if err != nil || f != nil || kernelAtLeast(kernelRelease(), 6, 9) {
+		if err != nil || f != nil || kernelAtLeast(kernelRelease(), 6, 9) || noRecovery() {
 			// None: the previous binary used the kernel's resend. Its
 			// worker still serves, so the kernel is not asked again.
 			return f, bank, err
@@ -240,6 +241,9 @@ func requestJournal(conn *fuse.Conn, how string, stored bool, fromStore map[stri
 	}
 	old := fromStore[journalStoreName]
 	err := notifyResend(conn)
+	if noRecovery() {
+		return nil, 0, nil
+	}
 	if err == nil {
 		if old != nil { // stored by a build that had no resend (a kernel since upgraded)
 			old.Close()

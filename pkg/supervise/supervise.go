@@ -141,6 +141,9 @@ type Supervisor struct {
 	// inherited worker serves from, after an upgrade.
 	Journal     *os.File
 	JournalBank int
+	// Resend, when set, asks the kernel to resend what a dead worker held
+	// in place of Conn.NotifyResend (the tests' builds can refuse it).
+	Resend func() error
 
 	worker     *exec.Cmd
 	started    time.Time
@@ -334,7 +337,11 @@ func (s *Supervisor) resend() {
 		s.Stats.Set(stats.NotifyResend, ResendJournal)
 		return
 	}
-	err := s.Conn.NotifyResend()
+	resend := s.Conn.NotifyResend
+	if s.Resend != nil {
+		resend = s.Resend
+	}
+	err := resend()
 	switch {
 	case err == nil:
 		s.Stats.Set(stats.NotifyResend, ResendWorks)
@@ -435,8 +442,8 @@ func (s *Supervisor) upgrade() {
 	s.Log.Error("upgrade failed; the running binary keeps serving", "exe", s.Exe, "err", err)
 }
 
-// stop unmounts (ending the connection once the worker lets go of it) and
-// stops the worker.
+// stop unmounts (ending the connection once the worker lets go of it),
+// stops the worker, and closes the connection's device.
 func (s *Supervisor) stop(sig os.Signal) error {
 	s.Log.Info("stopping", "signal", sig.String(), "mountpoint", s.Mountpoint)
 	if s.Sysinfo != nil {
@@ -449,6 +456,18 @@ func (s *Supervisor) stop(sig os.Signal) error {
 	case <-time.After(2 * time.Second):
 		s.worker.Process.Kill()
 		<-s.workerDone
+	}
+	// A thread of ours may still wait on a request to our own mount (the
+	// re-attach stats every container's views) that a dead worker had read
+	// and nobody will answer: the kernel lets no task abandon such a
+	// request, not even on SIGKILL, so the process could never finish
+	// exiting, and exit would never close the device, which is what ends
+	// the wait. Closing it here, with the worker gone, ends the connection
+	// now when ours is its last descriptor (exit would do the same), and
+	// every such request with it. A copy kept elsewhere (systemd's fd
+	// store, for a restart) keeps the connection.
+	if err := s.Conn.Close(); err != nil {
+		s.Log.Warn("closing the FUSE device", "err", err)
 	}
 	return uerr
 }
