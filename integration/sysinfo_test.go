@@ -172,6 +172,43 @@ func TestSysinfoAcrossWorkerKillAndUpgrade(t *testing.T) {
 	t.Logf("calls %s, of which with other figures: %s", field(out, "calls"), field(out, "not_container"))
 }
 
+// TestSysinfoWrapperDefault: lxcfs-runc with no sysinfo setting (on by
+// default) sends a runc container's sysinfo to lxcfs-fused when it listens
+// in the wrapper's state dir, and when that socket is a file a killed
+// daemon left, it leaves the rule out (it connects first) and the
+// container starts with the host's figures, where runc would refuse it for
+// an unreachable listener.
+func TestSysinfoWrapperDefault(t *testing.T) {
+	d := startDaemon(t, fusedBin, "")
+	var host unix.Sysinfo_t
+	if err := unix.Sysinfo(&host); err != nil {
+		t.Fatal(err)
+	}
+	hostRAM := strconv.FormatUint(uint64(host.Totalram)*uint64(host.Unit), 10)
+	for _, tt := range []struct {
+		name, stateDir, want string
+	}{
+		{"daemon listening", d.stateDir, strconv.Itoa(ctrRAM)},
+		{"daemon gone, its socket left", staleSysinfoDir(t), hostRAM},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			w := setupWrapper(t, d.mp, map[string]any{"stateDir": tt.stateDir})
+			bundle := busyboxBundle(t, sysinfoOpts(sysinfoScript))
+			state := t.TempDir()
+			runcSeq++
+			id := fmt.Sprintf("lxcfs-wrap-si-%d-%d", os.Getpid(), runcSeq)
+			t.Cleanup(func() { runCmd(t, 20*time.Second, nil, "runc", "--root", state, "delete", "--force", id) })
+			out, stderr, err := runCmd(t, 60*time.Second, w.env(), w.path, "--root", state, "run", "--bundle", bundle, id)
+			if err != nil {
+				t.Fatalf("lxcfs-runc run: %v\n%s", err, stderr)
+			}
+			if got := field(out, "totalram"); got != tt.want {
+				t.Errorf("sysinfo totalram = %s, want %s\n%s", got, tt.want, out)
+			}
+		})
+	}
+}
+
 // TestSysinfoStopAfterLostRequest is how TestSysinfoAcrossWorkerKillAndUpgrade
 // hung on Linux 6.1 before the request journal: after an upgrade the
 // supervisor checks every recorded container's views through its own
