@@ -2,7 +2,9 @@ package integration
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -103,7 +105,55 @@ func startDaemon(t *testing.T, bin, mp string, args ...string) *daemon {
 	// Tests that read the state or run upgrade and status next need it
 	// written, which can come after the mount first answers.
 	fusedState(t, d)
+	// The containers' own connection is attached once the first is
+	// served: containers started before get their files from the first.
+	if own := ownMountpoint(t, d); own != "" {
+		for deadline := time.Now().Add(30 * time.Second); !isMounted(t, own); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("the containers' own connection was not mounted at %s within 30s", own)
+			}
+		}
+	}
 	return d
+}
+
+// ownMountpoint is where the daemon serves the containers' own files on a
+// connection of their own (--own-connection), "" when it does not.
+func ownMountpoint(t *testing.T, d *daemon) string {
+	t.Helper()
+	var s struct {
+		Own string `json:"own_mountpoint"`
+	}
+	b, err := os.ReadFile(filepath.Join(d.stateDir, "fused.json"))
+	if err == nil {
+		err = json.Unmarshal(b, &s)
+	}
+	if err != nil {
+		t.Fatalf("read daemon state: %v", err)
+	}
+	return s.Own
+}
+
+// requireOwnConnection fails the test unless the container's /proc/meminfo
+// is served by the daemon's own connection (FUSE no-open): its device is
+// the own mount's, not the first mount's.
+func requireOwnConnection(t *testing.T, d *daemon, pid int) {
+	t.Helper()
+	own := ownMountpoint(t, d)
+	if own == "" {
+		t.Fatalf("the daemon serves no connection of the containers' own (fused.json has no own_mountpoint)")
+	}
+	var a, b unix.Stat_t
+	if err := unix.Stat(own, &a); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Stat(fmt.Sprintf("/proc/%d/root/proc/meminfo", pid), &b); err != nil {
+		t.Fatal(err)
+	}
+	if a.Dev != b.Dev {
+		t.Fatalf("the container's /proc/meminfo is on device %d:%d, not the own connection's %d:%d (%s)",
+			unix.Major(b.Dev), unix.Minor(b.Dev), unix.Major(a.Dev), unix.Minor(a.Dev), own)
+	}
 }
 
 // waitLog waits up to a minute for the daemon's log to hold want, and

@@ -1,7 +1,9 @@
 package integration
 
 import (
+	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -76,9 +78,7 @@ func TestPSITriggerRunc(t *testing.T) {
 // by the worker, so a worker's death drops it. The program's next poll
 // gets POLLERR (what the kernel's own pressure file answers with no
 // trigger), it registers again with the new worker, and its triggers fire
-// again. A poll already waiting when the worker died is not woken by the
-// new worker (it cannot know the kernel's poll handles); the program sees
-// POLLERR at its next poll, here within its 500 ms timeout.
+// again (TestPSIWaitingPollWoken covers the poll waiting at the kill).
 func TestPSITriggerAcrossWorkerKill(t *testing.T) {
 	requirePSI(t)
 	d := startDaemon(t, fusedBin, "", "--psi-triggers")
@@ -117,4 +117,68 @@ func TestPSITriggerAcrossWorkerKill(t *testing.T) {
 	waitCount("events", count("events"), "after a worker kill")
 	t.Logf("events before the kill %d, after %d", events, count("events"))
 	c.touch(t, "stop")
+}
+
+// TestPSIWaitingPollWoken: a program waiting in poll(2) on its trigger when
+// the worker that took the POLL is killed, or retired by an upgrade, or
+// when the supervisor dies and systemd starts it again with its fd store,
+// is woken (the supervisor wakes the handles the worker kept in its
+// pkg/pollwake table) and gets POLLERR, so it can register again. Its own
+// timeout is 10 minutes: without the wakeup it waits all of it, and the
+// test fails at its 60 s deadline.
+func TestPSIWaitingPollWoken(t *testing.T) {
+	requirePSI(t)
+	sd := newFakeSystemd(t)
+	d := startDaemon(t, fusedBin, "", "--psi-triggers")
+	// runc would proxy NOTIFY_SOCKET to the containers and wait for them.
+	os.Unsetenv("NOTIFY_SOCKET")
+	for _, how := range []string{"worker killed", "upgrade", "supervisor restarted from the fd store"} {
+		// exec: the program is the container's init, whose pid runc gives.
+		c := runBundleDetached(t, d.mp, d.stateDir, psiOpts(
+			`exec /bin/psiprog wait /proc/pressure/cpu "`+psiSpec+`" 600`, false))
+		waitPolling(t, c)
+		_, w, _ := fusedState(t, d)
+		switch how {
+		case "worker killed":
+			unix.Kill(w, unix.SIGKILL)
+			waitWorker(t, d, w)
+		case "upgrade":
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			out, err := exec.CommandContext(ctx, fusedBin, "upgrade", "--state-dir", d.stateDir).CombinedOutput()
+			cancel()
+			if err != nil {
+				t.Fatalf("upgrade: %v\n%s", err, out)
+			}
+			waitWorker(t, d, w)
+		default:
+			// The running worker's table was stored when it started,
+			// before the program polled.
+			sd.take(t, "lxcfs-fuse-", "lxcfs-polls")
+			sd.kill(d)
+			sd.restart(t, d, "--psi-triggers")
+		}
+		if got := waitLineWithin(t, c, `(event|pollerr|timeout)`, 60*time.Second)[1]; got != "pollerr" {
+			t.Errorf("%s: the waiting poll returned %s, want pollerr (the trigger was lost)", how, got)
+		}
+	}
+}
+
+// waitPolling waits until the container's init sleeps in poll(2) on its
+// trigger, past the POLL round trip (whose sleep is in the FUSE request,
+// not the poll wait): the worker has then kept the kernel's wakeup handle.
+func waitPolling(t *testing.T, c *container) {
+	t.Helper()
+	wchan := filepath.Join("/proc", strconv.Itoa(c.pid(t)), "wchan")
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		if b, _ := os.ReadFile(wchan); strings.Contains(string(b), "poll") {
+			return
+		}
+		if strings.Contains(c.output(t), "psiprog:") {
+			t.Fatalf("psiprog failed:\n%s", c.output(t))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	b, _ := os.ReadFile(wchan)
+	t.Fatalf("the container's program is not waiting in poll after 60s (wchan %q):\n%s", b, c.output(t))
 }

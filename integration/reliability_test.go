@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // fusedState reads the daemon's STATE-DIR/fused.json, waiting for it: the
@@ -207,6 +208,9 @@ func readingContainer(t *testing.T) (d *daemon, exe string, c *container, done i
 	d = startDaemon(t, exe, "")
 	memLines := strings.Count(readFile(t, "/proc/meminfo"), "\n")
 	c = runDetached(t, d.mp, d.stateDir, readLoop(memLines))
+	// Its views are the containers' own connection's: the kills and
+	// upgrades below must keep that one served too.
+	requireOwnConnection(t, d, c.pid(t))
 	return d, exe, c, c.waitReads(t, 0, readsPerStep)
 }
 
@@ -281,20 +285,27 @@ func TestReliabilityRemountAfterRestart(t *testing.T) {
 	d1 := startDaemon(t, fusedBin, "")
 	c := runDetached(t, d1.mp, d1.stateDir, okOrDeadLoop)
 	pid := c.pid(t)
+	requireOwnConnection(t, d1, pid)
 	view := fmt.Sprintf("/proc/%d/root/proc/meminfo", pid)
 	if _, err := os.Stat(view); err != nil {
 		t.Fatalf("view in the container before the restart: %v", err)
 	}
 
 	d1.stop(t)
-	// An open, not a stat: the kernel may answer a stat from the
-	// attributes it caches (--cache-ttl), but an open always asks.
-	f, err := os.Open(view)
-	if err == nil {
-		f.Close()
-	}
+	// A statfs, not a stat or an open: the kernel may answer a stat from
+	// the attributes it caches (--cache-ttl) and, on the containers' own
+	// connection (FUSE no-open), an open without asking; a statfs always
+	// asks.
+	var sfs unix.Statfs_t
+	err := unix.Statfs(view, &sfs)
 	if err == nil || !strings.Contains(err.Error(), "not connected") {
 		t.Fatalf("after the daemon stopped, the container's view answers %v; want not connected", err)
+	}
+	// A sendfile reader (busybox cat) is answered from the page cache
+	// without asking: on the own connection, the pages the stopped worker
+	// left would be served stale while nobody serves; it had them dropped.
+	if n, err := sendfileView(t, view); err == nil || !strings.Contains(err.Error(), "not connected") {
+		t.Fatalf("after the daemon stopped, sendfile of the container's view copied %d bytes (%v); want not connected", n, err)
 	}
 
 	// Let the container see its views dead before the restart.
@@ -303,8 +314,7 @@ func TestReliabilityRemountAfterRestart(t *testing.T) {
 	d2 := startDaemon(t, fusedBin, d1.mp, "--state-dir", d1.stateDir)
 	started := time.Now()
 	for time.Since(started) < time.Minute {
-		if f, err = os.Open(view); err == nil {
-			f.Close()
+		if err = unix.Statfs(view, &sfs); err == nil {
 			break
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -314,6 +324,7 @@ func TestReliabilityRemountAfterRestart(t *testing.T) {
 		t.Fatalf("view still dead a minute after the daemon started again: %v", err)
 	}
 	t.Logf("views back in the running container %v after the daemon served again", took.Round(time.Millisecond))
+	requireOwnConnection(t, d2, pid)
 
 	// The container itself reads its 64 MiB again.
 	waitOutput(t, c, func(out string) bool {
@@ -424,9 +435,12 @@ func TestReliabilityResendsTakenRequest(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		journal bool
+		own     bool // a read of a container's own file, on its own connection
 	}{
-		{"kernel resend", false},
-		{"journal", true},
+		{"kernel resend", false, false},
+		{"journal", true, false},
+		{"kernel resend, own connection", false, true},
+		{"journal, own connection", true, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if !tc.journal && !kernelAtLeast(t, 6, 9) {
@@ -440,8 +454,14 @@ func TestReliabilityResendsTakenRequest(t *testing.T) {
 			// No render timeout: the stalled read stays the worker's until
 			// the kill, however slow the machine.
 			d := startDaemon(t, fusedBin, "", "--read-timeout", "0")
+			path := filepath.Join(d.mp, "proc/loadavg")
+			if tc.own {
+				c := runDetached(t, d.mp, d.stateDir, "exec sleep 1000")
+				requireOwnConnection(t, d, c.pid(t))
+				path = filepath.Join(viewRoot(t, d.stateDir, c), "proc/loadavg")
+			}
 			_, worker, _ := fusedState(t, d)
-			held := stallRead(t, d, marker)
+			held := stallReadOf(t, path, marker)
 			syscall.Kill(worker, syscall.SIGKILL)
 			held()
 			// The mechanism that answered is the one the test meant. The
@@ -486,72 +506,25 @@ func kernelAtLeast(t *testing.T, major, minor int) bool {
 // does after a restart (LISTEN_FDS, LISTEN_FDNAMES). Reads during the gap
 // wait and then succeed; none fails.
 func TestReliabilitySystemdFDStore(t *testing.T) {
-	requireRoot(t)
-	sock := filepath.Join(t.TempDir(), "notify")
-	fd, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_DGRAM|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer syscall.Close(fd)
-	if err := syscall.Bind(fd, &syscall.SockaddrUnix{Name: sock}); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("NOTIFY_SOCKET", sock)
+	sd := newFakeSystemd(t)
 	d1 := startDaemon(t, fusedBin, "")
-
-	// The first message carrying a descriptor is the FDSTORE one.
-	var stored *os.File
-	var name string
-	syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, syscall.SO_RCVTIMEO, &syscall.Timeval{Sec: 5})
-	for stored == nil {
-		buf, oob := make([]byte, 512), make([]byte, 128)
-		n, oobn, _, _, err := syscall.Recvmsg(fd, buf, oob, 0)
-		if err != nil {
-			t.Fatalf("no FDSTORE message from the daemon: %v", err)
-		}
-		msgs, _ := syscall.ParseSocketControlMessage(oob[:oobn])
-		for _, m := range msgs {
-			if fds, err := syscall.ParseUnixRights(&m); err == nil && len(fds) == 1 {
-				stored = os.NewFile(uintptr(fds[0]), "stored-fuse")
-				for _, l := range strings.Split(string(buf[:n]), "\n") {
-					if v, ok := strings.CutPrefix(l, "FDNAME="); ok {
-						name = v
-					}
-				}
-			}
-		}
-	}
-	defer stored.Close()
-	if !strings.HasPrefix(name, "lxcfs-fuse-") {
-		t.Fatalf("stored fd named %q", name)
-	}
-	// Where the kernel has no FUSE_NOTIFY_RESEND the request journal is
-	// stored too (before the first worker started, so it is queued by now):
-	// systemd hands back everything stored.
-	names, files := []string{name}, []*os.File{stored}
-	for {
-		buf, oob := make([]byte, 512), make([]byte, 128)
-		n, oobn, _, _, err := syscall.Recvmsg(fd, buf, oob, syscall.MSG_DONTWAIT)
-		if err != nil {
-			break
-		}
-		msgs, _ := syscall.ParseSocketControlMessage(oob[:oobn])
-		for _, m := range msgs {
-			if fds, err := syscall.ParseUnixRights(&m); err == nil && len(fds) == 1 {
-				f := os.NewFile(uintptr(fds[0]), "stored")
-				defer f.Close()
-				for _, l := range strings.Split(string(buf[:n]), "\n") {
-					if v, ok := strings.CutPrefix(l, "FDNAME="); ok {
-						names, files = append(names, v), append(files, f)
-					}
-				}
-			}
-		}
-	}
+	// The poll wakeup table is stored when the first worker starts, after
+	// the connection and, where the kernel has no FUSE_NOTIFY_RESEND, the
+	// request journal.
+	sd.take(t, "lxcfs-fuse-", "lxcfs-polls", "lxcfs-ownfuse-")
 	journaled := strings.HasPrefix(fusedStatus(t, d1).Kernel.NotifyResend, "journal")
-	if journaled != slices.Contains(names, "lxcfs-journal") {
-		t.Fatalf("stored %v; the request journal is in use: %v", names, journaled)
+	if journaled != sd.has("lxcfs-journal") {
+		t.Fatalf("stored %v; the request journal is in use: %v", sd.names(), journaled)
 	}
+	// The containers' own connection is stored too (waited for above),
+	// under a name of its own, with its journal.
+	if journaled != sd.has("lxcfs-journal-own") {
+		t.Fatalf("stored %v; the request journal is in use: %v", sd.names(), journaled)
+	}
+	t.Setenv("NOTIFY_SOCKET", "") // runc would wait for the container's READY
+	c := runDetached(t, d1.mp, d1.stateDir, "exec sleep 1000")
+	requireOwnConnection(t, d1, c.pid(t))
+	ownMeminfo := filepath.Join(viewRoot(t, d1.stateDir, c), "proc/meminfo")
 
 	stop := make(chan struct{})
 	var (
@@ -569,10 +542,12 @@ func TestReliabilitySystemdFDStore(t *testing.T) {
 				return
 			default:
 			}
-			if _, err := os.ReadFile(meminfo); err != nil {
-				mu.Lock()
-				failures = append(failures, err)
-				mu.Unlock()
+			for _, p := range []string{meminfo, ownMeminfo} {
+				if _, err := os.ReadFile(p); err != nil {
+					mu.Lock()
+					failures = append(failures, err)
+					mu.Unlock()
+				}
 			}
 			reads.Add(1)
 			time.Sleep(2 * time.Millisecond) // pacing, not synchronisation
@@ -582,35 +557,21 @@ func TestReliabilitySystemdFDStore(t *testing.T) {
 
 	// The supervisor dies; its worker follows. The stored fd keeps the
 	// connection (and the mount) alive.
-	d1.stoppedByTest = true
-	d1.cmd.Process.Kill()
-	<-d1.exited
+	sd.kill(d1)
 	// A read started while nobody serves waits for the next daemon.
 	gapRead := make(chan error, 1)
 	go func() {
 		_, err := os.ReadFile(meminfo)
 		gapRead <- err
 	}()
-
-	t.Setenv("NOTIFY_SOCKET", "")
-	logPath := filepath.Join(t.TempDir(), "fused2.log")
-	logFile, _ := os.Create(logPath)
-	defer logFile.Close()
-	cmd := exec.Command("sh", "-c", `LISTEN_PID=$$ exec "$0" "$@"`, fusedBin,
-		"--mountpoint", d1.mp, "--state-dir", d1.stateDir)
-	cmd.Env = append(os.Environ(), "LISTEN_FDS="+strconv.Itoa(len(files)), "LISTEN_FDNAMES="+strings.Join(names, ":"))
-	cmd.ExtraFiles = files
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("second daemon log:\n%s", readFile(t, logPath))
-		}
+	// The own connection's files are cached: a read made in the gap
+	// reaches nobody until its render expires, and then waits likewise.
+	ownGapRead := make(chan error, 1)
+	go func() {
+		_, err := os.ReadFile(ownMeminfo)
+		ownGapRead <- err
 	}()
+	logPath := sd.restart(t, d1)
 	select {
 	case err := <-gapRead:
 		if err != nil {
@@ -618,6 +579,14 @@ func TestReliabilitySystemdFDStore(t *testing.T) {
 		}
 	case <-time.After(time.Minute):
 		t.Fatal("read made while no daemon served still waiting a minute after the new daemon started")
+	}
+	select {
+	case err := <-ownGapRead:
+		if err != nil {
+			t.Errorf("read of the container's own file made while no daemon served failed: %v", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("read of the container's own file made while no daemon served still waiting a minute after the new daemon started")
 	}
 	waitCount(t, "reads after the new daemon started", &reads, reads.Load()+10)
 	close(stop)
@@ -635,6 +604,9 @@ func TestReliabilitySystemdFDStore(t *testing.T) {
 		t.Errorf("second daemon did not adopt the stored connection:\n%s", log)
 	} else if journaled && !strings.Contains(log, "request journal taken back from the systemd fd store") {
 		t.Errorf("second daemon did not adopt the stored request journal:\n%s", log)
+	}
+	if log := readFile(t, logPath); !strings.Contains(log, `msg="containers' own files on a connection of their own" mountpoint=`+d1.mp+`/.containers connection="taken back from the systemd fd store"`) {
+		t.Errorf("second daemon did not adopt the stored own connection:\n%s", log)
 	}
 	t.Logf("%d reads across a supervisor kill and an fd-store restart, %d failed", reads.Load(), len(failures))
 }
@@ -677,4 +649,21 @@ func TestReliabilityBackToBackUpgrades(t *testing.T) {
 	if strings.Contains(out, "FAIL") || strings.Contains(out, "BAD") {
 		t.Errorf("reads failed or were malformed across back-to-back upgrades:\n%s", out)
 	}
+}
+
+// sendfileView copies the file at path with sendfile(2), as busybox cat
+// does, and returns the bytes copied.
+func sendfileView(t *testing.T, path string) (int, error) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	out, err := os.CreateTemp(t.TempDir(), "sendfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	return unix.Sendfile(int(out.Fd()), int(f.Fd()), nil, 1<<20)
 }

@@ -315,17 +315,7 @@ func hostSysinfoKB(t *testing.T) uint64 {
 // to a new daemon as systemd does after a restart. The loop waits across
 // the gap and goes on: no ENOSYS, no call left hanging.
 func TestSysinfoSystemdFDStore(t *testing.T) {
-	requireRoot(t)
-	sock := filepath.Join(t.TempDir(), "notify")
-	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(fd)
-	if err := unix.Bind(fd, &unix.SockaddrUnix{Name: sock}); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("NOTIFY_SOCKET", sock)
+	sd := newFakeSystemd(t)
 	// The longest --sysinfo-timeout: the last call's figures are the
 	// container's on a loaded machine too (only a hang falls back).
 	d1 := startDaemon(t, fusedBin, "", "--sysinfo-timeout", "10s")
@@ -335,81 +325,10 @@ func TestSysinfoSystemdFDStore(t *testing.T) {
 	c := runBundleDetached(t, d1.mp, d1.stateDir, sysinfoOpts("/bin/sysinfoprog loop /tmp"), "--sysinfo")
 	waitSysinfoCalls(t, c, "start")
 
-	// The store as systemd keeps it: by name, a later FDSTOREREMOVE drops one.
-	store := map[string]*os.File{}
-	defer func() {
-		for _, f := range store {
-			f.Close()
-		}
-	}()
-	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Usec: 200000})
-	for {
-		buf, oob := make([]byte, 512), make([]byte, 128)
-		n, oobn, _, _, err := unix.Recvmsg(fd, buf, oob, 0)
-		if err != nil {
-			break // nothing more queued
-		}
-		var name string
-		remove := false
-		for _, l := range strings.Split(string(buf[:n]), "\n") {
-			if v, ok := strings.CutPrefix(l, "FDNAME="); ok {
-				name = v
-			}
-			remove = remove || l == "FDSTOREREMOVE=1"
-		}
-		if remove {
-			if f := store[name]; f != nil {
-				f.Close()
-				delete(store, name)
-			}
-			continue
-		}
-		msgs, _ := unix.ParseSocketControlMessage(oob[:oobn])
-		for _, m := range msgs {
-			if fds, err := unix.ParseUnixRights(&m); err == nil && len(fds) == 1 {
-				store[name] = os.NewFile(uintptr(fds[0]), name)
-			}
-		}
-	}
-	var names []string
-	var files []*os.File
-	for name, f := range store {
-		names = append(names, name)
-		files = append(files, f)
-	}
-	t.Logf("fd store: %v", names)
-	for _, prefix := range []string{"lxcfs-fuse-", "lxcfs-sysinfo-0-", "lxcfs-sysinfo-slots"} {
-		found := false
-		for _, n := range names {
-			found = found || strings.HasPrefix(n, prefix)
-		}
-		if !found {
-			t.Fatalf("nothing named %s* in the fd store: %v", prefix, names)
-		}
-	}
-
-	d1.stoppedByTest = true
-	d1.cmd.Process.Kill()
-	<-d1.exited
-
-	logPath := filepath.Join(t.TempDir(), "fused2.log")
-	logFile, _ := os.Create(logPath)
-	defer logFile.Close()
-	cmd := exec.Command("sh", "-c", `LISTEN_PID=$$ exec "$0" "$@"`, fusedBin,
-		"--mountpoint", d1.mp, "--state-dir", d1.stateDir, "--sysinfo-timeout", "10s")
-	cmd.Env = append(os.Environ(), "LISTEN_FDS="+strconv.Itoa(len(files)), "LISTEN_FDNAMES="+strings.Join(names, ":"))
-	cmd.ExtraFiles = files
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		cmd.Process.Signal(unix.SIGTERM)
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("second daemon log:\n%s", readFile(t, logPath))
-		}
-	}()
+	sd.take(t, "lxcfs-fuse-", "lxcfs-sysinfo-0-", "lxcfs-sysinfo-slots")
+	t.Logf("fd store: %v", sd.names())
+	sd.kill(d1)
+	sd.restart(t, d1, "--sysinfo-timeout", "10s")
 	waitSysinfoCalls(t, c, "after the restart with the fd store")
 	out := c.stopLoop(t, "unit=")
 	if got := field(out, "totalram"); got != strconv.Itoa(ctrRAM) {

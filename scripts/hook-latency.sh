@@ -151,3 +151,34 @@ own=$(grep -o 'took=[0-9.]*[mµu]*s' "$TMP/hook.log" | tail -n "$N" | sed 's/too
 	awk '/ms$/ {sub(/ms$/, ""); print $0 * 1000; next} {sub(/[µu]s$/, ""); print $0 + 0}' | sort -n |
 	awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}')
 echo "hook's own time (its log, median): $(ms "$own")"
+
+# Each hook's own life inside runc run, from perf stat wrapped around it:
+# the wall time runc waits for the hook and the CPU it uses, without the
+# rest of runc run, whose variance on a busy machine is larger than what a
+# hook adds. The same issue-14 ratio, measured on the hook alone: the
+# floor's life is the least a Go hook can add.
+if ! command -v perf >/dev/null 2>&1; then
+	echo "hook lives: skipped (no perf; apt install linux-perf)"
+	exit 0
+fi
+for b in floor hooked; do
+	python3 - "$TMP/$b/config.json" "$TMP/$b.perf" "$(command -v perf)" <<'PY'
+import json, sys
+p, out, perf = sys.argv[1:4]
+c = json.load(open(p))
+h = c["hooks"]["createRuntime"][0]
+h["args"] = ["perf", "stat", "-x,", "-e", "duration_time,task-clock", "-o", out, "--append", "--", h["path"]] + h.get("args", [])[1:]
+h["path"] = perf
+json.dump(c, open(p, "w"))
+PY
+	: >"$TMP/$b.perf"
+done
+for i in $(seq "$N"); do
+	for b in floor hooked; do run_ms "$TMP/$b" "lat-$b-$$" >/dev/null; done
+done
+life() { # perf file event scale -> median
+	grep ",$2," "$1" | awk -F, -v s="$3" '{print $1 / s}' | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'
+}
+fw=$(life "$TMP/floor.perf" duration_time 1000000) ow=$(life "$TMP/hooked.perf" duration_time 1000000)
+fc=$(life "$TMP/floor.perf" task-clock 1) oc=$(life "$TMP/hooked.perf" task-clock 1)
+echo "hook lives inside runc run ($N each, perf stat, medians): wall smallest Go hook ${fw} ms, lxcfs-hook ${ow} ms: $(awk -v o="$ow" -v f="$fw" 'BEGIN {printf "%.2fx", o/f}'); CPU ${fc} ms, ${oc} ms: $(awk -v o="$oc" -v f="$fc" 'BEGIN {printf "%.2fx", o/f}')"

@@ -370,6 +370,18 @@ func (d *daemon) ownRoot(pid int) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("register reader %d with %s: %w", pid, d.name, err)
 	}
+	// The containers' own connection (lxcfs-fused --own-connection) is
+	// attached once the first is served: read through it, as the hook does.
+	var st struct {
+		Own string `json:"own_mountpoint"`
+	}
+	if b, err := os.ReadFile(filepath.Join(d.state, "fused.json")); err == nil && json.Unmarshal(b, &st) == nil && st.Own != "" {
+		for deadline := time.Now().Add(10 * time.Second); !mounted(st.Own); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				return "", fmt.Errorf("%s did not attach its own connection at %s within 10s", d.name, st.Own)
+			}
+		}
+	}
 	return filepath.Join(d.mp, ".containers", strconv.FormatUint(uint64(id), 10)), nil
 }
 

@@ -53,8 +53,10 @@ func newApp() *cli.App {
    binary at the same path with the connection kept open: upgrades do not
    break containers. Under systemd the connection is also kept in the
    service's fd store (FileDescriptorStoreMax=1), so a restarted supervisor
-   takes it back. When the connection was lost anyway, the views are
-   re-attached in every running container the hook recorded, at start.
+   takes it back. The containers' own files (MOUNT/.containers, see
+   --own-connection) are a second connection, held and kept the same way.
+   When a connection was lost anyway, the views are re-attached in every
+   running container the hook recorded, at start.
 
    It serves in the foreground until SIGTERM or SIGINT, then unmounts and
    exits 0. It must run as root in the host's pid and cgroup namespaces.
@@ -68,6 +70,7 @@ func newApp() *cli.App {
 			&cli.DurationFlag{Name: "host-max-age", Value: 10 * time.Millisecond, Usage: "how long one read of a host file (/proc/meminfo, /proc/stat, ...) serves the renders after it; the kernel's own counters move more coarsely (0: read it for every render; at most 1s). A container's usage and time counters are always read afresh"},
 			&cli.DurationFlag{Name: "memstat-max-age", Value: 10 * time.Millisecond, Usage: "how long one read of a container's memory.stat serves its renders after it; the kernel itself folds per-CPU changes into it only in batches (0: read it for every render; at most 1s). Memory usage is always read afresh"},
 			&cli.DurationFlag{Name: "cache-ttl", Value: fusefs.DefaultCacheTTL, Usage: "how long the kernel may serve a container's own files (the ones lxcfs-hook binds, MOUNT/.containers/ID/...) from its cache without asking the daemon: no reader sees a figure older than this plus one render. 0: render at every open and read. The shared LXCFS-compatible files are never cached"},
+			&cli.BoolFlag{Name: "own-connection", Value: true, Usage: "serve the containers' own files on a second FUSE connection, mounted at MOUNT/.containers, on which the kernel sends no OPEN or RELEASE (FUSE no-open): a cached read costs the daemon nothing. Only with --cache-ttl above 0 and without --psi-triggers; off, they are served on the first connection"},
 			&cli.IntFlag{Name: "workers", Value: fusefs.DefaultWorkers(), Usage: "goroutines reading FUSE requests at once; bounds the requests in progress", DefaultText: "one per CPU this process may run on, at least 2"},
 			&cli.StringFlag{Name: "state-dir", Value: "/run/lxcfs-oci", Usage: "where the hook records served containers (to re-attach their views after a lost connection) and counts its outcomes (hook.counts), and the daemon writes fused.json (pids, version, kernel features: for the upgrade and status commands) and keeps its counters (fused.stats) and container-ids (which container each open file belongs to, for every worker and binary serving the mount)"},
 			&cli.StringFlag{Name: "metrics-address", Usage: "serve Prometheus metrics at http://ADDRESS/metrics (HOST:PORT, e.g. :" + metrics.DefaultPort + "); a bare :PORT listens on 127.0.0.1 only, name a host (0.0.0.0, a node address) to listen beyond it; off when empty", DefaultText: "off"},

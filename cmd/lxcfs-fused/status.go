@@ -197,6 +197,9 @@ func printReport(w io.Writer, r report) {
 	resend := r.Kernel.NotifyResend
 	fmt.Fprintf(tw, "version\t%s\n", r.Version)
 	fmt.Fprintf(tw, "mountpoint\t%s\n", r.Mountpoint)
+	if r.OwnMountpoint != "" {
+		fmt.Fprintf(tw, "own files\t%s (a connection of their own, no OPEN or RELEASE)\n", r.OwnMountpoint)
+	}
 	fmt.Fprintf(tw, "supervisor\tpid %d, up %s (since %s)\n", r.Pid, r.Uptime, r.Started.Format(time.RFC3339))
 	fmt.Fprintf(tw, "worker\tpid %d\n", r.Worker)
 	fmt.Fprintf(tw, "generation\t%d (upgrades since the start)\n", r.Generation)

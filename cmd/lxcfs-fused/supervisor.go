@@ -14,6 +14,7 @@ import (
 
 	"bazil.org/fuse"
 	"github.com/coreos/go-systemd/v22/daemon"
+	"github.com/moby/sys/mountinfo"
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
 
@@ -21,6 +22,7 @@ import (
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/fusefs"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/journal"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/metrics"
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/pollwake"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/remount"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/sdnotify"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/stats"
@@ -32,19 +34,26 @@ import (
 // and INIT flags follow, since the handshake cannot be repeated.
 const fdStorePrefix = "lxcfs-fuse"
 
+// ownStorePrefix names the containers' own connection there (no prefix of
+// the first's).
+const ownStorePrefix = "lxcfs-ownfuse"
+
 // state is STATE-DIR/fused.json: who serves, for `upgrade` and operators
 // (`status`).
 type state struct {
-	Pid        int       `json:"pid"`
-	PidStart   uint64    `json:"pid_start,omitempty"` // its start time in clock ticks: tells the pid from a reuse
-	Worker     int       `json:"worker"`
-	Generation int       `json:"generation"`
-	Mountpoint string    `json:"mountpoint"`
-	Version    string    `json:"version"`
-	Started    time.Time `json:"started"`    // the fresh start that upgrades keep
-	Connection string    `json:"connection"` // how the connection was had
-	Kernel     features  `json:"kernel"`
-	Metrics    string    `json:"metrics_address,omitempty"`
+	Pid        int    `json:"pid"`
+	PidStart   uint64 `json:"pid_start,omitempty"` // its start time in clock ticks: tells the pid from a reuse
+	Worker     int    `json:"worker"`
+	Generation int    `json:"generation"`
+	Mountpoint string `json:"mountpoint"`
+	// OwnMountpoint is where the containers' own connection is mounted,
+	// when there is one (--own-connection).
+	OwnMountpoint string    `json:"own_mountpoint,omitempty"`
+	Version       string    `json:"version"`
+	Started       time.Time `json:"started"`    // the fresh start that upgrades keep
+	Connection    string    `json:"connection"` // how the connection was had
+	Kernel        features  `json:"kernel"`
+	Metrics       string    `json:"metrics_address,omitempty"`
 }
 
 func statePath(dir string) string { return filepath.Join(dir, "fused.json") }
@@ -81,9 +90,34 @@ func superviseCmd(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	jf, jbank, err := requestJournal(conn, how, stored, fromStore, c.Int("workers"), log)
+	jf, jbank, err := requestJournal(conn, how, stored, fromStore, c.Int("workers"), log, journalStoreName, supervise.JournalFromEnv)
 	if err != nil {
 		return err
+	}
+	var ownMP string
+	var own *fuse.Conn
+	var ownMount, ownJournal *os.File
+	if ownConnection(c) {
+		ownMP = filepath.Join(mp, ".containers")
+		var ownHow string
+		var ownStored bool
+		own, ownMount, ownHow, ownStored, err = acquireOwn(ownMP, how, fromStore, log)
+		if err == nil {
+			log.Info("containers' own files on a connection of their own", "mountpoint", ownMP, "connection", ownHow)
+			// Its bank is the first journal's: one worker reads into both.
+			ownJournal, _, err = requestJournal(own, ownHow, ownStored, fromStore, c.Int("workers"), log, ownJournalStoreName, supervise.OwnJournalFromEnv)
+		}
+		if err != nil {
+			// The first connection serves them as well, with OPEN.
+			log.Warn("the containers' own files stay on the first connection", "err", err)
+			if own != nil {
+				own.Close()
+			}
+			if ownMount != nil {
+				ownMount.Close()
+			}
+			own, ownMount, ownMP = nil, nil, ""
+		}
 	}
 	counts := openStats(stateDir, files.List(), how == howUpgrade, log)
 	if jf == nil && how != howUpgrade {
@@ -92,7 +126,7 @@ func superviseCmd(c *cli.Context) error {
 	// An exec (upgrade) keeps both the pid and its start time.
 	start, _ := remount.StartTicks(os.Getpid())
 	base := state{Pid: os.Getpid(), PidStart: start, Mountpoint: mp, Version: version.String(), Started: counts.Created(),
-		Connection: how, Kernel: connFeatures(conn, stored || how == howFDStore)}
+		Connection: how, Kernel: connFeatures(conn, stored || how == howFDStore), OwnMountpoint: ownMP}
 	if base.Started.IsZero() {
 		base.Started = time.Now()
 	}
@@ -133,8 +167,14 @@ func superviseCmd(c *cli.Context) error {
 		ProcDir:     "/proc",
 		Journal:     jf,
 		JournalBank: jbank,
-		Resend:      func() error { return notifyResend(conn) },
+		Resend:      notifyResend,
+
+		Own:           own,
+		OwnMountpoint: ownMP,
+		OwnJournal:    ownJournal,
+		OwnMount:      ownMount,
 	}
+	sup.Polls, sup.OnPolls = pollTable(how, fromStore, log)
 	// The counters stay mapped until the process exits: a scrape may still
 	// be reading them.
 	err = sup.Run()
@@ -144,6 +184,33 @@ func superviseCmd(c *cli.Context) error {
 	}
 	log.Info("stopped", "mountpoint", mp)
 	return nil
+}
+
+// pollsStoreName names the running worker's poll wakeup table in systemd's
+// fd store.
+const pollsStoreName = "lxcfs-polls"
+
+// pollTable returns the poll wakeup table of the worker that served before
+// this process (an upgrade's, passed across the exec; or, taken back from
+// systemd's fd store, the one of a supervisor that died), and how each new
+// worker's table is kept in the fd store.
+func pollTable(how string, fromStore map[string]*os.File, log *slog.Logger) (*pollwake.Table, func(*os.File)) {
+	var t *pollwake.Table
+	var err error
+	if how == howUpgrade {
+		t, err = supervise.PollsFromEnv()
+	} else if f := fromStore[pollsStoreName]; f != nil {
+		t, err = pollwake.Open(f)
+	}
+	if err != nil {
+		log.Warn("the previous worker's waiting pollers are not woken; they wait until their own timeout", "err", err)
+	}
+	return t, func(f *os.File) {
+		sdnotify.Remove(pollsStoreName) // the previous worker's
+		if _, err := sdnotify.Store(pollsStoreName, f); err != nil {
+			log.Warn("cannot keep the poll wakeup table in the systemd fd store; pollers waiting when the whole daemon is restarted wait until their own timeout", "err", err)
+		}
+	}
 }
 
 const (
@@ -211,8 +278,77 @@ func acquire(mp string, fromStore map[string]*os.File, log *slog.Logger) (conn *
 	return conn, "mounted", stored, nil
 }
 
-// journalStoreName names the request journal in systemd's fd store.
-const journalStoreName = "lxcfs-journal"
+// acquireOwn is acquire for the containers' own connection (mounted at mp,
+// below the first mount): kept across an upgrade, taken back from the fd
+// store when its mount is still there, or mounted afresh, detached (mnt),
+// for the supervisor to attach once the first connection is served.
+func acquireOwn(mp, how string, fromStore map[string]*os.File, log *slog.Logger) (conn *fuse.Conn, mnt *os.File, ownHow string, stored bool, err error) {
+	conn, err = supervise.AdoptOwnFromEnv()
+	if err != nil {
+		return nil, nil, "", false, err
+	}
+	if conn != nil {
+		return conn, nil, howUpgrade, false, nil
+	}
+	for name, f := range fromStore {
+		if !strings.HasPrefix(name, ownStorePrefix) {
+			continue
+		}
+		proto, flags, err := parseStoreName(strings.Replace(name, ownStorePrefix, fdStorePrefix, 1))
+		if err == nil {
+			err = isFUSEDevice(f)
+		}
+		if err == nil && how == howFDStore && !ownMounted(mp) {
+			// Its mount was never attached, or is gone: a connection
+			// nobody reaches. The first one was kept, so the own one is
+			// mounted again below it.
+			err = errors.New("its mount is gone")
+		}
+		if err == nil && how != howFDStore {
+			err = errors.New("the first connection was mounted afresh")
+		}
+		if err != nil {
+			log.Warn("ignoring fd from the service manager", "name", name, "err", err)
+			f.Close()
+			sdnotify.Remove(name)
+			continue
+		}
+		return fuse.NewConn(f, proto, flags), nil, howFDStore, false, nil
+	}
+	conn, mnt, err = fusefs.MountDetached()
+	if err != nil {
+		return nil, nil, "", false, err
+	}
+	name := fmt.Sprintf("%s-%d-%d-%d", ownStorePrefix, conn.Protocol().Major, conn.Protocol().Minor, uint32(conn.Features()))
+	if ok, err := sdnotify.Store(name, conn.File()); err != nil {
+		log.Warn("cannot keep the containers' own FUSE connection in the systemd fd store; a restart will break containers' views until remounted", "err", err)
+	} else if ok {
+		stored = true
+	}
+	return conn, mnt, "mounted", stored, nil
+}
+
+// ownMounted says whether a FUSE file system of ours is mounted at mp,
+// from the mount table alone: the way to mp goes through the first
+// connection, which nobody serves yet.
+func ownMounted(mp string) bool {
+	ms, err := mountinfo.GetMounts(mountinfo.SingleEntryFilter(mp))
+	return err == nil && len(ms) > 0 && ms[0].Source == fusefs.FSName
+}
+
+// ownConnection says whether the containers' own files get a connection
+// of their own: asked for, and possible (no open needs a TTL; PSI triggers
+// are written through an open handle).
+func ownConnection(c *cli.Context) bool {
+	return c.Bool("own-connection") && c.Duration("cache-ttl") > 0 && !c.Bool("psi-triggers")
+}
+
+// journalStoreName names the request journal in systemd's fd store;
+// ownJournalStoreName the own connection's.
+const (
+	journalStoreName    = "lxcfs-journal"
+	ownJournalStoreName = "lxcfs-journal-own"
+)
 
 // requestJournal decides how requests a dead worker held get answered: by
 // the kernel (FUSE_NOTIFY_RESEND, Linux 6.9+) or, where it has none, by the
@@ -221,9 +357,10 @@ const journalStoreName = "lxcfs-journal"
 // each such request twice. The kernel is asked once to resend: on a fresh
 // mount nothing is in flight, and on a connection taken back from the fd
 // store that resend is needed anyway.
-func requestJournal(conn *fuse.Conn, how string, stored bool, fromStore map[string]*os.File, workers int, log *slog.Logger) (*os.File, int, error) {
+func requestJournal(conn *fuse.Conn, how string, stored bool, fromStore map[string]*os.File, workers int, log *slog.Logger,
+	journalStoreName string, fromEnv func() (*os.File, int, error)) (*os.File, int, error) {
 	if how == howUpgrade {
-		f, bank, err := supervise.JournalFromEnv()
+		f, bank, err := fromEnv()
 		if err != nil || f != nil || kernelAtLeast(kernelRelease(), 6, 9) || noRecovery() {
 			// None: the previous binary used the kernel's resend. Its
 			// worker still serves, so the kernel is not asked again.

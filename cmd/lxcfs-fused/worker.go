@@ -132,6 +132,16 @@ func workerCmd(c *cli.Context) error {
 	if tree.Journal, tree.Leftovers, err = supervise.AdoptJournal(); err != nil {
 		return err
 	}
+	own, err := supervise.AdoptOwnFromEnv()
+	if err != nil {
+		return err
+	}
+	if tree.OwnJournal, tree.OwnLeftovers, err = supervise.AdoptOwnJournal(); err != nil {
+		return err
+	}
+	if tree.Polls, err = supervise.PollsFromEnv(); err != nil {
+		log.Warn("pollers waiting when this worker dies will wait until their own timeout", "err", err)
+	}
 
 	if path := c.String("cpuprofile"); path != "" {
 		f, err := os.Create(path)
@@ -156,17 +166,28 @@ func workerCmd(c *cli.Context) error {
 			// once this process is gone; sysinfo calls cannot be, so they
 			// are answered first.
 			drainSysinfo(si, c.Duration("sysinfo-timeout"))
+			// Pages the kernel keeps on the own connection would be
+			// served, stale, while nobody serves it.
+			tree.DropCached(time.Second)
 			pprof.StopCPUProfile()
 			os.Exit(0)
 		}
 	}()
 
 	log.Info("worker serving", "version", version.String(), "cgroup_root", files.Cgroups.Root, "cgroup_v2", files.Cgroups.V2,
-		"cfs", files.CFS, "cache_ttl", tree.CacheTTL, "loadavg", files.Load != nil, "files", strings.Join(names, ","))
-	if err := tree.Serve(conn, c.Int("workers")); err != nil {
+		"cfs", files.CFS, "cache_ttl", tree.CacheTTL, "own_connection", own != nil, "loadavg", files.Load != nil, "files", strings.Join(names, ","))
+	// Either connection ending ends the worker: the supervisor then
+	// stops, and the next start mounts both afresh.
+	ended := make(chan error, 2)
+	go func() { ended <- tree.Serve(conn, c.Int("workers")) }()
+	if own != nil {
+		go func() { ended <- tree.ServeOwn(own, c.Int("workers")) }()
+	}
+	if err := <-ended; err != nil {
 		return err
 	}
 	log.Warn("FUSE connection ended: the file system was unmounted")
+	tree.DropCached(time.Second) // the other connection may live on
 	pprof.StopCPUProfile()
 	os.Exit(supervise.ExitUnmounted)
 	return nil

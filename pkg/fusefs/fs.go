@@ -17,6 +17,7 @@ import (
 	"path"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -24,6 +25,7 @@ import (
 	"bazil.org/fuse"
 
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/journal"
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/pollwake"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/stats"
 )
 
@@ -141,6 +143,10 @@ type FS struct {
 	// TriggerLimit and TriggerTotal bound the PSI triggers held, per
 	// container and in all (0: DefaultTriggerLimit, DefaultTriggerTotal).
 	TriggerLimit, TriggerTotal int
+	// Polls, when set before Serve, is where the kernel's handles of
+	// waiting pollers are kept for the supervisor to wake if this process
+	// dies (pkg/pollwake).
+	Polls *pollwake.Table
 	// Stats, when set before Serve, counts requests, their latency, render
 	// errors and timeouts per file.
 	Stats *stats.Region
@@ -160,9 +166,21 @@ type FS struct {
 	// journal.go).
 	Journal   *journal.Journal
 	Leftovers <-chan []journal.Entry
+	// OwnJournal and OwnLeftovers are Journal and Leftovers for the
+	// containers' own connection (ServeOwn).
+	OwnJournal   *journal.Journal
+	OwnLeftovers <-chan []journal.Entry
 
 	held atomic.Int64 // snapshot bytes kept, see Held
 	kc   *kcache      // the serving connection's cache, for tests
+	// ownKc is the own connection's (ServeOwn), for tests: set one
+	// with an invalidated hook before ServeOwn.
+	ownKc    *kcache
+	ownDrop  func() // the own connection's server's dropCached
+	kcMu     sync.Mutex
+	ownOpens atomic.Int64 // OPENs of files on the own connection, for tests
+
+	statsOnce sync.Once
 
 	nodes      []*node // index = inode; nil for IDs not served here
 	containers *node   // .containers, when r is a Scoper
@@ -323,14 +341,28 @@ func (f *FS) attr(nr ref) fuse.Attr {
 }
 
 // containerFiles lists the node IDs of the rendered files of the given
-// containers' own trees.
-func (f *FS) containerFiles(who []uint32) []fuse.NodeID {
+// containers' own trees, and with pt their files passed through from the
+// host too (cached on the own connection, see ServeOwn).
+func (f *FS) containerFiles(who []uint32, pt bool) []fuse.NodeID {
 	var ids []fuse.NodeID
 	for _, w := range who {
+		if w == 0 {
+			continue
+		}
 		for _, n := range f.nodes[1:] {
-			if w != 0 && n != nil && !n.dir && !n.pt {
+			if n != nil && !n.dir && !n.pt {
 				ids = append(ids, fuse.NodeID(uint64(w)<<32|n.inode))
 			}
+		}
+		if pt && f.pt != nil {
+			f.rescan(w)
+			f.ptState.mu.RLock()
+			for id, n := range f.ptState.nodes {
+				if ptWho(id) == w && !n.dir && !n.link {
+					ids = append(ids, fuse.NodeID(id))
+				}
+			}
+			f.ptState.mu.RUnlock()
 		}
 	}
 	return ids

@@ -19,10 +19,10 @@ var unjournaledOnce sync.Once
 // next returns the next request, read into a journal slot when there is a
 // journal (FS.Journal): the slot is cleared once the request was answered.
 func (s *server) next() (fuse.Request, error) {
-	if buf, done, ok := s.fs.Journal.Slot(); ok {
+	if buf, done, ok := s.journal.Slot(); ok {
 		return s.conn.ReadRequestInto(buf, done)
 	}
-	if s.fs.Journal != nil {
+	if s.journal != nil {
 		unjournaledOnce.Do(func() {
 			s.fs.log.Warn("journal: every slot taken; reading without it (a request read so is lost if this worker dies holding it)")
 		})
@@ -36,13 +36,13 @@ func (s *server) next() (fuse.Request, error) {
 // wedged file, which must not hold up the rest. The slot is cleared after
 // the answer was written.
 func (s *server) replayLeftovers() {
-	if s.fs.Leftovers == nil {
+	if s.leftovers == nil {
 		return
 	}
-	for batch := range s.fs.Leftovers {
+	for batch := range s.leftovers {
 		var wg sync.WaitGroup
 		for _, e := range batch {
-			req, err := s.conn.ParseRequest(e.Raw, func() { s.fs.Journal.Done(e) })
+			req, err := s.conn.ParseRequest(e.Raw, func() { s.journal.Done(e) })
 			if err != nil {
 				s.fs.log.Warn("journal: a request a dead worker left cannot be parsed; its reader is not answered", "err", err)
 				continue

@@ -92,8 +92,11 @@ func newKcache(ttl time.Duration, now func() time.Time) *kcache {
 
 // cached says whether the node nr is served from the kernel's cache: a
 // rendered file of a container's own tree, with a TTL set.
+// On the own connection every file is (the kernel keeps the pages of each,
+// see ServeOwn), the host's passed through too: they are then as old as
+// the TTL at most, like the rest.
 func (s *server) cached(nr ref) bool {
-	return s.kc != nil && nr.who != 0 && !nr.n.dir && !nr.n.pt
+	return s.kc != nil && nr.who != 0 && !nr.n.dir && (!nr.n.pt || s.own && !nr.n.link)
 }
 
 // opening notes an open of e, or a read of it from 0: a reader starts.
@@ -198,6 +201,9 @@ func (s *server) sweep() {
 			if err := s.conn.InvalidateNode(it.id, 0, -1); err != nil && !errors.Is(err, fuse.ErrNotCached) {
 				s.fs.log.Debug("cache invalidation failed", "node", it.id, "err", err)
 			}
+			if s.own {
+				s.overstateSize(it.id)
+			}
 			if c.invalidated != nil {
 				c.invalidated(it.id)
 			}
@@ -258,6 +264,11 @@ func (s *server) entry(req fuse.Request, nr ref, answer func(e *centry, data []b
 // the kernel for as long as the entry is.
 func (s *server) cachedAttr(nr ref, e *centry, data []byte) fuse.Attr {
 	a := s.fs.attr(nr)
+	if nr.n.pt { // the host's file, passed through (own connection)
+		if st, err := hostStat(nr.n); err == nil {
+			a = s.fs.ptAttr(nr.n, &st)
+		}
+	}
 	a.Size = uint64(len(data))
 	if e != nil {
 		a.Valid = max(e.expires.Sub(s.kc.now()), 0)
@@ -327,4 +338,77 @@ func (s *server) readCached(r *fuse.ReadRequest, nr ref) (abandoned bool) {
 		}
 		r.RespondData(slice(data, r.Offset, r.Size))
 	})
+}
+
+// sizeBound is above any render's length (see overstateSize).
+const sizeBound = 1 << 24
+
+// overstateSize makes the kernel take the just invalidated file id for
+// longer than any render. The invalidation leaves the size the last render
+// had, and on the own connection no open tells the kernel the next one: a
+// sendfile or splice reader (busybox cat) copies up to the size without
+// asking for it (filemap_splice_read, Linux 6.5+), so a render that grew
+// (uptime passing 10 s) was cut short. Overstated, the copy reads the first
+// page, whose READ answer is short of it, and the kernel cuts the size to
+// the render's length there (fuse_short_read); a stat asks (the attributes
+// were invalidated) and gets the length. The store takes no page a reader
+// may hold: the one at sizeBound-1 is nobody's.
+//
+// A page a reader had filled between the invalidation and the store would
+// be copied whole up to the overstated size (the render, then zeros): so
+// the pages are invalidated once more after the store. A reader would have
+// to fill a page in the microseconds between the first two notifications
+// and another read it between the last two for that to show.
+func (s *server) overstateSize(id fuse.NodeID) {
+	if err := s.conn.NotifyStore(id, sizeBound-1, []byte{0}); err != nil {
+		if !errors.Is(err, fuse.ErrNotCached) {
+			s.fs.log.Debug("size store failed", "node", id, "err", err)
+		}
+		return
+	}
+	if err := s.conn.InvalidateNode(id, 0, -1); err != nil && !errors.Is(err, fuse.ErrNotCached) {
+		s.fs.log.Debug("cache invalidation failed", "node", id, "err", err)
+	}
+}
+
+// DropCached has the kernel forget every file the own connection (ServeOwn)
+// has cached, for a worker about to exit. The kernel opens no file there
+// and a splice read asks for nothing the page cache holds, so pages left
+// behind would be served, stale, for as long as nobody serves the
+// connection (a stopped daemon): forgotten, the next read reaches the
+// connection and fails ("not connected") until a daemon serves it. A
+// worker killed outright cannot do this; the next one forgets its
+// predecessor's files before it serves (FS.Known). It gives up after
+// timeout: an invalidation waits for a page a reader holds until its READ
+// is answered.
+func (f *FS) DropCached(timeout time.Duration) {
+	f.kcMu.Lock()
+	drop := f.ownDrop
+	f.kcMu.Unlock()
+	if drop == nil {
+		return
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); drop() }()
+	select {
+	case <-done:
+	case <-time.After(timeout):
+	}
+}
+
+// dropCached drops every entry and invalidates its file.
+func (s *server) dropCached() {
+	c := s.kc
+	c.mu.Lock()
+	ids := make([]fuse.NodeID, 0, len(c.files))
+	for id := range c.files {
+		ids = append(ids, id)
+	}
+	c.files = map[fuse.NodeID]*centry{}
+	c.mu.Unlock()
+	for _, id := range ids {
+		if err := s.conn.InvalidateNode(id, 0, -1); err != nil && !errors.Is(err, fuse.ErrNotCached) {
+			s.fs.log.Debug("cache invalidation failed", "node", id, "err", err)
+		}
+	}
 }

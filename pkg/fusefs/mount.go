@@ -30,7 +30,39 @@ func Mount(mountpoint string, log *slog.Logger) (*fuse.Conn, error) {
 	if err := clearStale(mountpoint, log); err != nil {
 		return nil, err
 	}
-	c, err := fuse.Mount(mountpoint,
+	c, err := fuse.Mount(mountpoint, mountOptions()...)
+	if err != nil {
+		return nil, fmt.Errorf("mount FUSE at %s: %w (is the fuse3 package installed and /dev/fuse present?)", mountpoint, err)
+	}
+	return c, nil
+}
+
+// MountDetached makes the containers' own connection (FS.ServeOwn): a FUSE
+// mount attached nowhere yet, with Mount's options. It goes below the first
+// mount (Attach), whose directory can only be looked up once a worker serves
+// the first connection; the caller closes mnt once attached.
+func MountDetached() (conn *fuse.Conn, mnt *os.File, err error) {
+	conn, mnt, err = fuse.MountDetached(mountOptions()...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("mount the containers' own FUSE connection: %w (needs Linux 5.2+ for fsopen and fsmount)", err)
+	}
+	return conn, mnt, nil
+}
+
+// Attach places the detached mount mnt (MountDetached) at mountpoint, a
+// dead mount left there by a killed daemon detached first.
+func Attach(mnt *os.File, mountpoint string, log *slog.Logger) error {
+	if err := clearStale(mountpoint, log); err != nil {
+		return err
+	}
+	if err := unix.MoveMount(int(mnt.Fd()), "", unix.AT_FDCWD, mountpoint, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+		return fmt.Errorf("attach the containers' own FUSE mount at %s: %w", mountpoint, err)
+	}
+	return nil
+}
+
+func mountOptions() []fuse.MountOption {
+	return []fuse.MountOption{
 		fuse.FSName(FSName),
 		fuse.Subtype(FSName),
 		fuse.AllowOther(),
@@ -45,12 +77,8 @@ func Mount(mountpoint string, log *slog.Logger) (*fuse.Conn, error) {
 		// requests waited and every unreleased handle kept its rendered
 		// snapshot, 100 MiB of the daemon's memory within seconds.
 		fuse.MaxBackground(maxBackground),
-		fuse.CongestionThreshold(maxBackground*3/4),
-	)
-	if err != nil {
-		return nil, fmt.Errorf("mount FUSE at %s: %w (is the fuse3 package installed and /dev/fuse present?)", mountpoint, err)
+		fuse.CongestionThreshold(maxBackground * 3 / 4),
 	}
-	return c, nil
 }
 
 func clearStale(mountpoint string, log *slog.Logger) error {

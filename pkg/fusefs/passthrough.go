@@ -351,6 +351,14 @@ func (s *server) lookupPT(dr ref, r *fuse.LookupRequest) {
 	if !d.pt {
 		valid = 0
 	}
+	if child := (ref{n: n, id: fuse.NodeID(n.inode), who: dr.who}); s.cached(child) {
+		// The own connection: its pages are kept, so its size is the
+		// entry's, as for a rendered file.
+		s.entry(r, child, func(e *centry, data []byte, err error) {
+			r.Respond(&fuse.LookupResponse{Node: child.id, EntryValid: valid, Attr: s.cachedAttr(child, e, data)})
+		})
+		return
+	}
 	if !n.dir && !n.link {
 		s.keepSize(fuse.NodeID(n.inode), n.name)
 	}
@@ -368,7 +376,7 @@ func (s *server) ptGetattr(n *node, r *fuse.GetattrRequest) {
 }
 
 func (s *server) readlink(r *fuse.ReadlinkRequest) {
-	nr, ok := s.fs.ref(r.Hdr().Node)
+	nr, ok := s.ref(r.Hdr().Node)
 	n := nr.n
 	if !ok || !n.link {
 		r.RespondError(errno(syscall.EINVAL))

@@ -15,6 +15,7 @@ import (
 
 	"bazil.org/fuse"
 
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/journal"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/stats"
 )
 
@@ -67,8 +68,14 @@ func (t *handleTable) CompareAndDelete(id fuse.HandleID, h *handle) bool {
 }
 
 type server struct {
-	fs      *FS
-	conn    *fuse.Conn
+	fs   *FS
+	conn *fuse.Conn
+	// own says conn is the containers' own connection (ServeOwn): its
+	// root is .containers, and files are never opened (FUSE no-open).
+	own       bool
+	journal   *journal.Journal
+	leftovers <-chan []journal.Entry
+
 	kc      *kcache       // nil: FS.CacheTTL is 0, nothing is cached
 	nextFH  atomic.Uint32 // starts at random, see fileHandle
 	handles handleTable
@@ -197,35 +204,77 @@ func DefaultWorkers() int { return max(2, runtime.NumCPU()) }
 // concurrent readers on 2 CPUs. With a P per reader to spare, a woken
 // reader carries on at once, as a libfuse thread would.
 func (f *FS) Serve(conn *fuse.Conn, workers int) error {
-	s := &server{fs: f, conn: conn, held: map[uint32]int{}}
-	s.trig = triggers{byFH: map[fuse.HandleID]*trigger{}, byKey: map[uint64]*trigger{}, perWho: map[uint32]int{}, epfd: -1}
-	defer s.closeTriggers()
-	for _, n := range f.nodes[1:] {
-		if n != nil && !n.dir {
-			n.st = f.Stats.File(n.name)
-		}
+	return f.serve(&server{fs: f, conn: conn, held: map[uint32]int{}, journal: f.Journal, leftovers: f.Leftovers}, workers)
+}
+
+// ServeOwn serves the containers' own trees on a connection of their own,
+// beside Serve's: its root is what .containers is on the first, and it
+// answers every OPEN of a file ENOSYS, which makes the kernel stop sending
+// OPEN and RELEASE on this connection for good (fc->no_open: every open
+// keeps the page cache, reads carry handle 0). A cached read then costs the
+// daemon nothing until its entry expires; reads, attributes and lookups
+// are answered from the entry (kcache.go), which the sweep invalidates as
+// on the first connection. No open means no per-open state, so it needs a
+// TTL (FS.CacheTTL above 0) and a Scoper, and PSI triggers, which are
+// written through an open handle, are not served here.
+func (f *FS) ServeOwn(conn *fuse.Conn, workers int) error {
+	if f.CacheTTL <= 0 || f.sc == nil {
+		return errors.New("the containers' own connection needs a cache TTL above 0 and container registration")
 	}
+	return f.serve(&server{fs: f, conn: conn, own: true, held: map[uint32]int{}, journal: f.OwnJournal, leftovers: f.OwnLeftovers}, workers)
+}
+
+func (f *FS) serve(s *server, workers int) error {
+	s.trig = triggers{byFH: map[fuse.HandleID]*trigger{}, byKey: map[uint64]*trigger{}, perWho: map[uint32]int{}, epfd: -1, polls: f.Polls}
+	defer s.closeTriggers()
+	f.statsOnce.Do(func() {
+		for _, n := range f.nodes[1:] {
+			if n != nil && !n.dir {
+				n.st = f.Stats.File(n.name)
+			}
+		}
+	})
 	s.nextFH.Store(rand.Uint32())
 	if f.CacheTTL > 0 && f.sc != nil {
 		s.kc = newKcache(f.CacheTTL, f.Now)
-		if f.kc != nil {
-			s.kc.invalidated = f.kc.invalidated // a test's
+		f.kcMu.Lock()
+		if s.own {
+			if f.ownKc != nil {
+				s.kc.invalidated = f.ownKc.invalidated // a test's
+			}
+			f.ownKc = s.kc
+			f.ownDrop = s.dropCached
+		} else {
+			if f.kc != nil {
+				s.kc.invalidated = f.kc.invalidated // a test's
+			}
+			f.kc = s.kc
 		}
-		f.kc = s.kc
+		f.kcMu.Unlock()
 		if f.Known != nil {
-			s.kc.forget(f.containerFiles(f.Known())...)
+			s.kc.forget(f.containerFiles(f.Known(), false)...)
+			if s.own {
+				// The host's files too: a walk of the host's CPU
+				// directory per container, which must not hold up
+				// serving.
+				go s.kc.forget(f.containerFiles(f.Known(), true)...)
+			}
 			// After an upgrade the previous worker serves on until this
 			// one does, and is stopped within retireWindow: what it
 			// cached meanwhile is forgotten once it is gone.
-			t := time.AfterFunc(retireWindow, func() { s.kc.forget(f.containerFiles(f.Known())...) })
+			t := time.AfterFunc(retireWindow, func() { s.kc.forget(f.containerFiles(f.Known(), s.own)...) })
 			defer t.Stop()
 		}
 		go s.sweep()
 		defer close(s.kc.stop)
 	}
 	workers = max(workers, 1)
-	if runtime.GOMAXPROCS(0) < workers+2 {
-		runtime.GOMAXPROCS(workers + 2)
+	procs := workers + 2
+	if s.own {
+		procs += workers // beside the first connection's readers
+	}
+	if runtime.GOMAXPROCS(0) < procs {
+		runtime.GOMAXPROCS(procs)
 	}
 	for range workers {
 		s.spawn()
@@ -287,7 +336,7 @@ func (s *server) handle(req fuse.Request) (abandoned bool) {
 		return s.lookup(r)
 
 	case *fuse.GetattrRequest:
-		nr, ok := s.fs.ref(hdr.Node)
+		nr, ok := s.ref(hdr.Node)
 		if !ok {
 			r.RespondError(errno(syscall.ENOENT))
 			return
@@ -338,7 +387,7 @@ func (s *server) handle(req fuse.Request) (abandoned bool) {
 		s.poll(r)
 
 	case *fuse.AccessRequest:
-		if nr, ok := s.fs.ref(hdr.Node); ok && s.isTrigger(nr.n) {
+		if nr, ok := s.ref(hdr.Node); ok && s.isTrigger(nr.n) {
 			r.Respond()
 			return
 		}
@@ -376,14 +425,14 @@ func (s *server) handle(req fuse.Request) (abandoned bool) {
 }
 
 func (s *server) lookup(r *fuse.LookupRequest) (abandoned bool) {
-	d, ok := s.fs.ref(r.Hdr().Node)
+	d, ok := s.ref(r.Hdr().Node)
 	if !ok || !d.n.dir {
 		r.RespondError(errno(syscall.ENOENT))
 		return
 	}
 	var child ref
 	switch {
-	case d.id == containersNode:
+	case d.n == s.fs.containers:
 		// A registered container's tree, while the container runs.
 		who, err := strconv.ParseUint(r.Name, 10, 31)
 		if err != nil || who == 0 || strconv.FormatUint(who, 10) != r.Name || !s.fs.sc.Alive(uint32(who)) {
@@ -391,7 +440,7 @@ func (s *server) lookup(r *fuse.LookupRequest) (abandoned bool) {
 			return
 		}
 		child = ref{n: s.fs.nodes[1], id: fuse.NodeID(who<<32 | 1), who: uint32(who)}
-	case d.id == 1 && r.Name == containersName && s.fs.sc != nil:
+	case d.id == 1 && !s.own && r.Name == containersName && s.fs.sc != nil:
 		child = ref{n: s.fs.containers, id: containersNode}
 	default:
 		ino, ok := d.n.children[r.Name]
@@ -415,8 +464,34 @@ func (s *server) lookup(r *fuse.LookupRequest) (abandoned bool) {
 	if !child.n.dir {
 		s.keepSize(child.id, child.n.name)
 	}
-	r.Respond(&fuse.LookupResponse{Node: child.id, EntryValid: entryValid, Attr: s.fs.attr(child)})
+	valid := entryValid
+	if child.n == s.fs.containers {
+		// The containers' own connection is mounted on this name. The
+		// kernel detaches every mount on a name whose revalidation
+		// fails (a LOOKUP answered with an error, or not at all by a
+		// worker killed holding it), so the name is never revalidated.
+		valid = containersValid
+	}
+	r.Respond(&fuse.LookupResponse{Node: child.id, EntryValid: valid, Attr: s.fs.attr(child)})
 	return false
+}
+
+// containersValid is how long the kernel may keep the name .containers:
+// for as long as the mount lives, in effect.
+const containersValid = 100 * 365 * 24 * time.Hour
+
+// ref finds the node the kernel calls id on this connection: on the own
+// connection, its root is .containers and nothing of the shared tree is
+// there.
+func (s *server) ref(id fuse.NodeID) (ref, bool) {
+	if !s.own {
+		return s.fs.ref(id)
+	}
+	if id == 1 {
+		return ref{n: s.fs.containers, id: 1}, s.fs.containers != nil
+	}
+	nr, ok := s.fs.ref(id)
+	return nr, ok && nr.who != 0
 }
 
 // owner is the container a file is read for: the tree's, in a container's
@@ -505,11 +580,20 @@ func (s *server) content(req fuse.Request, n *node, who uint32, answer func([]by
 }
 
 func (s *server) open(r *fuse.OpenRequest) (abandoned bool) {
-	nr, ok := s.fs.ref(r.Hdr().Node)
+	if s.own && !r.Dir {
+		s.fs.ownOpens.Add(1)
+	}
+	nr, ok := s.ref(r.Hdr().Node)
 	n := nr.n
 	switch {
 	case !ok:
 		r.RespondError(errno(syscall.ENOENT))
+		return
+	case s.own && !r.Dir:
+		// FUSE no-open: the kernel stops sending OPEN and RELEASE for
+		// every file of this connection and keeps their pages (see
+		// ServeOwn). This open succeeds all the same.
+		r.RespondError(errno(syscall.ENOSYS))
 		return
 	case n.dir && n.hostRoot != "":
 		if !r.Dir {
@@ -721,13 +805,13 @@ func (s *server) recycle(data []byte) {
 // reading now, afresh each time, and never kept: another container's file
 // may have the same number.
 func (s *server) read(r *fuse.ReadRequest) (abandoned bool) {
-	if nr, ok := s.fs.ref(r.Hdr().Node); ok && s.cached(nr) {
+	if nr, ok := s.ref(r.Hdr().Node); ok && s.cached(nr) {
 		return s.readCached(r, nr)
 	}
 	start := time.Now()
 	h, ok := s.handles.Load(r.Handle)
 	if !ok {
-		nr, ok := s.fs.ref(r.Hdr().Node)
+		nr, ok := s.ref(r.Hdr().Node)
 		n := nr.n
 		if !ok || n.dir {
 			r.RespondError(errno(syscall.EBADF))
@@ -839,7 +923,7 @@ func (s *server) readDir(r *fuse.ReadRequest) {
 		r.RespondData(slice(v.data, r.Offset, r.Size))
 		return
 	}
-	nr, ok := s.fs.ref(r.Hdr().Node)
+	nr, ok := s.ref(r.Hdr().Node)
 	d := nr.n
 	if !ok || !d.dir {
 		r.RespondError(errno(syscall.ENOTDIR))

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/lxcfs-oci/lxcfs-oci/internal/linux"
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/pollwake"
 )
 
 // Triggerer is a Renderer whose files take PSI triggers, as the kernel's
@@ -49,6 +50,7 @@ type trigger struct {
 	fired  bool // epoll saw it fire (and so consumed the event) since the last POLL
 	wakeup fuse.PollWakeup
 	polled bool // wakeup is the kernel's handle for a waiting poller
+	slot   int  // where wakeup is kept for the supervisor (FS.Polls), or -1
 }
 
 // triggers is a connection's registered triggers, watched by one epoll
@@ -60,6 +62,7 @@ type triggers struct {
 	perWho  map[uint32]int
 	nextKey uint64
 	epfd    int // -1 until the first trigger
+	polls   *pollwake.Table
 	wake    int // an eventfd in epfd (key 0) that ends watchTriggers
 	closed  bool
 }
@@ -94,7 +97,7 @@ func (s *server) openTrigger(nr ref, r *fuse.OpenRequest) {
 // writeTrigger registers the trigger written to a pressure file's handle.
 // A handle takes one trigger, as in the kernel (EBUSY after).
 func (s *server) writeTrigger(r *fuse.WriteRequest) {
-	nr, ok := s.fs.ref(r.Hdr().Node)
+	nr, ok := s.ref(r.Hdr().Node)
 	who, tagged := handleOwner(r.Handle)
 	if !ok || !tagged || !s.isTrigger(nr.n) {
 		r.RespondError(errno(syscall.EROFS))
@@ -129,7 +132,7 @@ func (s *server) writeTrigger(r *fuse.WriteRequest) {
 	}
 	// Reserved before the kernel is asked, so concurrent writes cannot
 	// pass the limits together.
-	tg := &trigger{who: who}
+	tg := &trigger{who: who, slot: -1}
 	t.byFH[r.Handle] = tg
 	t.perWho[who]++
 	t.mu.Unlock()
@@ -206,10 +209,13 @@ func (t *triggers) remove(fh fuse.HandleID) {
 	tg.mu.Lock()
 	f := tg.file
 	tg.file = nil
+	slot := tg.slot
+	tg.slot = -1
 	tg.mu.Unlock()
 	if f != nil {
 		f.Close()
 	}
+	t.polls.Release(slot)
 }
 
 // watchTriggers waits for triggers to fire and wakes the kernel's pollers.
@@ -272,7 +278,7 @@ func (s *server) poll(r *fuse.PollRequest) {
 		tg.mu.Unlock()
 	}
 	if !armed {
-		nr, ok := s.fs.ref(r.Hdr().Node)
+		nr, ok := s.ref(r.Hdr().Node)
 		if ok && s.isTrigger(nr.n) {
 			r.Respond(&fuse.PollResponse{REvents: defaultPollMask | fuse.PollError | fuse.PollPriority})
 			return
@@ -284,6 +290,13 @@ func (s *server) poll(r *fuse.PollRequest) {
 	defer tg.mu.Unlock()
 	if w, ok := r.Wakeup(); ok {
 		tg.wakeup, tg.polled = w, true
+		// Kept where the supervisor finds it if this worker dies before
+		// the trigger fires; the file's handle is the same at every POLL.
+		// A released trigger (file nil) has given its slot back.
+		if tg.slot < 0 && tg.file != nil {
+			tg.slot = t.polls.Claim()
+		}
+		t.polls.Set(tg.slot, w.Handle())
 		if f := pollScheduled.Load(); f != nil {
 			(*f)()
 		}

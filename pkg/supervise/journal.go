@@ -21,6 +21,10 @@ import (
 // inherits.
 const EnvJournal = "LXCFS_FUSED_JOURNAL"
 
+// EnvOwnJournal is EnvJournal for the containers' own connection's
+// journal, with the same banks.
+const EnvOwnJournal = "LXCFS_FUSED_OWN_JOURNAL"
+
 func encodeJournal(fd, bank, after int) string {
 	s := fmt.Sprintf("fd=%d,bank=%d", fd, bank)
 	if after >= 0 {
@@ -31,12 +35,16 @@ func encodeJournal(fd, bank, after int) string {
 
 // decodeJournal parses EnvJournal's value; after is -1 when absent.
 func decodeJournal(s string) (fd, bank, after int, err error) {
+	return decodeJournalEnv(EnvJournal, s)
+}
+
+func decodeJournalEnv(env, s string) (fd, bank, after int, err error) {
 	fd, bank, after = -1, -1, -1
 	for part := range strings.SplitSeq(s, ",") {
 		k, v, ok := strings.Cut(part, "=")
 		n, perr := strconv.Atoi(v)
 		if !ok || perr != nil || n < 0 {
-			return 0, 0, 0, fmt.Errorf("%s=%q: want fd=N,bank=B[,after=M]", EnvJournal, s)
+			return 0, 0, 0, fmt.Errorf("%s=%q: want fd=N,bank=B[,after=M]", env, s)
 		}
 		switch k {
 		case "fd":
@@ -46,11 +54,11 @@ func decodeJournal(s string) (fd, bank, after int, err error) {
 		case "after":
 			after = n
 		default:
-			return 0, 0, 0, fmt.Errorf("%s=%q: unknown key %q", EnvJournal, s, k)
+			return 0, 0, 0, fmt.Errorf("%s=%q: unknown key %q", env, s, k)
 		}
 	}
 	if fd < 3 || (after >= 0 && after < 3) || bank < 0 || bank >= journal.Banks {
-		return 0, 0, 0, fmt.Errorf("%s=%q: want descriptors past the standard streams and bank 0 to %d", EnvJournal, s, journal.Banks-1)
+		return 0, 0, 0, fmt.Errorf("%s=%q: want descriptors past the standard streams and bank 0 to %d", env, s, journal.Banks-1)
 	}
 	return fd, bank, after, nil
 }
@@ -58,13 +66,18 @@ func decodeJournal(s string) (fd, bank, after int, err error) {
 // JournalFromEnv returns the journal a previous binary passed across an
 // upgrade and the bank its worker serves from, or nil when it used the
 // kernel's resend instead. The variable is cleared.
-func JournalFromEnv() (*os.File, int, error) {
-	v, ok := os.LookupEnv(EnvJournal)
+func JournalFromEnv() (*os.File, int, error) { return journalFromEnv(EnvJournal) }
+
+// OwnJournalFromEnv is JournalFromEnv for the own connection's journal.
+func OwnJournalFromEnv() (*os.File, int, error) { return journalFromEnv(EnvOwnJournal) }
+
+func journalFromEnv(env string) (*os.File, int, error) {
+	v, ok := os.LookupEnv(env)
 	if !ok {
 		return nil, 0, nil
 	}
-	os.Unsetenv(EnvJournal)
-	fd, bank, _, err := decodeJournal(v)
+	os.Unsetenv(env)
+	fd, bank, _, err := decodeJournalEnv(env, v)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -78,12 +91,21 @@ func JournalFromEnv() (*os.File, int, error) {
 // bank, then those in the other bank, once its worker (if one still
 // serves, during an upgrade) has exited; then it is closed.
 func AdoptJournal() (j *journal.Journal, leftovers <-chan []journal.Entry, err error) {
-	v, ok := os.LookupEnv(EnvJournal)
+	return adoptJournal(EnvJournal)
+}
+
+// AdoptOwnJournal is AdoptJournal for the own connection's journal.
+func AdoptOwnJournal() (j *journal.Journal, leftovers <-chan []journal.Entry, err error) {
+	return adoptJournal(EnvOwnJournal)
+}
+
+func adoptJournal(env string) (j *journal.Journal, leftovers <-chan []journal.Entry, err error) {
+	v, ok := os.LookupEnv(env)
 	if !ok {
 		return nil, nil, nil
 	}
-	os.Unsetenv(EnvJournal)
-	fd, bank, after, err := decodeJournal(v)
+	os.Unsetenv(env)
+	fd, bank, after, err := decodeJournalEnv(env, v)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -92,7 +114,7 @@ func AdoptJournal() (j *journal.Journal, leftovers <-chan []journal.Entry, err e
 	defer f.Close() // the mapping stays
 	j, err = journal.Open(f, bank)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", EnvJournal, err)
+		return nil, nil, fmt.Errorf("%s: %w", env, err)
 	}
 	if after >= 0 {
 		unix.CloseOnExec(after)

@@ -24,6 +24,7 @@ import (
 
 	"github.com/lxcfs-oci/lxcfs-oci/internal/linux"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/fusefs"
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/pollwake"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/stats"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/sysinfo"
 )
@@ -32,6 +33,7 @@ import (
 // re-executed supervisor.
 const (
 	EnvConn       = "LXCFS_FUSED_CONN"       // fd=N,proto=MAJ.MIN,flags=F
+	EnvOwnConn    = "LXCFS_FUSED_OWN_CONN"   // the containers' own connection, as EnvConn
 	EnvOldWorker  = "LXCFS_FUSED_OLD_WORKER" // pid of the worker to retire after an upgrade
 	EnvGeneration = "LXCFS_FUSED_GENERATION" // upgrades so far
 )
@@ -43,11 +45,15 @@ func EncodeConn(fd int, proto fuse.Protocol, flags fuse.InitFlags) string {
 
 // DecodeConn parses EnvConn's value.
 func DecodeConn(s string) (fd int, proto fuse.Protocol, flags fuse.InitFlags, err error) {
+	return decodeConn(EnvConn, s)
+}
+
+func decodeConn(env, s string) (fd int, proto fuse.Protocol, flags fuse.InitFlags, err error) {
 	seen := 0
 	for part := range strings.SplitSeq(s, ",") {
 		k, v, ok := strings.Cut(part, "=")
 		if !ok {
-			return 0, proto, 0, fmt.Errorf("%s=%q: want fd=N,proto=MAJ.MIN,flags=F", EnvConn, s)
+			return 0, proto, 0, fmt.Errorf("%s=%q: want fd=N,proto=MAJ.MIN,flags=F", env, s)
 		}
 		switch k {
 		case "fd":
@@ -72,31 +78,37 @@ func DecodeConn(s string) (fd int, proto fuse.Protocol, flags fuse.InitFlags, er
 			err = fmt.Errorf("unknown key %q", k)
 		}
 		if err != nil {
-			return 0, proto, 0, fmt.Errorf("%s=%q: %w", EnvConn, s, err)
+			return 0, proto, 0, fmt.Errorf("%s=%q: %w", env, s, err)
 		}
 		seen++
 	}
 	if seen != 3 || proto.Major != 7 {
-		return 0, proto, 0, fmt.Errorf("%s=%q: want fd, proto 7.x and flags", EnvConn, s)
+		return 0, proto, 0, fmt.Errorf("%s=%q: want fd, proto 7.x and flags", env, s)
 	}
 	return fd, proto, flags, nil
 }
 
 // AdoptFromEnv returns the connection a parent passed in EnvConn, or nil
 // when there is none. The variable is cleared so children do not inherit it.
-func AdoptFromEnv() (*fuse.Conn, error) {
-	v, ok := os.LookupEnv(EnvConn)
+func AdoptFromEnv() (*fuse.Conn, error) { return adoptConn(EnvConn) }
+
+// AdoptOwnFromEnv is AdoptFromEnv for the containers' own connection
+// (EnvOwnConn), nil when the daemon serves none.
+func AdoptOwnFromEnv() (*fuse.Conn, error) { return adoptConn(EnvOwnConn) }
+
+func adoptConn(env string) (*fuse.Conn, error) {
+	v, ok := os.LookupEnv(env)
 	if !ok {
 		return nil, nil
 	}
-	os.Unsetenv(EnvConn)
-	fd, proto, flags, err := DecodeConn(v)
+	os.Unsetenv(env)
+	fd, proto, flags, err := decodeConn(env, v)
 	if err != nil {
 		return nil, err
 	}
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFCHR || unix.Major(st.Rdev) != 10 || unix.Minor(st.Rdev) != 229 {
-		return nil, fmt.Errorf("%s: fd %d is not an open /dev/fuse (%v)", EnvConn, fd, err)
+		return nil, fmt.Errorf("%s: fd %d is not an open /dev/fuse (%v)", env, fd, err)
 	}
 	unix.CloseOnExec(fd)
 	return fuse.NewConn(os.NewFile(uintptr(fd), "/dev/fuse"), proto, flags), nil
@@ -142,8 +154,25 @@ type Supervisor struct {
 	Journal     *os.File
 	JournalBank int
 	// Resend, when set, asks the kernel to resend what a dead worker held
-	// in place of Conn.NotifyResend (the tests' builds can refuse it).
-	Resend func() error
+	// on a connection, in place of NotifyResend (the tests' builds can
+	// refuse it).
+	Resend func(*fuse.Conn) error
+	// Own, when set, is the containers' own connection (fusefs.ServeOwn),
+	// mounted at OwnMountpoint below Mountpoint, held and handed over as
+	// Conn is; OwnJournal is its request journal, with Journal's banks.
+	// OwnMount, when set, is its mount, detached: attached once the first
+	// worker serves Conn (the way to OwnMountpoint goes through it).
+	Own           *fuse.Conn
+	OwnMountpoint string
+	OwnJournal    *os.File
+	OwnMount      *os.File
+	// Polls, when set, is the poll wakeup table (pkg/pollwake) of a worker
+	// that served before this process: the previous binary's, after an
+	// upgrade (woken once it is retired), or the one systemd kept for a
+	// supervisor that died (woken at start). OnPolls, when set, is given
+	// each new worker's table (the systemd fd store).
+	Polls   *pollwake.Table
+	OnPolls func(*os.File)
 
 	worker     *exec.Cmd
 	started    time.Time
@@ -153,7 +182,11 @@ type Supervisor struct {
 	// upgrade; a second upgrade waits for it (see upgrade).
 	retiring   sync.WaitGroup
 	resendWarn bool
-	bank       int // the journal bank the current worker reads into
+	bank       int             // the journal bank the current worker reads into
+	polls      *pollwake.Table // the current worker's
+	// ownTried is done once the own mount's attach was tried: an upgrade
+	// waits for it, as a detached mount does not survive the exec.
+	ownTried sync.WaitGroup
 }
 
 // sysinfoSweep is how often containers whose tasks all exited are dropped.
@@ -200,12 +233,22 @@ func (s *Supervisor) Run() error {
 		s.Stats.Add(stats.Upgrades, 1)
 		s.retiring.Add(1)
 		go func() { defer s.retiring.Done(); s.retire(old) }()
-	} else if s.Adopted {
-		s.resend()
+	} else {
+		if s.Adopted {
+			s.resend()
+		}
+		s.wakePolls(s.Polls) // the worker of a supervisor that died
+		s.Polls = nil
 	}
-	if s.OnServing != nil {
-		go s.OnServing()
-	}
+	s.ownTried.Add(1)
+	go func() {
+		// Views are re-attached from the own mount: attach it first.
+		s.attachOwn()
+		s.ownTried.Done()
+		if s.OnServing != nil {
+			s.OnServing()
+		}
+	}()
 	var regs chan sysinfo.Registration
 	var sweep <-chan time.Time
 	if s.Sysinfo != nil {
@@ -240,6 +283,8 @@ func (s *Supervisor) Run() error {
 			if quickDeaths >= 3 {
 				time.Sleep(restartPause)
 			}
+			s.wakePolls(s.polls)
+			s.polls = nil
 			if s.Journal != nil {
 				// The next worker reads into the bank the dead one did not
 				// and answers what it left; a previous binary's worker
@@ -283,6 +328,28 @@ func (s *Supervisor) start(after *os.File) error {
 			afterFd = 5
 		}
 		cmd.Env = append(cmd.Env, EnvJournal+"="+encodeJournal(4, s.bank, afterFd))
+	}
+	if s.Own != nil {
+		cmd.ExtraFiles = append(cmd.ExtraFiles, s.Own.File())
+		cmd.Env = append(cmd.Env, EnvOwnConn+"="+EncodeConn(2+len(cmd.ExtraFiles), s.Own.Protocol(), s.Own.Features()))
+	}
+	if s.Own != nil && s.OwnJournal != nil {
+		cmd.ExtraFiles = append(cmd.ExtraFiles, s.OwnJournal)
+		jfd, afterFd := 2+len(cmd.ExtraFiles), -1
+		if after != nil {
+			// A pidfd of its own: each journal's waiter closes its own.
+			if fd, err := unix.Dup(int(after.Fd())); err == nil {
+				dup := os.NewFile(uintptr(fd), "pidfd")
+				defer dup.Close()
+				cmd.ExtraFiles = append(cmd.ExtraFiles, dup)
+				afterFd = 2 + len(cmd.ExtraFiles)
+			}
+		}
+		cmd.Env = append(cmd.Env, EnvOwnJournal+"="+encodeJournal(jfd, s.bank, afterFd))
+	}
+	if s.polls = s.newPolls(); s.polls != nil {
+		cmd.ExtraFiles = append(cmd.ExtraFiles, s.polls.File())
+		cmd.Env = append(cmd.Env, EnvPolls+"=fd="+strconv.Itoa(2+len(cmd.ExtraFiles)))
 	}
 	if s.Sysinfo != nil {
 		files, env, err := s.Sysinfo.workerFiles(3 + len(cmd.ExtraFiles))
@@ -337,11 +404,16 @@ func (s *Supervisor) resend() {
 		s.Stats.Set(stats.NotifyResend, ResendJournal)
 		return
 	}
-	resend := s.Conn.NotifyResend
+	resend := (*fuse.Conn).NotifyResend
 	if s.Resend != nil {
 		resend = s.Resend
 	}
-	err := resend()
+	if s.Own != nil {
+		if err := resend(s.Own); err != nil && !errors.Is(err, syscall.EINVAL) && !errors.Is(err, syscall.ENOSYS) {
+			s.Log.Warn("FUSE_NOTIFY_RESEND failed on the containers' own connection", "err", err)
+		}
+	}
+	err := resend(s.Conn)
 	switch {
 	case err == nil:
 		s.Stats.Set(stats.NotifyResend, ResendWorks)
@@ -395,6 +467,8 @@ func (s *Supervisor) retire(pid int) {
 		s.Sysinfo.retired()
 	}
 	s.resend()
+	s.wakePolls(s.Polls)
+	s.Polls = nil
 }
 
 // upgrade re-executes Exe (the binary now at that path) as supervisor,
@@ -407,6 +481,10 @@ func (s *Supervisor) upgrade() {
 	// binary would not know to resend. Retiring is bounded (SIGKILL after
 	// 2s), so this wait is too.
 	s.retiring.Wait()
+	s.ownTried.Wait()
+	if s.OwnMount != nil {
+		s.attachOwn() // once more: a detached mount ends with this binary
+	}
 	fd := int(s.Conn.File().Fd())
 	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFD, 0); err != nil {
 		s.Log.Error("upgrade: cannot keep the FUSE device open across exec", "err", err)
@@ -436,20 +514,75 @@ func (s *Supervisor) upgrade() {
 		defer unix.CloseOnExec(jfd)
 		env = append(env, EnvJournal+"="+encodeJournal(jfd, s.bank, -1))
 	}
+	if s.Own != nil {
+		// The own mount is attached by now (attachOwn ran before the
+		// first worker's views were re-attached, and an upgrade waits
+		// for nothing of it): only the connection goes across.
+		keep := []int{int(s.Own.File().Fd())}
+		if s.OwnJournal != nil {
+			keep = append(keep, int(s.OwnJournal.Fd()))
+		}
+		for _, k := range keep {
+			if _, err := unix.FcntlInt(uintptr(k), unix.F_SETFD, 0); err != nil {
+				s.Log.Error("upgrade: cannot keep the containers' own connection open across exec; the running binary keeps serving", "err", err)
+				unix.CloseOnExec(fd)
+				return
+			}
+			defer unix.CloseOnExec(k)
+		}
+		env = append(env, EnvOwnConn+"="+EncodeConn(keep[0], s.Own.Protocol(), s.Own.Features()))
+		if len(keep) > 1 {
+			env = append(env, EnvOwnJournal+"="+encodeJournal(keep[1], s.bank, -1))
+		}
+	}
+	if s.polls != nil {
+		pfd := int(s.polls.File().Fd())
+		if _, err := unix.FcntlInt(uintptr(pfd), unix.F_SETFD, 0); err == nil {
+			defer unix.CloseOnExec(pfd)
+			env = append(env, EnvPolls+"=fd="+strconv.Itoa(pfd))
+		} else {
+			s.Log.Warn("upgrade: the poll wakeup table is not passed on; pollers of the retired worker wait until their own timeout", "err", err)
+		}
+	}
 	s.Log.Info("upgrading: executing the binary again with the FUSE connection kept", "exe", s.Exe, "generation", s.generation+1)
 	err := syscall.Exec(s.Exe, os.Args, env)
 	unix.CloseOnExec(fd)
 	s.Log.Error("upgrade failed; the running binary keeps serving", "exe", s.Exe, "err", err)
 }
 
+// attachOwn attaches the containers' own mount, made detached, at
+// OwnMountpoint; the way there is a lookup on the first connection, which
+// only a worker answers. Until it is attached (or if it cannot be), the
+// hook binds the containers' own files from the first connection, as
+// without it. The detached mount stays open then: closing it would end the
+// connection, and with it the worker.
+func (s *Supervisor) attachOwn() {
+	if s.OwnMount == nil {
+		return
+	}
+	if err := fusefs.Attach(s.OwnMount, s.OwnMountpoint, s.Log); err != nil {
+		s.Log.Error("the containers' own files stay on the first connection (OPEN and RELEASE reach the daemon)", "err", err)
+		return
+	}
+	s.OwnMount.Close()
+	s.OwnMount = nil
+	s.Log.Info("containers' own files served on a connection of their own", "mountpoint", s.OwnMountpoint)
+}
+
 // stop unmounts (ending the connection once the worker lets go of it),
-// stops the worker, and closes the connection's device.
+// stops the worker, and closes the connections' devices.
 func (s *Supervisor) stop(sig os.Signal) error {
 	s.Log.Info("stopping", "signal", sig.String(), "mountpoint", s.Mountpoint)
 	if s.Sysinfo != nil {
 		s.Sysinfo.Close()
 	}
-	uerr := fusefs.Unmount(s.Mountpoint)
+	var uerr error
+	if s.Own != nil {
+		// Below the first: it goes first, or the first would only be
+		// detached lazily.
+		uerr = fusefs.Unmount(s.OwnMountpoint)
+	}
+	uerr = errors.Join(uerr, fusefs.Unmount(s.Mountpoint))
 	s.worker.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-s.workerDone:
@@ -466,8 +599,13 @@ func (s *Supervisor) stop(sig os.Signal) error {
 	// now when ours is its last descriptor (exit would do the same), and
 	// every such request with it. A copy kept elsewhere (systemd's fd
 	// store, for a restart) keeps the connection.
-	if err := s.Conn.Close(); err != nil {
-		s.Log.Warn("closing the FUSE device", "err", err)
+	for _, c := range []*fuse.Conn{s.Own, s.Conn} {
+		if c == nil {
+			continue
+		}
+		if err := c.Close(); err != nil {
+			s.Log.Warn("closing the FUSE device", "err", err)
+		}
 	}
 	return uerr
 }

@@ -63,6 +63,7 @@ hook-crun;LXCFS_OCI_TEST_RUNTIME=crun;^(TestHookRunc|TestHookHostile);420s
 podman;;^TestPodmanHooksDir\$;420s
 load;LOAD_SECONDS=${LOAD_SECONDS:-5};^TestLoadManyContainers\$;300s
 reliability;;^TestReliability;900s
+cache;;^TestCache;300s
 sysinfo;;^TestSysinfo;420s
 psi;;^TestPSI;300s
 GROUPS

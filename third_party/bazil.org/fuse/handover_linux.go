@@ -119,3 +119,12 @@ func (c *Conn) ParseRequest(raw []byte, done func()) (Request, error) {
 	m := &message{conn: c, buf: raw, hdr: (*inHeader)(unsafe.Pointer(&raw[0])), done: done}
 	return c.parseMessage(m, len(raw), nil)
 }
+
+// Handle returns the kernel's handle of the polled file (kh), so that a
+// wakeup can be kept outside the process that received the POLL.
+func (p PollWakeup) Handle() uint64 { return p.kh }
+
+// PollWakeupFor rebuilds the wakeup of the polled file whose kernel handle
+// is kh, as Handle returned it in another process serving the same
+// connection.
+func PollWakeupFor(kh uint64) PollWakeup { return PollWakeup{kh: kh} }

@@ -1,0 +1,149 @@
+package fusefs
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"bazil.org/fuse"
+
+	"github.com/lxcfs-oci/lxcfs-oci/internal/fakeclock"
+)
+
+// ownTree is cachedTree with the containers' own trees also served on a
+// connection of their own (ServeOwn), attached at MOUNT/.containers as
+// lxcfs-fused does it.
+func ownTree(t *testing.T, s Renderer, ttl time.Duration) (mp string, tree *FS, clock *fakeclock.Clock, inval chan fuse.NodeID) {
+	t.Helper()
+	clock = fakeclock.New()
+	inval = make(chan fuse.NodeID, 100)
+	mp = mountTestWith(t, s, func(f *FS) {
+		tree = f
+		f.CacheTTL = ttl
+		f.Now = clock.Now
+		f.ownKc = &kcache{invalidated: func(id fuse.NodeID) { inval <- id }}
+	}, "proc/meminfo", "proc/loadavg")
+	conn, mnt, err := MountDetached()
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- tree.ServeOwn(conn, 2) }()
+	own := filepath.Join(mp, containersName)
+	err = Attach(mnt, own, tree.log)
+	mnt.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Runs before mountTestWith's: the own mount goes first.
+	t.Cleanup(func() {
+		if err := Unmount(own); err != nil {
+			t.Errorf("unmount: %v", err)
+		}
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("serve own: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Errorf("ServeOwn did not stop within 30s")
+		}
+	})
+	return mp, tree, clock, inval
+}
+
+// On the own connection no OPEN reaches the daemon after the first, which
+// it answers ENOSYS (FUSE no-open): a container's file read again and
+// again within the TTL costs no render and no request, a stat gives the
+// render's size, and once the TTL has passed the daemon invalidates the
+// file and the next read shows a new render.
+func TestOwnConnectionNoOpen(t *testing.T) {
+	s := &scoped{}
+	mp, tree, clock, inval := ownTree(t, s, time.Hour)
+	path := filepath.Join(mp, ".containers/5/proc/meminfo")
+	first := readGen(t, path)
+	before := s.renders()
+	for range 20 {
+		if got := readGen(t, path); got != first {
+			t.Fatalf("read within the TTL: %q, want the cached %q", got, first)
+		}
+	}
+	if n := s.renders() - before; n != 0 {
+		t.Errorf("20 reads within the TTL rendered %d times, want 0", n)
+	}
+	if st, err := os.Stat(path); err != nil || st.Size() != 10240 {
+		t.Errorf("stat: %v, %v: want the render's size 10240", st, err)
+	}
+	if n := tree.ownOpens.Load(); n != 1 {
+		t.Errorf("%d OPENs of files reached the own connection, want 1 (answered ENOSYS, then none)", n)
+	}
+	clock.Add(time.Hour)
+	tree.ownKc.poke()
+	select {
+	case <-inval:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no invalidation within 30s of the TTL passing")
+	}
+	if got := readGen(t, path); got == first {
+		t.Errorf("read after the TTL passed still shows %q", got)
+	}
+	// The shared tree on the first connection renders at every read.
+	shared := filepath.Join(mp, "proc/meminfo")
+	if a, b := readGen(t, shared), readGen(t, shared); a == b {
+		t.Errorf("the shared file read twice gave one render %q", a)
+	}
+}
+
+// Own-connection files report their render's size to stat, to read(2) and
+// to sendfile(2) (busybox cat), before and after an expiry changes it,
+// though no open reaches the daemon to tell the kernel the size.
+func TestOwnConnectionSizes(t *testing.T) {
+	s := &scopedSized{}
+	s.n.Store(3000)
+	const ttl = time.Hour
+	mp, tree, clock, inval := ownTree(t, s, ttl)
+	own := filepath.Join(mp, ".containers/5/proc/meminfo")
+	check := func(want int) {
+		t.Helper()
+		st, err := os.Stat(own)
+		if err != nil || st.Size() != int64(want) {
+			t.Errorf("stat: %v (%v), want %d", st.Size(), err, want)
+		}
+		b := readRaw(t, own)
+		if len(b) != want {
+			t.Errorf("read: %d bytes, want %d", len(b), want)
+		}
+		f := openRaw(t, own)
+		defer f.Close()
+		if got := sendfileAll(t, f); len(got) != want || string(got) != string(b) {
+			t.Errorf("sendfile: %d bytes (%.8q), want the read's %d (%.8q)", len(got), got, len(b), b)
+		}
+	}
+	expire := func() {
+		t.Helper()
+		clock.Add(ttl)
+		tree.ownKc.poke()
+		select {
+		case <-inval:
+		case <-time.After(30 * time.Second):
+			t.Fatal("no invalidation within 30s of the TTL passing")
+		}
+	}
+	check(3000)
+	s.n.Store(5000)
+	check(3000)
+	s.n.Store(1000)
+	expire()
+	check(1000)
+	// Grown after an expiry, and copied with sendfile before anything
+	// asks for the size (busybox cat on a growing uptime).
+	s.n.Store(4000)
+	expire()
+	f := openRaw(t, own)
+	if got := sendfileAll(t, f); len(got) != 4000 {
+		t.Errorf("sendfile straight after the open of a grown render: %d bytes, want 4000", len(got))
+	}
+	f.Close()
+	check(4000)
+}
