@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -28,11 +29,25 @@ func sysinfoOpts(script string) bundleOpts {
 	return bundleOpts{script: script, limits: true, files: map[string]string{sysinfoProg: "bin/sysinfoprog"}}
 }
 
+// staleSysinfoDir is a state directory whose sysinfo.sock is a socket file
+// nobody listens on, as a killed daemon leaves it.
+func staleSysinfoDir(t *testing.T) string {
+	dir := t.TempDir()
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: filepath.Join(dir, "sysinfo.sock"), Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.SetUnlinkOnClose(false)
+	l.Close()
+	return dir
+}
+
 // TestSysinfoRunc: in a runc container with a 64 MiB limit whose config
-// inject --sysinfo edited, busybox free, glibc's sysconf(_SC_PHYS_PAGES)
-// and a static Go program calling sysinfo(2) all get the container's
-// memory and uptime; the same container without --sysinfo gets the
-// host's, which is what the test would see without the feature.
+// inject edited (by default, or with --sysinfo), busybox free, glibc's
+// sysconf(_SC_PHYS_PAGES) and a static Go program calling sysinfo(2) all
+// get the container's memory and uptime; with --sysinfo=false, or when the
+// daemon's socket is left with nobody listening, the container starts and
+// gets the host's, which is what the test would see without the feature.
 func TestSysinfoRunc(t *testing.T) {
 	d := startDaemon(t, fusedBin, "")
 	var host unix.Sysinfo_t
@@ -47,7 +62,12 @@ func TestSysinfoRunc(t *testing.T) {
 		want  string // totalram
 	}{
 		{"with --sysinfo", []string{"--sysinfo"}, strconv.Itoa(ctrRAM)},
-		{"without", nil, hostRAM},
+		{"by default", nil, strconv.Itoa(ctrRAM)},
+		{"with --sysinfo=false", []string{"--sysinfo=false"}, hostRAM},
+		// A socket file nobody listens on (a daemon killed without
+		// systemd): the rule is not added, so runc does not fail the
+		// container for an unreachable listener.
+		{"by default, daemon gone", []string{"--state-dir", staleSysinfoDir(t)}, hostRAM},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			o := sysinfoOpts(sysinfoScript)
@@ -150,6 +170,84 @@ func TestSysinfoAcrossWorkerKillAndUpgrade(t *testing.T) {
 	// A call a killed worker had taken is continued with the host's
 	// figures; that is at most one per kill, and the timeout's fallbacks.
 	t.Logf("calls %s, of which with other figures: %s", field(out, "calls"), field(out, "not_container"))
+}
+
+// TestSysinfoWrapperDefault: lxcfs-runc with no sysinfo setting (on by
+// default) sends a runc container's sysinfo to lxcfs-fused when it listens
+// in the wrapper's state dir, and when that socket is a file a killed
+// daemon left, it leaves the rule out (it connects first) and the
+// container starts with the host's figures, where runc would refuse it for
+// an unreachable listener.
+func TestSysinfoWrapperDefault(t *testing.T) {
+	d := startDaemon(t, fusedBin, "")
+	var host unix.Sysinfo_t
+	if err := unix.Sysinfo(&host); err != nil {
+		t.Fatal(err)
+	}
+	hostRAM := strconv.FormatUint(uint64(host.Totalram)*uint64(host.Unit), 10)
+	for _, tt := range []struct {
+		name, stateDir, want string
+	}{
+		{"daemon listening", d.stateDir, strconv.Itoa(ctrRAM)},
+		{"daemon gone, its socket left", staleSysinfoDir(t), hostRAM},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			w := setupWrapper(t, d.mp, map[string]any{"stateDir": tt.stateDir})
+			bundle := busyboxBundle(t, sysinfoOpts(sysinfoScript))
+			state := t.TempDir()
+			runcSeq++
+			id := fmt.Sprintf("lxcfs-wrap-si-%d-%d", os.Getpid(), runcSeq)
+			t.Cleanup(func() { runCmd(t, 20*time.Second, nil, "runc", "--root", state, "delete", "--force", id) })
+			out, stderr, err := runCmd(t, 60*time.Second, w.env(), w.path, "--root", state, "run", "--bundle", bundle, id)
+			if err != nil {
+				t.Fatalf("lxcfs-runc run: %v\n%s", err, stderr)
+			}
+			if got := field(out, "totalram"); got != tt.want {
+				t.Errorf("sysinfo totalram = %s, want %s\n%s", got, tt.want, out)
+			}
+		})
+	}
+}
+
+// TestSysinfoStopAfterLostRequest is how TestSysinfoAcrossWorkerKillAndUpgrade
+// hung on Linux 6.1 before the request journal: after an upgrade the
+// supervisor checks every recorded container's views through its own
+// mount (the re-attach, a stat of each), and the worker holding one of
+// those requests was killed; with nothing to answer it again, the
+// supervisor's thread waited for ever (the kernel lets no task abandon a
+// request its server has read, not even on SIGKILL), so the daemon neither
+// stopped on SIGTERM nor could be reaped. Here recovery is switched off
+// (LXCFS_FUSED_TEST_NO_RECOVERY, the tests' builds only) and the stat of
+// loadavg is held for ever by whichever worker takes it (the loadavg
+// stall), so the re-attach never finishes and one of its requests is
+// always lost: to the retired worker, to the killed one, or at the latest
+// to the worker stop ends. SIGTERM must still stop the daemon. It hangs
+// without stop's closing of the device.
+func TestSysinfoStopAfterLostRequest(t *testing.T) {
+	marker := filepath.Join(t.TempDir(), "stall")
+	t.Setenv("LXCFS_FUSED_TEST_STALL", marker)
+	t.Setenv("LXCFS_FUSED_TEST_NO_RECOVERY", "1")
+	d := startDaemon(t, fusedBin, "", "--sysinfo-timeout", "10s")
+	c := runBundleDetached(t, d.mp, d.stateDir, sysinfoOpts("/bin/sysinfoprog loop /tmp"), "--sysinfo")
+	waitSysinfoCalls(t, c, "start")
+	if err := os.WriteFile(marker, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, w, _ := fusedState(t, d)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, fusedBin, "upgrade", "--state-dir", d.stateDir).CombinedOutput(); err != nil {
+		t.Fatalf("upgrade: %v\n%s", err, out)
+	}
+	w = waitWorker(t, d, w)
+	// The previous binary's worker is retired and the new one killed,
+	// each dying with whatever request of the re-attach it held.
+	waitLog(t, d, "previous serving worker retired")
+	unix.Kill(w, unix.SIGKILL)
+	waitWorker(t, d, w)
+	waitSysinfoCalls(t, c, "after the kill")
+	c.stopLoop(t, "unit=")
+	d.stop(t)
 }
 
 // TestSysinfoHostileNeighbour: one container (96 MiB) calls sysinfo from
@@ -269,6 +367,48 @@ func TestSysinfoWorkerKilledMidAnswer(t *testing.T) {
 	unix.Kill(w, unix.SIGKILL)
 	waitOutput(t, c, func(out string) bool { return strings.Contains(out, "free=done") })
 	if out := c.output(t); !strings.Contains(out, "Mem:") {
+		t.Errorf("busybox free failed: %s", out)
+	}
+	if !strings.Contains(waitLog(t, d, "calls the dead worker had taken continued"), "calls the dead worker had taken continued") {
+		t.Errorf("the supervisor did not report the recovered call")
+	}
+}
+
+// TestSysinfoWorkerKilledTakingCall: the worker takes busybox free's call
+// from the kernel and is killed before it records the call's id (the
+// stall switch holds it there). The supervisor finds the call anyway, as
+// the first id after the last one the worker recorded that the kernel
+// holds as taken, and continues it: free prints the host's figures
+// instead of waiting until it is signalled. Without that search free
+// waits and the test fails.
+func TestSysinfoWorkerKilledTakingCall(t *testing.T) {
+	taken := filepath.Join(t.TempDir(), "taken")
+	t.Setenv("LXCFS_FUSED_TEST_STALL_SYSINFO_TAKEN", taken)
+	d := startDaemon(t, fusedBin, "", "--sysinfo-timeout", "10s")
+	// The first free's call is recorded (the search starts after it);
+	// the second is the one the worker dies taking.
+	c := runBundleDetached(t, d.mp, d.stateDir, sysinfoOpts("free; echo first=done; while [ ! -e /tmp/go ]; do sleep 1; done; free; echo free=done; sleep 600"), "--sysinfo")
+	waitOutput(t, c, func(out string) bool { return strings.Contains(out, "first=done") })
+	if err := os.WriteFile(taken, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(c.bundle, "rootfs/tmp/go"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := os.Stat(taken); os.IsNotExist(err) {
+			break // the worker took the call and stopped there
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the worker did not take the container's second call within 30s\n%s", c.output(t))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	_, w, _ := fusedState(t, d)
+	unix.Kill(w, unix.SIGKILL)
+	waitOutput(t, c, func(out string) bool { return strings.Contains(out, "free=done") })
+	if out := c.output(t); strings.Count(out, "Mem:") != 2 {
 		t.Errorf("busybox free failed: %s", out)
 	}
 	if !strings.Contains(waitLog(t, d, "calls the dead worker had taken continued"), "calls the dead worker had taken continued") {

@@ -120,9 +120,10 @@ sed -i \
 grep -q '"limit": 67108864' "$BUNDLE/config.json" || die "could not set the limits in $BUNDLE/config.json (runc spec layout changed?)"
 grep -q '"/view.sh"' "$BUNDLE/config.json" || die "could not set the command in $BUNDLE/config.json"
 grep -q '"destination": "/usr"' "$BUNDLE/config.json" || die "could not add the /usr mount to $BUNDLE/config.json"
-# --sysinfo also sends the container's sysinfo(2) (busybox free, glibc's
-# sysconf(_SC_PHYS_PAGES)) to lxcfs-fused through a seccomp rule.
-"$HOOK" inject --bundle "$BUNDLE" --lxcfs-root "$MNT" --log-file "$TMP/hook.log" --state-dir "$TMP/state" --sysinfo >/dev/null
+# inject also sends the container's sysinfo(2) (busybox free, glibc's
+# sysconf(_SC_PHYS_PAGES)) to lxcfs-fused through a seccomp rule, by
+# default, since lxcfs-fused listens.
+"$HOOK" inject --bundle "$BUNDLE" --lxcfs-root "$MNT" --log-file "$TMP/hook.log" --state-dir "$TMP/state" >/dev/null
 
 echo "demo: running busybox with runc: memory 64 MiB, cpuset 0, cpu quota 50000/100000"
 runc --root "$STATE" run --bundle "$BUNDLE" "$ID" >"$TMP/container.out" </dev/null

@@ -13,6 +13,8 @@ import (
 // The shipped daemon has no test switches (see stall.go).
 func notifyResend(conn *fuse.Conn) error { return conn.NotifyResend() }
 
+func noRecovery() bool { return false }
+
 func withStall(files *content.Files) fusefs.Renderer { return files }
 
 func withSysinfoStall(*sysinfo.Server, *content.Files) {}

@@ -28,13 +28,26 @@ const stallEnv = "LXCFS_FUSED_TEST_STALL"
 // leave it.
 const stallSysinfoEnv = "LXCFS_FUSED_TEST_STALL_SYSINFO"
 
+// stallTakenEnv names a marker file: while it exists, the next sysinfo
+// call taken from the kernel removes it and is never recorded nor
+// answered, as a worker killed between taking a call and recording it
+// would leave it.
+const stallTakenEnv = "LXCFS_FUSED_TEST_STALL_SYSINFO_TAKEN"
+
 // noResendEnv, when set, makes the supervisor take the kernel for one
 // without FUSE_NOTIFY_RESEND, so the request journal is tested on kernels
 // that have it.
 const noResendEnv = "LXCFS_FUSED_TEST_NO_RESEND"
 
+// noRecoveryEnv, when set, makes the supervisor take the kernel for one
+// without FUSE_NOTIFY_RESEND and set up no request journal: what a dead
+// worker held is never answered, as on Linux 6.1 before the journal.
+const noRecoveryEnv = "LXCFS_FUSED_TEST_NO_RECOVERY"
+
+func noRecovery() bool { return os.Getenv(noRecoveryEnv) != "" }
+
 func notifyResend(conn *fuse.Conn) error {
-	if os.Getenv(noResendEnv) != "" {
+	if os.Getenv(noResendEnv) != "" || noRecovery() {
 		return syscall.EINVAL
 	}
 	return conn.NotifyResend()
@@ -60,6 +73,13 @@ func (s stallRenderer) Render(name string, who uint32) ([]byte, error) {
 }
 
 func withSysinfoStall(srv *sysinfo.Server, files *content.Files) {
+	if taken := os.Getenv(stallTakenEnv); taken != "" {
+		srv.Taken = func() {
+			if os.Remove(taken) == nil {
+				select {}
+			}
+		}
+	}
 	marker := os.Getenv(stallSysinfoEnv)
 	if marker == "" {
 		return

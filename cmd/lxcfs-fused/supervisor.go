@@ -167,6 +167,7 @@ func superviseCmd(c *cli.Context) error {
 		ProcDir:     "/proc",
 		Journal:     jf,
 		JournalBank: jbank,
+		Resend:      notifyResend,
 
 		Own:           own,
 		OwnMountpoint: ownMP,
@@ -360,7 +361,7 @@ func requestJournal(conn *fuse.Conn, how string, stored bool, fromStore map[stri
 	journalStoreName string, fromEnv func() (*os.File, int, error)) (*os.File, int, error) {
 	if how == howUpgrade {
 		f, bank, err := fromEnv()
-		if err != nil || f != nil || kernelAtLeast(kernelRelease(), 6, 9) {
+		if err != nil || f != nil || kernelAtLeast(kernelRelease(), 6, 9) || noRecovery() {
 			// None: the previous binary used the kernel's resend. Its
 			// worker still serves, so the kernel is not asked again.
 			return f, bank, err
@@ -377,6 +378,9 @@ func requestJournal(conn *fuse.Conn, how string, stored bool, fromStore map[stri
 	}
 	old := fromStore[journalStoreName]
 	err := notifyResend(conn)
+	if noRecovery() {
+		return nil, 0, nil
+	}
 	if err == nil {
 		if old != nil { // stored by a build that had no resend (a kernel since upgraded)
 			old.Close()

@@ -123,11 +123,13 @@ container of its own, a symlinked rootfs or target).`,
 "create-runtime"], "timeout": 5} to hooks.createRuntime of BUNDLE/config.json.
 Idempotent: running it twice changes nothing; an entry with the same path is
 updated. Every other key of the file is kept, in order; the file is replaced
-atomically. With --sysinfo (or the annotation io.lxcfs.sysinfo=true) it also
-adds {"names": ["sysinfo"], "action": "SCMP_ACT_NOTIFY"} to
-linux.seccomp.syscalls and linux.seccomp.listenerPath = STATE-DIR/sysinfo.sock,
-keeping the container's own profile (a minimal allow-all one when it has
-none); runc then fails the container if lxcfs-fused does not listen there.`,
+atomically. Unless the bundle has io.lxcfs.sysinfo=false (or --sysinfo=false
+is given and the bundle lacks io.lxcfs.sysinfo=true), it also adds
+{"names": ["sysinfo"], "action": "SCMP_ACT_NOTIFY"} to linux.seccomp.syscalls
+and linux.seccomp.listenerPath = STATE-DIR/sysinfo.sock, keeping the
+container's own profile (a minimal allow-all one when it has none), when
+lxcfs-fused listens there: runc fails a container whose listener it cannot
+reach.`,
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "bundle", Aliases: []string{"b"}, Required: true, Usage: "OCI bundle directory holding config.json"},
 					&cli.StringFlag{Name: "hook-path", Usage: "absolute path the runtime runs the hook from (default: this binary's absolute path)"},
@@ -136,7 +138,7 @@ none); runc then fails the container if lxcfs-fused does not listen there.`,
 					&cli.BoolFlag{Name: "fail-closed", Usage: "write --fail-closed into the hook's arguments"},
 					&cli.StringFlag{Name: "log-file", Usage: "write --log-file FILE into the hook's arguments (default: the hook's own default, " + DefaultLogFile + ")"},
 					&cli.StringFlag{Name: "state-dir", Usage: "write --state-dir DIR into the hook's arguments (default: the hook's own default, /run/lxcfs-oci)"},
-					&cli.BoolFlag{Name: "sysinfo", Usage: "also send the container's sysinfo(2) to lxcfs-fused's listener, STATE-DIR/sysinfo.sock (a seccomp rule added to its profile), unless the bundle has io.lxcfs.sysinfo=false; without it only with io.lxcfs.sysinfo=true"},
+					&cli.BoolFlag{Name: "sysinfo", Value: true, Usage: "also send the container's sysinfo(2) to lxcfs-fused's listener, STATE-DIR/sysinfo.sock (a seccomp rule added to its profile), when it listens, unless the bundle has io.lxcfs.sysinfo=false; --sysinfo=false: only with io.lxcfs.sysinfo=true"},
 				},
 				Action: inject,
 			},
@@ -190,6 +192,11 @@ func inject(c *cli.Context) error {
 	}
 	if hook.WantSysinfo(spec.Annotations, c.Bool("sysinfo")) {
 		sock := hookrun.SysinfoSocket(c.String("state-dir"))
+		// The runtime fails a container whose listener it cannot reach.
+		if err := hook.SysinfoListening(sock); err != nil {
+			fmt.Fprintf(c.App.Writer, "sysinfo: not added, lxcfs-fused is not listening at %s (%v): the container gets the host's sysinfo\n", sock, err)
+			return nil
+		}
 		changed, reason, err := hook.InjectSysinfo(configPath, sock)
 		if err != nil {
 			return cli.Exit(fmt.Sprintf("lxcfs-hook inject: %v", err), 1)

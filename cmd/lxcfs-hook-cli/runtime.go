@@ -36,10 +36,11 @@ the views are not served.
 
 sysinfo(2) (busybox free and uptime, sysconf(_SC_PHYS_PAGES)) is answered
 by lxcfs-fused when the wrapper adds a seccomp rule sending it to
-STATE-DIR/sysinfo.sock: for served containers with "sysinfo": true (or
---sysinfo) unless io.lxcfs.sysinfo=false, and for those with
-io.lxcfs.sysinfo=true or LXCFS_SYSINFO=true. The container's own profile is
-kept; the rule is added only while lxcfs-fused listens.
+STATE-DIR/sysinfo.sock: for every served container unless
+io.lxcfs.sysinfo=false or LXCFS_SYSINFO=false; with "sysinfo": false (or
+--sysinfo=false) only for those with io.lxcfs.sysinfo=true or
+LXCFS_SYSINFO=true. The container's own profile is kept; the rule is added
+only while lxcfs-fused listens.
 
 Configuration, most important first: these flags; the environment
 (LXCFS_RUNTIME, LXCFS_MODE); the JSON file named by LXCFS_RUNTIME_CONFIG
@@ -68,7 +69,7 @@ func runtimeCommand() *cli.Command {
 			&cli.StringFlag{Name: "hook-path", Usage: "hook binary written into config.json (default: this binary)"},
 			&cli.StringFlag{Name: "log-file", Usage: "log file of the wrapper and the hook (default: " + DefaultLogFile + ")"},
 			&cli.StringFlag{Name: "state-dir", Usage: "passed to the hook as --state-dir (default: the hook's)"},
-			&cli.BoolFlag{Name: "sysinfo", Usage: "send served containers' sysinfo(2) to lxcfs-fused (STATE-DIR/sysinfo.sock) unless io.lxcfs.sysinfo=false; without it only containers with io.lxcfs.sysinfo=true (or LXCFS_SYSINFO=true)"},
+			&cli.BoolFlag{Name: "sysinfo", Value: true, Usage: "send served containers' sysinfo(2) to lxcfs-fused (STATE-DIR/sysinfo.sock), when it listens, unless io.lxcfs.sysinfo=false (or LXCFS_SYSINFO=false); --sysinfo=false: only containers with io.lxcfs.sysinfo=true (or LXCFS_SYSINFO=true)"},
 		},
 		Action: func(c *cli.Context) error {
 			flags := wrapper.Config{
@@ -79,7 +80,10 @@ func runtimeCommand() *cli.Command {
 				HookPath:   c.String("hook-path"),
 				LogFile:    c.String("log-file"),
 				StateDir:   c.String("state-dir"),
-				Sysinfo:    c.Bool("sysinfo"),
+			}
+			if c.IsSet("sysinfo") {
+				on := c.Bool("sysinfo")
+				flags.Sysinfo = &on
 			}
 			if c.NArg() == 0 {
 				return cli.Exit("lxcfs-hook runtime: no runtime arguments; usage: lxcfs-hook runtime [flags] -- create --bundle DIR ID", 2)

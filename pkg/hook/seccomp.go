@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"slices"
+	"time"
 
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/edit"
 )
@@ -26,6 +28,21 @@ func WantSysinfo(annotations map[string]string, byDefault bool) bool {
 		return v
 	}
 	return byDefault
+}
+
+// SysinfoListening checks that lxcfs-fused accepts registrations at sock,
+// by connecting and closing at once (the daemon takes a connection that
+// sends nothing as such a probe): a runtime fails a container whose
+// listener it cannot reach, and a socket file left by a daemon that was
+// killed is no listener. A unix connect does not wait for the daemon to
+// accept; the short timeout only bounds a container's start if it ever
+// did.
+func SysinfoListening(sock string) error {
+	c, err := net.DialTimeout("unix", sock, 250*time.Millisecond)
+	if err != nil {
+		return err
+	}
+	return c.Close()
 }
 
 const (

@@ -183,8 +183,8 @@ func SysinfoSocket(stateDir string) string {
 // so without one the container keeps the host's sysinfo, with a warning.
 func addSysinfo(log *slog.Logger, configPath, stateDir string) {
 	sock := SysinfoSocket(stateDir)
-	if fi, err := os.Stat(sock); err != nil || fi.Mode().Type() != os.ModeSocket {
-		log.Warn("sysinfo not answered for this container: lxcfs-fused is not listening (start it with --sysinfo, the default)", "socket", sock)
+	if err := hook.SysinfoListening(sock); err != nil {
+		log.Warn("sysinfo not answered for this container: lxcfs-fused is not listening (start it with --sysinfo, the default)", "socket", sock, "err", err)
 		return
 	}
 	changed, reason, err := hook.InjectSysinfo(configPath, sock)

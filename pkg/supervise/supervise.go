@@ -153,6 +153,10 @@ type Supervisor struct {
 	// inherited worker serves from, after an upgrade.
 	Journal     *os.File
 	JournalBank int
+	// Resend, when set, asks the kernel to resend what a dead worker held
+	// on a connection, in place of NotifyResend (the tests' builds can
+	// refuse it).
+	Resend func(*fuse.Conn) error
 	// Own, when set, is the containers' own connection (fusefs.ServeOwn),
 	// mounted at OwnMountpoint below Mountpoint, held and handed over as
 	// Conn is; OwnJournal is its request journal, with Journal's banks.
@@ -400,12 +404,16 @@ func (s *Supervisor) resend() {
 		s.Stats.Set(stats.NotifyResend, ResendJournal)
 		return
 	}
+	resend := (*fuse.Conn).NotifyResend
+	if s.Resend != nil {
+		resend = s.Resend
+	}
 	if s.Own != nil {
-		if err := s.Own.NotifyResend(); err != nil && !errors.Is(err, syscall.EINVAL) && !errors.Is(err, syscall.ENOSYS) {
+		if err := resend(s.Own); err != nil && !errors.Is(err, syscall.EINVAL) && !errors.Is(err, syscall.ENOSYS) {
 			s.Log.Warn("FUSE_NOTIFY_RESEND failed on the containers' own connection", "err", err)
 		}
 	}
-	err := s.Conn.NotifyResend()
+	err := resend(s.Conn)
 	switch {
 	case err == nil:
 		s.Stats.Set(stats.NotifyResend, ResendWorks)
@@ -561,8 +569,8 @@ func (s *Supervisor) attachOwn() {
 	s.Log.Info("containers' own files served on a connection of their own", "mountpoint", s.OwnMountpoint)
 }
 
-// stop unmounts (ending the connection once the worker lets go of it) and
-// stops the worker.
+// stop unmounts (ending the connection once the worker lets go of it),
+// stops the worker, and closes the connections' devices.
 func (s *Supervisor) stop(sig os.Signal) error {
 	s.Log.Info("stopping", "signal", sig.String(), "mountpoint", s.Mountpoint)
 	if s.Sysinfo != nil {
@@ -581,6 +589,23 @@ func (s *Supervisor) stop(sig os.Signal) error {
 	case <-time.After(2 * time.Second):
 		s.worker.Process.Kill()
 		<-s.workerDone
+	}
+	// A thread of ours may still wait on a request to our own mount (the
+	// re-attach stats every container's views) that a dead worker had read
+	// and nobody will answer: the kernel lets no task abandon such a
+	// request, not even on SIGKILL, so the process could never finish
+	// exiting, and exit would never close the device, which is what ends
+	// the wait. Closing it here, with the worker gone, ends the connection
+	// now when ours is its last descriptor (exit would do the same), and
+	// every such request with it. A copy kept elsewhere (systemd's fd
+	// store, for a restart) keeps the connection.
+	for _, c := range []*fuse.Conn{s.Own, s.Conn} {
+		if c == nil {
+			continue
+		}
+		if err := c.Close(); err != nil {
+			s.Log.Warn("closing the FUSE device", "err", err)
+		}
 	}
 	return uerr
 }

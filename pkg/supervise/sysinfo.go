@@ -225,7 +225,7 @@ func (s *Sysinfo) AdoptSlots(f *os.File) {
 	s.mu.Lock()
 	s.oldSlots = old
 	s.mu.Unlock()
-	s.retired()
+	s.recoverOld(true) // no worker takes calls yet
 }
 
 // accept reads registrations until the listener is closed.
@@ -242,6 +242,9 @@ func (s *Sysinfo) accept(procDir string) {
 		go func() {
 			defer c.Close()
 			reg, err := sysinfo.ReadRegistration(c, procDir)
+			if errors.Is(err, sysinfo.ErrProbe) {
+				return
+			}
 			if err != nil {
 				s.Log.Warn("sysinfo: registration refused; that container's sysinfo calls get ENOSYS", "err", err)
 				return
@@ -325,8 +328,12 @@ func (s *Sysinfo) workerFiles(first int) ([]*os.File, string, error) {
 	if s.ctl != nil {
 		s.ctl.Close()
 	}
+	// The last call ids taken go on from worker to worker (Slots.Recover).
 	if s.slots != nil {
+		slots.CopyLast(s.slots)
 		s.slots.Close()
+	} else {
+		slots.CopyLast(s.oldSlots)
 	}
 	s.ctl, s.slots = os.NewFile(uintptr(pair[0]), "sysinfo-ctl"), slots
 	if s.OnSlots != nil {
@@ -348,7 +355,8 @@ func (s *Sysinfo) workerDied() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.slots != nil {
-		if n := s.slots.Recover(s.fds()); n > 0 {
+		// The next worker starts after this: no one else takes calls.
+		if n := s.slots.Recover(s.fds(), true); n > 0 {
 			s.Log.Info("sysinfo: calls the dead worker had taken continued with the host's figures", "calls", n)
 		}
 	}
@@ -360,10 +368,16 @@ func (s *Sysinfo) workerDied() {
 
 // retired is told the previous binary's worker is gone.
 func (s *Sysinfo) retired() {
+	// The new binary's worker is taking calls meanwhile: a call the
+	// previous one took without recording it cannot be told from its own.
+	s.recoverOld(false)
+}
+
+func (s *Sysinfo) recoverOld(scan bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.oldSlots != nil {
-		if n := s.oldSlots.Recover(s.fds()); n > 0 {
+		if n := s.oldSlots.Recover(s.fds(), scan); n > 0 {
 			s.Log.Info("sysinfo: calls the previous worker had taken continued with the host's figures", "calls", n)
 		}
 		s.oldSlots.Close()

@@ -33,6 +33,10 @@ const maxStateSize = 1 << 20
 // message at once, then closes the connection.
 const registrationTimeout = 5 * time.Second
 
+// ErrProbe is ReadRegistration's answer to a connection closed without a
+// message: lxcfs-hook checking that the daemon listens (hook.SysinfoListening).
+var ErrProbe = errors.New("a probe, not a registration")
+
 // ReadRegistration reads one runtime's message from conn: the JSON
 // container process state (specs.ContainerProcessState) with the fds it
 // names as SCM_RIGHTS, as runc 1.1+ and crun send it. Only root may
@@ -47,6 +51,9 @@ func ReadRegistration(conn *net.UnixConn, procDir string) (Registration, error) 
 	buf := make([]byte, 64<<10)
 	oob := make([]byte, unix.CmsgSpace(16*4))
 	n, oobn, _, _, err := conn.ReadMsgUnix(buf, oob)
+	if n == 0 && oobn == 0 && (err == nil || errors.Is(err, io.EOF)) {
+		return reg, ErrProbe
+	}
 	if err != nil {
 		return reg, fmt.Errorf("read the runtime's message: %w", err)
 	}

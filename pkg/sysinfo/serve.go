@@ -39,6 +39,10 @@ type Server struct {
 	Slots   *Slots // records each listener's call in progress; nil: none
 	Log     *slog.Logger
 
+	// Taken, when set, runs between taking a call and recording it (only
+	// the tests' builds set it, to wedge a worker there).
+	Taken func()
+
 	stopping atomic.Bool
 	inFlight atomic.Int64
 	answered atomic.Uint64
@@ -89,8 +93,10 @@ func (s *Server) Serve(l Listener) {
 				return true
 			}
 			s.inFlight.Add(1)
+			s.Slots.taking(l.Slot, true)
 			rerr = recvNotif(fd, &n)
 			if rerr != nil {
+				s.Slots.taking(l.Slot, false)
 				s.inFlight.Add(-1)
 			}
 			return true
@@ -111,7 +117,11 @@ func (s *Server) Serve(l Listener) {
 			time.Sleep(100 * time.Millisecond)
 			continue
 		}
+		if s.Taken != nil {
+			s.Taken()
+		}
 		s.Slots.set(l.Slot, n.ID)
+		s.Slots.taking(l.Slot, false)
 		s.answer(fd, &n, l, gate, fb)
 		s.Slots.clear(l.Slot, n.ID)
 		s.inFlight.Add(-1)

@@ -2,6 +2,7 @@ package sysinfo
 
 import (
 	"encoding/json"
+	"errors"
 	"net"
 	"os"
 	"strings"
@@ -62,7 +63,7 @@ func TestSlotsRecover(t *testing.T) {
 	}
 	defer unix.Close(p[0])
 	defer unix.Close(p[1])
-	if n := other.Recover(map[int]int{3: p[0], 4: p[0], MaxSlots: p[0]}); n != 0 {
+	if n := other.Recover(map[int]int{3: p[0], 4: p[0], MaxSlots: p[0]}, true); n != 0 {
 		t.Errorf("continued %d calls on a pipe", n)
 	}
 	if got := *s.word(3); got != 0 {
@@ -130,4 +131,57 @@ func TestReadRegistrationRejects(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestReadRegistrationProbe: a connection closed without a message is the
+// hook checking that the daemon listens, told apart from a failed
+// registration (which the daemon warns about).
+func TestReadRegistrationProbe(t *testing.T) {
+	if _, err := register(t, nil); !errors.Is(err, ErrProbe) {
+		t.Errorf("err = %v, want ErrProbe", err)
+	}
+	if _, err := register(t, []byte("{oops")); errors.Is(err, ErrProbe) {
+		t.Errorf("a message taken for a probe")
+	}
+}
+
+// TestSlotsLastIDs: the last id taken outlives the call's clearing and
+// goes on to the next worker's slots; slots an older binary made (only the
+// ids in progress) still open, without it.
+func TestSlotsLastIDs(t *testing.T) {
+	s, err := NewSlots()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.set(5, 41)
+	s.clear(5, 41)
+	next, err := NewSlots()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer next.Close()
+	next.CopyLast(s)
+	if got := *next.lastWord(5); got != 41 {
+		t.Errorf("last id in the next worker's slots: %d, want 41", got)
+	}
+	fd, err := unix.MemfdCreate("old-slots", unix.MFD_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := os.NewFile(uintptr(fd), "old-slots")
+	if err := f.Truncate(MaxSlots * 8); err != nil {
+		t.Fatal(err)
+	}
+	old, err := OpenSlots(f)
+	if err != nil {
+		t.Fatalf("an older binary's slots: %v", err)
+	}
+	defer old.Close()
+	old.set(5, 7)
+	old.taking(5, true)
+	if old.lastWord(5) != nil || old.takingWord(5) != nil {
+		t.Error("an older binary's slots have last ids")
+	}
+	next.CopyLast(old) // nothing to copy, and no fault
 }

@@ -54,10 +54,14 @@ type Config struct {
 	// containers it served (default: the hook's own default).
 	StateDir string `json:"stateDir,omitempty"`
 	// Sysinfo sends served containers' sysinfo(2) to lxcfs-fused (a seccomp
-	// rule and listener in config.json) unless io.lxcfs.sysinfo=false;
-	// without it only containers with io.lxcfs.sysinfo=true get it.
-	Sysinfo bool `json:"sysinfo,omitempty"`
+	// rule and listener in config.json) unless io.lxcfs.sysinfo=false, when
+	// lxcfs-fused listens; unset means on. false: only containers with
+	// io.lxcfs.sysinfo=true get it.
+	Sysinfo *bool `json:"sysinfo,omitempty"`
 }
+
+// SysinfoOn reports the sysinfo setting, on unless set to false.
+func (c Config) SysinfoOn() bool { return c.Sysinfo == nil || *c.Sysinfo }
 
 // maxConfigFile caps the config file, read on every runtime call.
 const maxConfigFile = 64 << 10
@@ -146,7 +150,9 @@ func Resolve(layers ...Config) (Config, error) {
 		set(&c.LogFile, l.LogFile)
 		set(&c.StateDir, l.StateDir)
 		c.FailClosed = c.FailClosed || l.FailClosed
-		c.Sysinfo = c.Sysinfo || l.Sysinfo
+		if l.Sysinfo != nil {
+			c.Sysinfo = l.Sysinfo
+		}
 	}
 	if c.Runtime == "" {
 		c.Runtime = "runc"

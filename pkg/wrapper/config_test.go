@@ -14,7 +14,7 @@ func TestParseConfigFiles(t *testing.T) {
 		want    Config
 		wantErr string
 	}{
-		{file: "full.json", want: Config{Runtime: "/usr/bin/crun", Mode: ModeOptIn, LXCFSRoot: "/var/lib/lxcfs", FailClosed: true, HookPath: "/usr/bin/lxcfs-hook", LogFile: "/var/log/lxcfs-hook.log", StateDir: "/run/lxcfs-oci", Sysinfo: true}},
+		{file: "full.json", want: Config{Runtime: "/usr/bin/crun", Mode: ModeOptIn, LXCFSRoot: "/var/lib/lxcfs", FailClosed: true, HookPath: "/usr/bin/lxcfs-hook", LogFile: "/var/log/lxcfs-hook.log", StateDir: "/run/lxcfs-oci", Sysinfo: ptr(true)}},
 		{file: "empty.json", want: Config{}},
 		{file: "misspelt.json", wantErr: `unknown field "runtim"`},
 		{file: "bad-mode.json", wantErr: `mode "always"`},
@@ -36,7 +36,7 @@ func TestParseConfigFiles(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got != tt.want {
+			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("got %+v, want %+v", got, tt.want)
 			}
 		})
@@ -82,7 +82,8 @@ func TestResolve(t *testing.T) {
 		{"flag over env over file", []Config{{Runtime: "flag"}, {Runtime: "env", Mode: ModeOptIn}, {Runtime: "file", Mode: ModeAll, LXCFSRoot: "/l"}}, Config{Runtime: "flag", Mode: ModeOptIn, LXCFSRoot: "/l"}, ""},
 		{"name default under everything", []Config{{}, {}, {}, {Runtime: "crun"}}, Config{Runtime: "crun", Mode: ModeAll}, ""},
 		{"fail closed from any layer", []Config{{}, {FailClosed: true}}, Config{Runtime: "runc", Mode: ModeAll, FailClosed: true}, ""},
-		{"sysinfo from any layer", []Config{{}, {}, {Sysinfo: true}}, Config{Runtime: "runc", Mode: ModeAll, Sysinfo: true}, ""},
+		{"sysinfo unset: on", []Config{{}, {}}, Config{Runtime: "runc", Mode: ModeAll}, ""},
+		{"sysinfo from the most important layer setting it", []Config{{}, {Sysinfo: ptr(false)}, {Sysinfo: ptr(true)}}, Config{Runtime: "runc", Mode: ModeAll, Sysinfo: ptr(false)}, ""},
 		{"bad env mode", []Config{{Mode: "sometimes"}}, Config{}, `mode "sometimes"`},
 	}
 	for _, tt := range tests {
@@ -94,7 +95,7 @@ func TestResolve(t *testing.T) {
 				}
 				return
 			}
-			if err != nil || got != tt.want {
+			if err != nil || !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("got %+v, %v; want %+v", got, err, tt.want)
 			}
 		})
@@ -147,8 +148,8 @@ func TestDecide(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			p := Decide(tt.c, tt.ann, tt.env)
-			if p.Sysinfo {
-				t.Errorf("sysinfo without the setting or the annotation")
+			if p.Sysinfo != p.Inject {
+				t.Errorf("sysinfo %v for a container served %v: want it by default for every served one", p.Sysinfo, p.Inject)
 			}
 			if p.Inject != (tt.want != nil) || !reflect.DeepEqual(p.HookArgs, tt.want) {
 				t.Errorf("got %+v, want args %q", p, tt.want)
@@ -160,9 +161,11 @@ func TestDecide(t *testing.T) {
 	}
 }
 
+func ptr(b bool) *bool { return &b }
+
 func TestDecideSysinfo(t *testing.T) {
-	on := Config{Mode: ModeAll, Sysinfo: true}
-	off := Config{Mode: ModeAll}
+	on := Config{Mode: ModeAll} // the default
+	off := Config{Mode: ModeAll, Sysinfo: ptr(false)}
 	tests := []struct {
 		name string
 		c    Config
@@ -171,6 +174,7 @@ func TestDecideSysinfo(t *testing.T) {
 		want bool
 	}{
 		{"setting on", on, nil, nil, true},
+		{"setting on explicitly", Config{Mode: ModeAll, Sysinfo: ptr(true)}, nil, nil, true},
 		{"setting on, annotation opts out", on, map[string]string{"io.lxcfs.sysinfo": "false"}, nil, false},
 		{"setting on, environment opts out", on, nil, []string{"LXCFS_SYSINFO=false"}, false},
 		{"setting off", off, nil, nil, false},

@@ -44,6 +44,6 @@ func Decide(c Config, annotations map[string]string, env []string) Plan {
 		HookArgs: HookArgs(HookOptions{LXCFSRoot: c.LXCFSRoot, Always: true, FailClosed: d.Required, LogFile: c.LogFile, StateDir: c.StateDir}),
 		Required: d.Required,
 		Reason:   d.Reason,
-		Sysinfo:  hook.WantSysinfo(merged, c.Sysinfo),
+		Sysinfo:  hook.WantSysinfo(merged, c.SysinfoOn()),
 	}
 }
