@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -68,10 +69,20 @@ func upgradeDaemon(t *testing.T, d *daemon, exe string, worker int) int {
 	if err := os.Rename(exe+".new", exe); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := exec.Command(exe, "--state-dir", d.stateDir, "upgrade").CombinedOutput(); err != nil {
+	runUpgrade(t, d, exe)
+	return waitWorker(t, d, worker)
+}
+
+// runUpgrade runs `EXE upgrade` against d (EXE: the binary now at the
+// daemon's path, or any build that can ask it); the deadline only catches
+// a hang.
+func runUpgrade(t *testing.T, d *daemon, exe string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, exe, "--state-dir", d.stateDir, "upgrade").CombinedOutput(); err != nil {
 		t.Fatalf("upgrade: %v\n%s", err, out)
 	}
-	return waitWorker(t, d, worker)
 }
 
 // hookModes are the two ways a container's views are bound: its own files,
@@ -529,9 +540,7 @@ func TestIdentityUpgradeAcrossReleases(t *testing.T) {
 			if err := os.Rename(exe+".new", exe); err != nil {
 				t.Fatal(err)
 			}
-			if out, err := exec.Command(exe, "--state-dir", d.stateDir, "upgrade").CombinedOutput(); err != nil {
-				t.Fatalf("upgrade: %v\n%s", err, out)
-			}
+			runUpgrade(t, d, exe)
 			waitWorker(t, d, worker)
 			if _, err := os.Stat(filepath.Join(d.mp, "proc/aaa-extra")); err != nil {
 				t.Fatalf("the upgraded daemon does not serve its new file: %v", err)

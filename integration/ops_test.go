@@ -223,10 +223,7 @@ func TestOpsMetricsCountFallbacksAndUpgrades(t *testing.T) {
 		t.Errorf("render errors %v: a timeout answered with the host's file is not an error", n)
 	}
 
-	out, err := exec.Command(exe, "--state-dir", d.stateDir, "upgrade").CombinedOutput()
-	if err != nil {
-		t.Fatalf("upgrade: %v\n%s", err, out)
-	}
+	runUpgrade(t, d, exe)
 	// The supervisor listens again after re-executing; a port chosen by
 	// the kernel may differ, so take it from status.
 	var st statusJSON

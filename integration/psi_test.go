@@ -1,9 +1,7 @@
 package integration
 
 import (
-	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -143,12 +141,7 @@ func TestPSIWaitingPollWoken(t *testing.T) {
 			unix.Kill(w, unix.SIGKILL)
 			waitWorker(t, d, w)
 		case "upgrade":
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			out, err := exec.CommandContext(ctx, fusedBin, "upgrade", "--state-dir", d.stateDir).CombinedOutput()
-			cancel()
-			if err != nil {
-				t.Fatalf("upgrade: %v\n%s", err, out)
-			}
+			runUpgrade(t, d, fusedBin)
 			waitWorker(t, d, w)
 		default:
 			// The running worker's table was stored when it started,

@@ -243,10 +243,7 @@ func TestReliabilityKillsAndUpgrades(t *testing.T) {
 			if err := os.Rename(exe+".new", exe); err != nil {
 				t.Fatal(err)
 			}
-			out, err := exec.Command(exe, "--state-dir", d.stateDir, "upgrade").CombinedOutput()
-			if err != nil {
-				t.Fatalf("upgrade: %v\n%s", err, out)
-			}
+			runUpgrade(t, d, exe)
 			worker = waitWorker(t, d, worker)
 			done = c.waitReads(t, done, readsPerStep)
 		}
@@ -630,9 +627,7 @@ func TestReliabilityBackToBackUpgrades(t *testing.T) {
 	requireRoot(t)
 	d, exe, c, done := readingContainer(t)
 	for range 2 {
-		if out, err := exec.Command(exe, "--state-dir", d.stateDir, "upgrade").CombinedOutput(); err != nil {
-			t.Fatalf("upgrade: %v\n%s", err, out)
-		}
+		runUpgrade(t, d, exe)
 	}
 	deadline := time.Now().Add(2 * time.Minute)
 	for {

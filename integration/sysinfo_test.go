@@ -1,11 +1,9 @@
 package integration
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -50,11 +48,7 @@ func staleSysinfoDir(t *testing.T) string {
 // gets the host's, which is what the test would see without the feature.
 func TestSysinfoRunc(t *testing.T) {
 	d := startDaemon(t, fusedBin, "")
-	var host unix.Sysinfo_t
-	if err := unix.Sysinfo(&host); err != nil {
-		t.Fatal(err)
-	}
-	hostRAM := strconv.FormatUint(uint64(host.Totalram)*uint64(host.Unit), 10)
+	hostRAM := hostTotalRAM(t)
 
 	for _, tt := range []struct {
 		name  string
@@ -146,11 +140,7 @@ func TestSysinfoAcrossWorkerKillAndUpgrade(t *testing.T) {
 	w = waitWorker(t, d, w)
 	waitSysinfoCalls(t, c, "after a worker kill")
 
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if out, err := exec.CommandContext(ctx, fusedBin, "upgrade", "--state-dir", d.stateDir).CombinedOutput(); err != nil {
-		t.Fatalf("upgrade: %v\n%s", err, out)
-	}
+	runUpgrade(t, d, fusedBin)
 	w = waitWorker(t, d, w)
 	waitSysinfoCalls(t, c, "after an upgrade")
 
@@ -180,11 +170,7 @@ func TestSysinfoAcrossWorkerKillAndUpgrade(t *testing.T) {
 // an unreachable listener.
 func TestSysinfoWrapperDefault(t *testing.T) {
 	d := startDaemon(t, fusedBin, "")
-	var host unix.Sysinfo_t
-	if err := unix.Sysinfo(&host); err != nil {
-		t.Fatal(err)
-	}
-	hostRAM := strconv.FormatUint(uint64(host.Totalram)*uint64(host.Unit), 10)
+	hostRAM := hostTotalRAM(t)
 	for _, tt := range []struct {
 		name, stateDir, want string
 	}{
@@ -234,11 +220,7 @@ func TestSysinfoStopAfterLostRequest(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, w, _ := fusedState(t, d)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if out, err := exec.CommandContext(ctx, fusedBin, "upgrade", "--state-dir", d.stateDir).CombinedOutput(); err != nil {
-		t.Fatalf("upgrade: %v\n%s", err, out)
-	}
+	runUpgrade(t, d, fusedBin)
 	w = waitWorker(t, d, w)
 	// The previous binary's worker is retired and the new one killed,
 	// each dying with whatever request of the re-attach it held.
@@ -414,4 +396,15 @@ func TestSysinfoWorkerKilledTakingCall(t *testing.T) {
 	if !strings.Contains(waitLog(t, d, "calls the dead worker had taken continued"), "calls the dead worker had taken continued") {
 		t.Errorf("the supervisor did not report the recovered call")
 	}
+}
+
+// hostTotalRAM is the host's sysinfo(2) totalram in bytes, as the test
+// programs print it.
+func hostTotalRAM(t *testing.T) string {
+	t.Helper()
+	var host unix.Sysinfo_t
+	if err := unix.Sysinfo(&host); err != nil {
+		t.Fatal(err)
+	}
+	return strconv.FormatUint(uint64(host.Totalram)*uint64(host.Unit), 10)
 }

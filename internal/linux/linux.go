@@ -1,8 +1,9 @@
-// Package linux holds the project's syscall wrappers that retry where the
-// kernel asks for it, so that no caller writes its own loop: EINTR (a signal
-// arrived while the call waited; Go's runtime sends them to every thread
-// for preemption) and, for openat2, EAGAIN (a rename or mount raced the
-// lookup, and the kernel wants it walked again).
+// Package linux holds the project's syscall wrappers: those that retry
+// where the kernel asks for it, so that no caller writes its own loop: EINTR
+// (a signal arrived while the call waited; Go's runtime sends them to every
+// thread for preemption) and, for openat2, EAGAIN (a rename or mount raced
+// the lookup, and the kernel wants it walked again); and the shared memory
+// the daemon's processes pass each other (memfd.go).
 package linux
 
 import (

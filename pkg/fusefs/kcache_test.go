@@ -82,16 +82,7 @@ func TestCacheServesWithinTTLAndInvalidatesReadFiles(t *testing.T) {
 	s := &scoped{}
 	mp, tree, clock, inval := cachedTree(t, s, time.Hour)
 	own := filepath.Join(mp, ".containers/5/proc/meminfo")
-	first := readGen(t, own)
-	before := s.renders()
-	for range 20 {
-		if got := readGen(t, own); got != first {
-			t.Fatalf("read within the TTL: %q, want the cached %q", got, first)
-		}
-	}
-	if n := s.renders() - before; n != 0 {
-		t.Errorf("20 reads within the TTL rendered %d times, want 0 (served by the kernel)", n)
-	}
+	first := readCached(t, s, own)
 	shared := filepath.Join(mp, "proc/meminfo")
 	a, b := readGen(t, shared), readGen(t, shared)
 	if a == b {
@@ -169,6 +160,55 @@ func TestCacheReadInPiecesIsOneRender(t *testing.T) {
 	}
 }
 
+// readCached reads path 21 times and checks every read after the first
+// got its bytes without a render (the kernel served them); it returns
+// the first read's generation.
+func readCached(t *testing.T, s *scoped, path string) string {
+	t.Helper()
+	first := readGen(t, path)
+	before := s.renders()
+	for range 20 {
+		if got := readGen(t, path); got != first {
+			t.Fatalf("read within the TTL: %q, want the cached %q", got, first)
+		}
+	}
+	if n := s.renders() - before; n != 0 {
+		t.Errorf("20 reads within the TTL rendered %d times, want 0 (served by the kernel)", n)
+	}
+	return first
+}
+
+// checkSizes checks that stat, read(2) and sendfile(2) of path all give
+// want bytes, the same ones.
+func checkSizes(t *testing.T, path string, want int) {
+	t.Helper()
+	st, err := os.Stat(path)
+	if err != nil || st.Size() != int64(want) {
+		t.Errorf("stat: %v (%v), want %d", st.Size(), err, want)
+	}
+	b := readRaw(t, path)
+	if len(b) != want {
+		t.Errorf("read: %d bytes, want %d", len(b), want)
+	}
+	f := openRaw(t, path)
+	defer f.Close()
+	if got := sendfileAll(t, f); len(got) != want || string(got) != string(b) {
+		t.Errorf("sendfile: %d bytes (%.8q), want the read's %d (%.8q)", len(got), got, len(b), b)
+	}
+}
+
+// expireTTL moves clock past the TTL and waits for kc's invalidation.
+func expireTTL(t *testing.T, clock *fakeclock.Clock, kc *kcache, inval <-chan fuse.NodeID, ttl time.Duration) {
+	t.Helper()
+	clock.Add(ttl)
+	kc.poke()
+	select {
+	case <-inval:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no invalidation within 30s of the TTL passing")
+	}
+}
+
 // scopedSized is sized with container 5 registered.
 type scopedSized struct{ sized }
 
@@ -191,33 +231,8 @@ func TestCacheSizes(t *testing.T) {
 		f.kc = &kcache{invalidated: func(id fuse.NodeID) { inval <- id }}
 	}, "proc/meminfo")
 	own := filepath.Join(mp, ".containers/5/proc/meminfo")
-	check := func(want int) {
-		t.Helper()
-		st, err := os.Stat(own)
-		if err != nil || st.Size() != int64(want) {
-			t.Errorf("stat: %v (%v), want %d", st.Size(), err, want)
-		}
-		b := readRaw(t, own)
-		if len(b) != want {
-			t.Errorf("read: %d bytes, want %d", len(b), want)
-		}
-		f := openRaw(t, own)
-		defer f.Close()
-		if got := sendfileAll(t, f); len(got) != want || string(got) != string(b) {
-			t.Errorf("sendfile: %d bytes (%.8q), want the read's %d (%.8q)", len(got), got, len(b), b)
-		}
-	}
-	// expire moves past the TTL and waits for the invalidation.
-	expire := func() {
-		t.Helper()
-		clock.Add(ttl)
-		tree.kc.poke()
-		select {
-		case <-inval:
-		case <-time.After(30 * time.Second):
-			t.Fatal("no invalidation within 30s of the TTL passing")
-		}
-	}
+	check := func(want int) { t.Helper(); checkSizes(t, own, want) }
+	expire := func() { t.Helper(); expireTTL(t, clock, tree.kc, inval, ttl) }
 	check(3000)
 	s.n.Store(5000)
 	check(3000) // cached: the render for 5000 is not made within the TTL

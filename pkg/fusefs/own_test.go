@@ -62,16 +62,7 @@ func TestOwnConnectionNoOpen(t *testing.T) {
 	s := &scoped{}
 	mp, tree, clock, inval := ownTree(t, s, time.Hour)
 	path := filepath.Join(mp, ".containers/5/proc/meminfo")
-	first := readGen(t, path)
-	before := s.renders()
-	for range 20 {
-		if got := readGen(t, path); got != first {
-			t.Fatalf("read within the TTL: %q, want the cached %q", got, first)
-		}
-	}
-	if n := s.renders() - before; n != 0 {
-		t.Errorf("20 reads within the TTL rendered %d times, want 0", n)
-	}
+	first := readCached(t, s, path)
 	if st, err := os.Stat(path); err != nil || st.Size() != 10240 {
 		t.Errorf("stat: %v, %v: want the render's size 10240", st, err)
 	}
@@ -104,32 +95,8 @@ func TestOwnConnectionSizes(t *testing.T) {
 	const ttl = time.Hour
 	mp, tree, clock, inval := ownTree(t, s, ttl)
 	own := filepath.Join(mp, ".containers/5/proc/meminfo")
-	check := func(want int) {
-		t.Helper()
-		st, err := os.Stat(own)
-		if err != nil || st.Size() != int64(want) {
-			t.Errorf("stat: %v (%v), want %d", st.Size(), err, want)
-		}
-		b := readRaw(t, own)
-		if len(b) != want {
-			t.Errorf("read: %d bytes, want %d", len(b), want)
-		}
-		f := openRaw(t, own)
-		defer f.Close()
-		if got := sendfileAll(t, f); len(got) != want || string(got) != string(b) {
-			t.Errorf("sendfile: %d bytes (%.8q), want the read's %d (%.8q)", len(got), got, len(b), b)
-		}
-	}
-	expire := func() {
-		t.Helper()
-		clock.Add(ttl)
-		tree.ownKc.poke()
-		select {
-		case <-inval:
-		case <-time.After(30 * time.Second):
-			t.Fatal("no invalidation within 30s of the TTL passing")
-		}
-	}
+	check := func(want int) { t.Helper(); checkSizes(t, own, want) }
+	expire := func() { t.Helper(); expireTTL(t, clock, tree.ownKc, inval, ttl) }
 	check(3000)
 	s.n.Store(5000)
 	check(3000)

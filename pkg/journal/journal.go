@@ -28,6 +28,8 @@ import (
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/lxcfs-oci/lxcfs-oci/internal/linux"
 )
 
 // Banks is how many workers may serve one connection at once: the current
@@ -68,14 +70,9 @@ func Create(slots, slotSize int) (*os.File, error) {
 	if slots < 1 || slotSize < inHeaderSize || slotSize%4096 != 0 {
 		return nil, fmt.Errorf("journal: %d slots of %d bytes: want at least 1 slot of a whole number of pages", slots, slotSize)
 	}
-	fd, err := unix.MemfdCreate("lxcfs-journal", unix.MFD_CLOEXEC)
+	f, err := linux.Memfd("lxcfs-journal", int64(headerSize+Banks*slots*slotSize))
 	if err != nil {
-		return nil, fmt.Errorf("journal: memfd_create: %w", err)
-	}
-	f := os.NewFile(uintptr(fd), "lxcfs-journal")
-	if err := f.Truncate(int64(headerSize + Banks*slots*slotSize)); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("journal: size the memfd: %w", err)
+		return nil, fmt.Errorf("journal: %w", err)
 	}
 	var h [16]byte
 	binary.LittleEndian.PutUint32(h[0:], magic)
@@ -128,9 +125,9 @@ func Open(f *os.File, bank int) (*Journal, error) {
 	if bank < 0 || bank >= Banks {
 		return nil, fmt.Errorf("journal: bank %d: want 0 to %d", bank, Banks-1)
 	}
-	mem, err := unix.Mmap(int(f.Fd()), 0, int(st.Size()), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	mem, err := linux.MapShared(f, int(st.Size()))
 	if err != nil {
-		return nil, fmt.Errorf("journal: mmap: %w", err)
+		return nil, fmt.Errorf("journal: %w", err)
 	}
 	j := &Journal{mem: mem, slots: slots, slotSize: slotSize, bank: bank, free: make(chan int, slots), left: make([]bool, slots), done: make([]func(), slots)}
 	for i := range slots {

@@ -23,6 +23,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/lxcfs-oci/lxcfs-oci/internal/linux"
 )
 
 // Slots is how many pollers one worker can have waiting with their wakeup
@@ -43,14 +45,9 @@ type Table struct {
 
 // Create makes an empty table, for a new worker.
 func Create() (*Table, error) {
-	fd, err := unix.MemfdCreate("lxcfs-polls", unix.MFD_CLOEXEC)
+	f, err := linux.Memfd("lxcfs-polls", Slots*8)
 	if err != nil {
-		return nil, fmt.Errorf("memfd for poll wakeups: %w", err)
-	}
-	f := os.NewFile(uintptr(fd), "lxcfs-polls")
-	if err := f.Truncate(Slots * 8); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("size the poll wakeup table: %w", err)
+		return nil, fmt.Errorf("poll wakeup table: %w", err)
 	}
 	t, err := Open(f)
 	if err != nil {
@@ -64,9 +61,9 @@ func Open(f *os.File) (*Table, error) {
 	if st, err := f.Stat(); err != nil || st.Size() != Slots*8 {
 		return nil, fmt.Errorf("poll wakeup table %s: not a table of %d slots (%v)", f.Name(), Slots, err)
 	}
-	mem, err := unix.Mmap(int(f.Fd()), 0, Slots*8, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	mem, err := linux.MapShared(f, Slots*8)
 	if err != nil {
-		return nil, fmt.Errorf("map the poll wakeup table: %w", err)
+		return nil, fmt.Errorf("poll wakeup table: %w", err)
 	}
 	return &Table{f: f, mem: mem}, nil
 }

@@ -8,6 +8,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/lxcfs-oci/lxcfs-oci/internal/linux"
 )
 
 // Slots is shared memory where a worker records, per listener, the id of
@@ -43,14 +45,9 @@ const maxScan = 4096
 
 // NewSlots creates the shared memory for one worker.
 func NewSlots() (*Slots, error) {
-	fd, err := unix.MemfdCreate("lxcfs-sysinfo-slots", unix.MFD_CLOEXEC)
+	f, err := linux.Memfd("lxcfs-sysinfo-slots", slotsSize)
 	if err != nil {
-		return nil, fmt.Errorf("memfd for sysinfo slots: %w", err)
-	}
-	f := os.NewFile(uintptr(fd), "lxcfs-sysinfo-slots")
-	if err := f.Truncate(slotsSize); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("size sysinfo slots: %w", err)
+		return nil, fmt.Errorf("sysinfo slots: %w", err)
 	}
 	s, err := OpenSlots(f)
 	if err != nil {
@@ -72,9 +69,9 @@ func OpenSlots(f *os.File) (*Slots, error) {
 	if st.Size < int64(size) {
 		return nil, fmt.Errorf("sysinfo slots: %d bytes, want %d", st.Size, size)
 	}
-	mem, err := unix.Mmap(int(f.Fd()), 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	mem, err := linux.MapShared(f, size)
 	if err != nil {
-		return nil, fmt.Errorf("map sysinfo slots: %w", err)
+		return nil, fmt.Errorf("sysinfo slots: %w", err)
 	}
 	return &Slots{f: f, mem: mem, last: size == slotsSize}, nil
 }
