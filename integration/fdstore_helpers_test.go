@@ -46,11 +46,7 @@ func newFakeSystemd(t *testing.T) *fakeSystemd {
 		close(stop)
 		<-done
 		unix.Close(fd)
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		for _, f := range s.store {
-			f.Close()
-		}
+		s.closeStore()
 	})
 	t.Setenv("NOTIFY_SOCKET", sock)
 	return s
@@ -190,13 +186,35 @@ func (s *fakeSystemd) restart(t *testing.T, d *daemon, args ...string) string {
 		logFile.Close()
 		t.Fatal(err)
 	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
 		cmd.Process.Signal(unix.SIGTERM)
-		cmd.Wait()
+		select {
+		case <-exited:
+		case <-time.After(30 * time.Second):
+			// A thread of the daemon waiting on a request to its own
+			// mount that nobody will answer keeps it from exiting while
+			// a copy of the device (this store's) keeps the connection:
+			// fail, and end the connection so the suite goes on.
+			t.Errorf("the restarted daemon did not stop within 30s of SIGTERM")
+			s.closeStore()
+			<-exited
+		}
 		logFile.Close()
 		if t.Failed() {
 			t.Logf("restarted daemon's log:\n%s", readFile(t, logPath))
 		}
 	})
 	return logPath
+}
+
+// closeStore closes every stored descriptor, as systemd flushes its store.
+func (s *fakeSystemd) closeStore() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for name, f := range s.store {
+		f.Close()
+		delete(s.store, name)
+	}
 }

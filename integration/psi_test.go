@@ -159,19 +159,26 @@ func TestPSIWaitingPollWoken(t *testing.T) {
 // waitPolling waits until the container's init sleeps in poll(2) on its
 // trigger, past the POLL round trip (whose sleep is in the FUSE request,
 // not the poll wait): the worker has then kept the kernel's wakeup handle.
+// The program is Go: the poll may be on any of its threads.
 func waitPolling(t *testing.T, c *container) {
 	t.Helper()
-	wchan := filepath.Join("/proc", strconv.Itoa(c.pid(t)), "wchan")
+	tasks := filepath.Join("/proc", strconv.Itoa(c.pid(t)), "task")
+	var seen []string
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
-		if b, _ := os.ReadFile(wchan); strings.Contains(string(b), "poll") {
-			return
+		seen = seen[:0]
+		ids, _ := os.ReadDir(tasks)
+		for _, id := range ids {
+			b, _ := os.ReadFile(filepath.Join(tasks, id.Name(), "wchan"))
+			if strings.Contains(string(b), "poll") {
+				return
+			}
+			seen = append(seen, string(b))
 		}
 		if strings.Contains(c.output(t), "psiprog:") {
 			t.Fatalf("psiprog failed:\n%s", c.output(t))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	b, _ := os.ReadFile(wchan)
-	t.Fatalf("the container's program is not waiting in poll after 60s (wchan %q):\n%s", b, c.output(t))
+	t.Fatalf("the container's program is not waiting in poll after 60s (its threads' wchan %q):\n%s", seen, c.output(t))
 }

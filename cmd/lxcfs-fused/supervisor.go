@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -151,11 +152,11 @@ func superviseCmd(c *cli.Context) error {
 		WorkerArgs: append(append([]string(nil), os.Args[1:]...), "worker"),
 		Log:        log,
 		Adopted:    how == howFDStore,
-		OnServing: func() {
+		OnServing: func(ctx context.Context) {
 			if _, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
 				log.Warn("sd_notify READY failed", "err", err)
 			}
-			reattach(stateDir, mp, counts, log)
+			reattach(ctx, stateDir, mp, counts, log)
 		},
 		State: func(worker, gen int) {
 			s := base
@@ -446,8 +447,8 @@ func parseStoreName(name string) (fuse.Protocol, fuse.InitFlags, error) {
 
 // reattach gives containers whose views died with a lost connection fresh
 // ones from this mount.
-func reattach(stateDir, mp string, counts *stats.Region, log *slog.Logger) {
-	outcomes, errs := remount.Run(stateDir, mp, remount.DefaultTimeout)
+func reattach(ctx context.Context, stateDir, mp string, counts *stats.Region, log *slog.Logger) {
+	outcomes, errs := remount.Run(ctx, stateDir, mp, remount.DefaultTimeout)
 	for _, err := range errs {
 		log.Warn("remount: bad record", "err", err)
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/urfave/cli/v2"
@@ -40,7 +41,7 @@ gets at most --timeout. Prints what it did.`,
 			if err := hook.Serving(root); err != nil {
 				return cli.Exit(fmt.Sprintf("lxcfs-hook remount: %v: start lxcfs-fused first", err), 1)
 			}
-			outcomes, errs := remount.Run(c.String("state-dir"), root, c.Duration("timeout"))
+			outcomes, errs := remount.Run(context.Background(), c.String("state-dir"), root, c.Duration("timeout"))
 			for _, err := range errs {
 				fmt.Fprintln(c.App.ErrWriter, "warning:", err)
 			}

@@ -15,6 +15,7 @@ package remount
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -170,8 +171,10 @@ type Outcome struct {
 // Run re-attaches dead views served from root (the shared files, or a
 // registered container's own below root/.containers) in every recorded
 // container, and drops the records of containers that are gone. Records of
-// other roots are left alone. Each container gets at most timeout.
-func Run(stateDir, root string, timeout time.Duration) ([]Outcome, []error) {
+// other roots are left alone. Each container gets at most timeout. Once
+// ctx is done no further container is started (the daemon is stopping:
+// its worker must outlive every request of ours to its mount).
+func Run(ctx context.Context, stateDir, root string, timeout time.Duration) ([]Outcome, []error) {
 	records, errs := Load(stateDir)
 	if abs, err := filepath.Abs(root); err == nil {
 		root = abs
@@ -198,7 +201,17 @@ func Run(stateDir, root string, timeout time.Duration) ([]Outcome, []error) {
 	slots := make(chan struct{}, parallel)
 	var wg sync.WaitGroup
 	for i, r := range live {
-		slots <- struct{}{}
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			done[i] = Outcome{ID: r.ID, Err: fmt.Errorf("not re-attached: %w", ctx.Err())}
+			continue
+		}
+		if ctx.Err() != nil {
+			<-slots
+			done[i] = Outcome{ID: r.ID, Err: fmt.Errorf("not re-attached: %w", ctx.Err())}
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer func() { <-slots; wg.Done() }()

@@ -1,6 +1,8 @@
 package remount
 
 import (
+	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -62,13 +64,35 @@ func TestRunDropsGoneContainers(t *testing.T) {
 	Save(dir, Record{ID: "recycled", Pid: os.Getpid(), StartTicks: start + 1, Root: "/r", Targets: []string{"/proc/meminfo"}})
 	Save(dir, Record{ID: "dead", Pid: 1 << 30, StartTicks: 1, Root: "/r"})
 	Save(dir, Record{ID: "elsewhere", Pid: 1 << 30, StartTicks: 1, Root: "/other"})
-	out, errs := Run(dir, "/r", time.Second)
+	out, errs := Run(context.Background(), dir, "/r", time.Second)
 	if len(errs) != 0 || len(out) != 2 || !out[0].Gone || !out[1].Gone {
 		t.Fatalf("Run = %+v, %v; want both /r records gone", out, errs)
 	}
 	left, _ := Load(dir)
 	if len(left) != 1 || left[0].ID != "elsewhere" {
 		t.Errorf("records left: %+v, want only the other root's", left)
+	}
+}
+
+// Once the daemon stops (ctx done), Run starts no container: a live
+// container's record is kept, reported not re-attached, and its views are
+// not touched (their source here does not exist: a started attempt would
+// report that error instead).
+func TestRunStartsNothingOnceStopping(t *testing.T) {
+	dir := t.TempDir()
+	start, err := StartTicks(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	Save(dir, Record{ID: "live", Pid: os.Getpid(), StartTicks: start, Root: "/r", Targets: []string{"/proc/meminfo"}})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	out, errs := Run(ctx, dir, "/r", time.Second)
+	if len(errs) != 0 || len(out) != 1 || !errors.Is(out[0].Err, context.Canceled) {
+		t.Fatalf("Run after stop = %+v, %v; want live not re-attached (context canceled)", out, errs)
+	}
+	if left, _ := Load(dir); len(left) != 1 {
+		t.Errorf("records left: %+v, want the live one kept", left)
 	}
 }
 

@@ -7,6 +7,7 @@
 package supervise
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -132,7 +133,9 @@ type Supervisor struct {
 	Log        *slog.Logger
 	// OnServing runs once, after the first worker started (remounting views
 	// in containers needs the file system answering).
-	OnServing func()
+	// It is handed a context that ends when the daemon stops, and the stop
+	// waits for it to return (see stop).
+	OnServing func(context.Context)
 	// Adopted says the connection was served by another process before
 	// (systemd's fd store): what it had read unanswered is resent at start.
 	Adopted bool
@@ -184,6 +187,10 @@ type Supervisor struct {
 	resendWarn bool
 	bank       int             // the journal bank the current worker reads into
 	polls      *pollwake.Table // the current worker's
+	// serving is the goroutine that attaches the own mount and runs
+	// OnServing; stopping ends its context.
+	serving  sync.WaitGroup
+	stopping context.CancelFunc
 	// ownTried is done once the own mount's attach was tried: an upgrade
 	// waits for it, as a detached mount does not survive the exec.
 	ownTried sync.WaitGroup
@@ -241,12 +248,17 @@ func (s *Supervisor) Run() error {
 		s.Polls = nil
 	}
 	s.ownTried.Add(1)
+	ctx, stopping := context.WithCancel(context.Background())
+	defer stopping()
+	s.stopping = stopping
+	s.serving.Add(1)
 	go func() {
+		defer s.serving.Done()
 		// Views are re-attached from the own mount: attach it first.
 		s.attachOwn()
 		s.ownTried.Done()
 		if s.OnServing != nil {
-			s.OnServing()
+			s.OnServing(ctx)
 		}
 	}()
 	var regs chan sysinfo.Registration
@@ -573,6 +585,16 @@ func (s *Supervisor) attachOwn() {
 // stops the worker, and closes the connections' devices.
 func (s *Supervisor) stop(sig os.Signal) error {
 	s.Log.Info("stopping", "signal", sig.String(), "mountpoint", s.Mountpoint)
+	// Our own requests to the mount (attaching the own mount, the
+	// re-attach's stat of every view) are answered only while the worker
+	// serves: one it had read when it is stopped would never be, and the
+	// thread waiting on it could not even be killed. So they end first;
+	// the re-attach starts no container after this. The bound only keeps
+	// a wedged worker from holding the stop for ever.
+	s.stopping()
+	if !waitGroupWithin(&s.serving, servingStopWait) {
+		s.Log.Warn("stopping while the re-attach still waits on the file system", "waited", servingStopWait)
+	}
 	if s.Sysinfo != nil {
 		s.Sysinfo.Close()
 	}
@@ -608,6 +630,26 @@ func (s *Supervisor) stop(sig os.Signal) error {
 		}
 	}
 	return uerr
+}
+
+// servingStopWait bounds how long a stop waits for the re-attach to let go
+// of the mount. A live worker answers its requests in milliseconds; a
+// container that stalls the re-attach is left behind after its own time
+// limit (remount.DefaultTimeout, in parallel with the others), and a
+// request lost with no journal or resend to answer it never ends: the
+// stop then goes on without waiting (and closes the device).
+const servingStopWait = 10 * time.Second
+
+// waitGroupWithin waits for wg up to d and says whether it finished.
+func waitGroupWithin(wg *sync.WaitGroup, d time.Duration) bool {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return true
+	case <-time.After(d):
+		return false
+	}
 }
 
 // WatchParent exits the process when its parent (the supervisor) dies, so a
