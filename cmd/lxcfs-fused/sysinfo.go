@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -132,6 +133,10 @@ func serveSysinfo(c *cli.Context, files *content.Files, log *slog.Logger) (*sysi
 
 // receiveContainers serves each container the supervisor registers.
 func receiveContainers(ctl *os.File, srv *sysinfo.Server, log *slog.Logger) {
+	// The loop reads the raw descriptor: ctl must stay reachable until it
+	// ends, or its finalizer closes the socket under it (the supervisor's
+	// next registration then fails with EPIPE).
+	defer runtime.KeepAlive(ctl)
 	fd := int(ctl.Fd())
 	buf := make([]byte, 128)
 	oob := make([]byte, unix.CmsgSpace(4))
