@@ -231,8 +231,16 @@ func TestCacheSizes(t *testing.T) {
 		f.kc = &kcache{invalidated: func(id fuse.NodeID) { inval <- id }}
 	}, "proc/meminfo")
 	own := filepath.Join(mp, ".containers/5/proc/meminfo")
-	check := func(want int) { t.Helper(); checkSizes(t, own, want) }
 	expire := func() { t.Helper(); expireTTL(t, clock, tree.kc, inval, ttl) }
+	sizesAcrossExpiries(t, s, own, expire)
+}
+
+// sizesAcrossExpiries checks the sizes of own, a cached file of s whose
+// render starts at 3000 bytes, as its render changes within the TTL and
+// across expiries (expire).
+func sizesAcrossExpiries(t *testing.T, s *scopedSized, own string, expire func()) {
+	t.Helper()
+	check := func(want int) { t.Helper(); checkSizes(t, own, want) }
 	check(3000)
 	s.n.Store(5000)
 	check(3000) // cached: the render for 5000 is not made within the TTL

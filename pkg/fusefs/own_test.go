@@ -95,22 +95,6 @@ func TestOwnConnectionSizes(t *testing.T) {
 	const ttl = time.Hour
 	mp, tree, clock, inval := ownTree(t, s, ttl)
 	own := filepath.Join(mp, ".containers/5/proc/meminfo")
-	check := func(want int) { t.Helper(); checkSizes(t, own, want) }
 	expire := func() { t.Helper(); expireTTL(t, clock, tree.ownKc, inval, ttl) }
-	check(3000)
-	s.n.Store(5000)
-	check(3000)
-	s.n.Store(1000)
-	expire()
-	check(1000)
-	// Grown after an expiry, and copied with sendfile before anything
-	// asks for the size (busybox cat on a growing uptime).
-	s.n.Store(4000)
-	expire()
-	f := openRaw(t, own)
-	if got := sendfileAll(t, f); len(got) != 4000 {
-		t.Errorf("sendfile straight after the open of a grown render: %d bytes, want 4000", len(got))
-	}
-	f.Close()
-	check(4000)
+	sizesAcrossExpiries(t, s, own, expire)
 }
