@@ -18,13 +18,21 @@ import (
 // TTL on a fake clock, and reports the invalidations sent on inval.
 func cachedTree(t *testing.T, s *scoped, ttl time.Duration) (mp string, tree *FS, clock *fakeclock.Clock, inval chan fuse.NodeID) {
 	t.Helper()
+	return ttlTree(t, s, ttl, func(f *FS, k *kcache) { f.kc = k })
+}
+
+// ttlTree mounts meminfo and loadavg of s with a TTL on a fake clock, and
+// hands set the kcache whose invalidations are reported on inval (the
+// serving connection takes its test hook from it).
+func ttlTree(t *testing.T, s Renderer, ttl time.Duration, set func(*FS, *kcache)) (mp string, tree *FS, clock *fakeclock.Clock, inval chan fuse.NodeID) {
+	t.Helper()
 	clock = fakeclock.New()
 	inval = make(chan fuse.NodeID, 100)
 	mp = mountTestWith(t, s, func(f *FS) {
 		tree = f
 		f.CacheTTL = ttl
 		f.Now = clock.Now
-		f.kc = &kcache{invalidated: func(id fuse.NodeID) { inval <- id }}
+		set(f, &kcache{invalidated: func(id fuse.NodeID) { inval <- id }})
 	}, "proc/meminfo", "proc/loadavg")
 	return mp, tree, clock, inval
 }

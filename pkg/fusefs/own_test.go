@@ -16,14 +16,7 @@ import (
 // lxcfs-fused does it.
 func ownTree(t *testing.T, s Renderer, ttl time.Duration) (mp string, tree *FS, clock *fakeclock.Clock, inval chan fuse.NodeID) {
 	t.Helper()
-	clock = fakeclock.New()
-	inval = make(chan fuse.NodeID, 100)
-	mp = mountTestWith(t, s, func(f *FS) {
-		tree = f
-		f.CacheTTL = ttl
-		f.Now = clock.Now
-		f.ownKc = &kcache{invalidated: func(id fuse.NodeID) { inval <- id }}
-	}, "proc/meminfo", "proc/loadavg")
+	mp, tree, clock, inval = ttlTree(t, s, ttl, func(f *FS, k *kcache) { f.ownKc = k })
 	conn, mnt, err := MountDetached()
 	if err != nil {
 		t.Fatal(err)
