@@ -366,7 +366,7 @@ func (b *bench) startOurs(name string, extra ...string) (*daemon, error) {
 // does, and returns the root of the container's own files there
 // (MOUNT/.containers/ID), which the kernel may cache (--cache-ttl).
 func (d *daemon) ownRoot(pid int) (string, error) {
-	id, err := register.Register(filepath.Join(d.state, register.SocketName), pid, 10*time.Second)
+	id, _, err := register.Register(filepath.Join(d.state, register.SocketName), pid, 10*time.Second)
 	if err != nil {
 		return "", fmt.Errorf("register reader %d with %s: %w", pid, d.name, err)
 	}

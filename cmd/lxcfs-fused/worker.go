@@ -20,6 +20,7 @@ import (
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/cgroup"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/content"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/fusefs"
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/hook"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/loadavg"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/register"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/reread"
@@ -100,15 +101,6 @@ func workerCmd(c *cli.Context) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go resolver.PruneEvery(ctx, time.Minute)
-	// The hook registers each new container here, to bind it files of its
-	// own (MOUNT/.containers/ID): containers that share a pid namespace
-	// cannot be told apart by their readers.
-	go func() {
-		sock := filepath.Join(c.String("state-dir"), register.SocketName)
-		if err := register.Serve(ctx, sock, resolver.Register, log); err != nil {
-			log.Error("container registration unavailable: the hook binds the shared files", "err", err)
-		}
-	}()
 	if c.Bool("enable-loadavg") {
 		s := loadavg.New("/proc", log)
 		files.Load = s
@@ -119,6 +111,15 @@ func workerCmd(c *cli.Context) error {
 		return err
 	}
 	names := files.List()
+	// The hook registers each new container here, to bind it files of its
+	// own (MOUNT/.containers/ID): containers that share a pid namespace
+	// cannot be told apart by their readers.
+	go func() {
+		sock := filepath.Join(c.String("state-dir"), register.SocketName)
+		if err := register.Serve(ctx, sock, resolver.Register, hook.Entries(names), log); err != nil {
+			log.Error("container registration unavailable: the hook binds the shared files", "err", err)
+		}
+	}()
 	tree, err := fusefs.New(names, withStall(files), log)
 	if err != nil {
 		return err

@@ -264,6 +264,44 @@ func TestList(t *testing.T) {
 	}
 }
 
+// What the daemon tells the hook at registration (Entries of its names)
+// plans the same mounts as listing the tree it serves: the hook may take
+// either.
+func TestEntriesAgreeWithList(t *testing.T) {
+	full := []string{"proc/cpuinfo", "proc/diskstats", "proc/loadavg", "proc/meminfo", "proc/stat", "proc/swaps", "proc/uptime", "proc/vmstat",
+		"sys/devices/system/cpu/online", "sys/devices/system/cpu/possible", "sys/devices/system/cpu/present", "sys/devices/system/cpu/offline",
+		"proc/pressure/cpu", "proc/pressure/io", "proc/pressure/memory"}
+	for _, tc := range []struct {
+		name  string
+		names []string
+	}{
+		{"lxcfs-fused", full},
+		{"online alone", []string{"proc/meminfo", "proc/stat", "sys/devices/system/cpu/online"}},
+		{"no CPU files", []string{"proc/meminfo", "proc/pressure/io"}},
+		{"nothing", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			for _, f := range tc.names {
+				p := filepath.Join(root, f)
+				if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(p, nil, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			listed, err := List(root)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, want := Plan(root, Entries(tc.names)...), Plan(root, listed...); !reflect.DeepEqual(got, want) {
+				t.Errorf("mounts from the daemon's names:\n%v\nfrom listing its tree:\n%v", got, want)
+			}
+		})
+	}
+}
+
 func TestServingRefusesPlainDirectory(t *testing.T) {
 	root := t.TempDir()
 	os.MkdirAll(filepath.Join(root, "proc"), 0o755)

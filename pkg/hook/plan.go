@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -94,6 +95,28 @@ func List(root string) ([]string, error) {
 		return nil, fmt.Errorf("stat %s: %w", online, err)
 	}
 	return entries, nil
+}
+
+// Entries is List's answer computed from the names a daemon serves (paths
+// relative to its root, files only, as lxcfs-fused lists them): what the
+// daemon tells the hook at registration, so the hook need not list. The
+// CPU directory stands for the files in it when the daemon passes it
+// through (serves possible); Plan drops what is not a view.
+func Entries(names []string) []string {
+	var entries []string
+	cpuDir := slices.Contains(names, cpuDirMarker)
+	for _, n := range names {
+		switch {
+		case strings.HasPrefix(n, "proc/"):
+			entries = append(entries, n)
+		case n == CPUOnline && !cpuDir:
+			entries = append(entries, n)
+		}
+	}
+	if cpuDir {
+		entries = append(entries, CPUDir)
+	}
+	return entries
 }
 
 // Plan maps served entries (paths relative to the views root, as List

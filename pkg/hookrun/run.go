@@ -116,8 +116,10 @@ func Run(o Options) error {
 		log.Warn("views not served: the container starts with the host's /proc and /sys files", "root", root, "err", err)
 		return nil
 	}
-	root = registered(stateDir, log, root, state.Pid)
-	entries, err := hook.List(root)
+	root, entries := registered(stateDir, log, root, state.Pid)
+	if entries == nil {
+		entries, err = hook.List(root)
+	}
 	if err != nil {
 		outcome = stats.NotServing
 		if d.Required {
@@ -158,23 +160,27 @@ func Run(o Options) error {
 	return nil
 }
 
-// registered registers the container with the daemon and returns the root of
-// its own files (ROOT/.containers/ID), answered for it whoever reads them;
-// or root, the files every container shares, answered per reader's pid
-// namespace, when the daemon does not register (an older release, LXCFS).
-func registered(stateDir string, log *slog.Logger, root string, pid int) string {
+// registered registers the container with the daemon and returns the root
+// of its own files (ROOT/.containers/ID), answered for it whoever reads
+// them, with the files the daemon serves there when it says (nil: list
+// them); or root, the files every container shares, answered per reader's
+// pid namespace, when the daemon does not register (an older release,
+// LXCFS).
+func registered(stateDir string, log *slog.Logger, root string, pid int) (string, []string) {
 	sock := filepath.Join(stateDir, register.SocketName)
-	id, err := register.Register(sock, pid, time.Second)
+	id, files, err := register.Register(sock, pid, time.Second)
 	if err != nil {
 		log.Info("the daemon did not register the container: binding the shared files (containers sharing a pid namespace may see each other's figures)", "err", err)
-		return root
+		return root, nil
 	}
 	own := filepath.Join(root, ".containers", strconv.FormatUint(uint64(id), 10))
+	// Not a round trip more than the binds make: they look these names
+	// up anyway, and find them in the kernel's cache after this.
 	if _, err := os.Stat(filepath.Join(own, "proc")); err != nil {
 		log.Warn("the daemon registered the container but serves no files for it: binding the shared files", "dir", own, "err", err)
-		return root
+		return root, nil
 	}
-	return own
+	return own, files
 }
 
 // recordServed remembers a container whose views were mounted, for remount.

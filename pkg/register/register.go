@@ -6,7 +6,10 @@
 //
 // The hook sends a pidfd of the init over a unix socket that only root can
 // connect to: a pidfd names one process and cannot be forged or outlive
-// it, unlike a pid. The daemon answers with the container's ID.
+// it, unlike a pid. The daemon answers with the container's ID and, when
+// asked, the files it serves each container: the hook then binds them
+// without listing the container's directory (a round trip to the daemon
+// per directory, on every container start).
 package register
 
 import (
@@ -34,9 +37,21 @@ const SocketName = "register.sock"
 // keep) and returns its container's ID.
 type Func func(pidfd int) (uint32, error)
 
+// The request's one byte: register, or register and list the files.
+// Daemons before the list answer every request with the ID alone.
+const (
+	reqRegister = 'r'
+	reqList     = 'l'
+)
+
+// maxAnswer bounds the daemon's answer: an ID and a few dozen file names.
+const maxAnswer = 4096
+
 // Serve answers registrations on a unix socket at path (replacing a stale
-// one) until ctx is done. Only root may connect.
-func Serve(ctx context.Context, path string, register Func, log *slog.Logger) error {
+// one) until ctx is done. Only root may connect. files are what the daemon
+// serves under each container's directory (slash-separated, relative to
+// it, as hook.Entries gives them), sent to hooks that ask.
+func Serve(ctx context.Context, path string, register Func, files []string, log *slog.Logger) error {
 	os.Remove(path)
 	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
 	if err != nil {
@@ -58,11 +73,11 @@ func Serve(ctx context.Context, path string, register Func, log *slog.Logger) er
 			}
 			return fmt.Errorf("accept on %s: %w", path, err)
 		}
-		go serveOne(c, register, log)
+		go serveOne(c, register, files, log)
 	}
 }
 
-func serveOne(c *net.UnixConn, register Func, log *slog.Logger) {
+func serveOne(c *net.UnixConn, register Func, files []string, log *slog.Logger) {
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(5 * time.Second))
 	reply := func(format string, args ...any) { fmt.Fprintf(c, format+"\n", args...) }
@@ -77,7 +92,7 @@ func serveOne(c *net.UnixConn, register Func, log *slog.Logger) {
 		return
 	}
 	buf, oob := make([]byte, 16), make([]byte, unix.CmsgSpace(4))
-	_, oobn, _, _, err := c.ReadMsgUnix(buf, oob)
+	n, oobn, _, _, err := c.ReadMsgUnix(buf, oob)
 	if err != nil {
 		reply("error read: %v", err)
 		return
@@ -104,22 +119,28 @@ func serveOne(c *net.UnixConn, register Func, log *slog.Logger) {
 		reply("error %v", err)
 		return
 	}
+	if n > 0 && buf[0] == reqList && len(files) > 0 {
+		reply("ok %d %s", id, strings.Join(files, " "))
+		return
+	}
 	reply("ok %d", id)
 }
 
 // Register sends a pidfd of pid to the daemon's socket at path and returns
-// the container's ID. It gives up after timeout: a daemon that does not
-// answer (an older release, LXCFS) must not hold the container's start.
+// the container's ID, and the files the daemon serves it (nil from a daemon
+// that does not say: list its directory then). It gives up after timeout: a
+// daemon that does not answer (an older release, LXCFS) must not hold the
+// container's start.
 //
 // It runs at every container start, in a process that does nothing else
 // with the network: plain blocking syscalls bounded by the socket's own
 // timeouts, rather than the net package, spare the Go poller's set-up
 // (epoll and eventfd creation, registration, a parked goroutine woken by
 // another thread) on every start.
-func Register(path string, pid int, timeout time.Duration) (uint32, error) {
+func Register(path string, pid int, timeout time.Duration) (uint32, []string, error) {
 	pidfd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
-		return 0, fmt.Errorf("pidfd_open %d: %w", pid, err)
+		return 0, nil, fmt.Errorf("pidfd_open %d: %w", pid, err)
 	}
 	defer unix.Close(pidfd)
 	deadline := time.Now().Add(timeout)
@@ -132,26 +153,33 @@ func Register(path string, pid int, timeout time.Duration) (uint32, error) {
 		fd, err = dial(path, deadline)
 	}
 	if err != nil {
-		return 0, fmt.Errorf("connect to the daemon at %s: %w", path, err)
+		return 0, nil, fmt.Errorf("connect to the daemon at %s: %w", path, err)
 	}
 	defer unix.Close(fd)
-	if err := unix.Sendmsg(fd, []byte{'r'}, unix.UnixRights(pidfd), nil, unix.MSG_NOSIGNAL); err != nil {
-		return 0, fmt.Errorf("send to the daemon at %s: %w", path, err)
+	if err := unix.Sendmsg(fd, []byte{reqList}, unix.UnixRights(pidfd), nil, unix.MSG_NOSIGNAL); err != nil {
+		return 0, nil, fmt.Errorf("send to the daemon at %s: %w", path, err)
 	}
 	line, err := readLine(fd)
 	if err != nil {
-		return 0, fmt.Errorf("no answer from the daemon at %s: %w", path, err)
+		return 0, nil, fmt.Errorf("no answer from the daemon at %s: %w", path, err)
 	}
 	line = strings.TrimSpace(line)
 	if msg, ok := strings.CutPrefix(line, "error "); ok {
-		return 0, errors.New("the daemon refused: " + msg)
+		return 0, nil, errors.New("the daemon refused: " + msg)
 	}
 	v, ok := strings.CutPrefix(line, "ok ")
-	id, err := strconv.ParseUint(v, 10, 32)
-	if !ok || err != nil || id == 0 {
-		return 0, fmt.Errorf("unexpected answer from the daemon at %s: %q", path, line)
+	fields := strings.Fields(v)
+	var id uint64
+	if len(fields) > 0 {
+		id, err = strconv.ParseUint(fields[0], 10, 32)
 	}
-	return uint32(id), nil
+	if !ok || len(fields) == 0 || err != nil || id == 0 {
+		return 0, nil, fmt.Errorf("unexpected answer from the daemon at %s: %q", path, line)
+	}
+	if len(fields) == 1 {
+		return uint32(id), nil, nil
+	}
+	return uint32(id), fields[1:], nil
 }
 
 // dial connects a blocking unix stream socket to path whose connect, send
@@ -181,7 +209,7 @@ func dial(path string, deadline time.Time) (int, error) {
 
 // readLine reads the daemon's one-line answer, up to the newline or EOF.
 func readLine(fd int) (string, error) {
-	var buf [128]byte
+	var buf [maxAnswer]byte
 	n := 0
 	for n < len(buf) {
 		m, err := linux.Read(fd, buf[n:])

@@ -7,10 +7,13 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // The daemon gets a pidfd of the very process the hook names, and the hook
@@ -28,16 +31,21 @@ func TestRegisterRoundTrip(t *testing.T) {
 		got <- string(b)
 		return 42, err
 	}
-	go Serve(ctx, sock, serve, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	served := []string{"proc/meminfo", "proc/pressure/cpu", "sys/devices/system/cpu"}
+	go Serve(ctx, sock, serve, served, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	var id uint32
+	var files []string
 	var err error
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if id, err = Register(sock, os.Getpid(), time.Second); err == nil {
+		if id, files, err = Register(sock, os.Getpid(), time.Second); err == nil {
 			break
 		}
 	}
 	if err != nil || id != 42 {
 		t.Fatalf("Register = %d, %v; want 42", id, err)
+	}
+	if !slices.Equal(files, served) {
+		t.Errorf("Register listed %q, want the daemon's %q", files, served)
 	}
 	if info := <-got; !strings.Contains(info, "Pid:\t"+strconv.Itoa(os.Getpid())+"\n") {
 		t.Errorf("the daemon got a descriptor that is not a pidfd of the hook's pid %d:\n%s", os.Getpid(), info)
@@ -51,7 +59,7 @@ func TestRegisterRoundTrip(t *testing.T) {
 // timeout; it then binds the shared files.
 func TestRegisterGivesUp(t *testing.T) {
 	dir := t.TempDir()
-	if _, err := Register(filepath.Join(dir, "absent.sock"), os.Getpid(), time.Second); err == nil {
+	if _, _, err := Register(filepath.Join(dir, "absent.sock"), os.Getpid(), time.Second); err == nil {
 		t.Errorf("registered with no daemon")
 	}
 	mute := filepath.Join(dir, "mute.sock")
@@ -61,7 +69,7 @@ func TestRegisterGivesUp(t *testing.T) {
 	}
 	defer l.Close()
 	start := time.Now()
-	if _, err := Register(mute, os.Getpid(), 200*time.Millisecond); err == nil {
+	if _, _, err := Register(mute, os.Getpid(), 200*time.Millisecond); err == nil {
 		t.Errorf("registered with a daemon that never answered")
 	}
 	if took := time.Since(start); took > 5*time.Second {
@@ -87,10 +95,78 @@ func TestRegisterWaitsForReplacement(t *testing.T) {
 	started := make(chan struct{})
 	go func() {
 		<-started
-		Serve(ctx, sock, func(int) (uint32, error) { return 7, nil }, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		Serve(ctx, sock, func(int) (uint32, error) { return 7, nil }, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	}()
 	time.AfterFunc(100*time.Millisecond, func() { close(started) })
-	if id, err := Register(sock, os.Getpid(), 5*time.Second); err != nil || id != 7 {
+	if id, _, err := Register(sock, os.Getpid(), 5*time.Second); err != nil || id != 7 {
 		t.Errorf("Register across a worker replacement = %d, %v; want 7", id, err)
 	}
+}
+
+// Hooks and daemons of different releases meet during an upgrade: a hook
+// from before the file list asks with 'r' and parses the ID alone, and a
+// daemon from before it answers the ID alone whatever it is asked.
+func TestRegisterAcrossReleases(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("only root may register")
+	}
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	discard := slog.New(slog.NewTextHandler(io.Discard, nil))
+
+	sock := filepath.Join(dir, SocketName)
+	go Serve(ctx, sock, func(int) (uint32, error) { return 9, nil }, []string{"proc/meminfo"}, discard)
+	var line string
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if line = askOld(t, sock); line != "" {
+			break
+		}
+	}
+	if line != "ok 9" {
+		t.Errorf("an old hook's request was answered %q, want \"ok 9\" (the ID alone)", line)
+	}
+
+	old := filepath.Join(dir, "old.sock")
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: old, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.AcceptUnix()
+			if err != nil {
+				return
+			}
+			c.Read(make([]byte, 16))
+			c.Write([]byte("ok 5\n"))
+			c.Close()
+		}
+	}()
+	id, files, err := Register(old, os.Getpid(), 5*time.Second)
+	if err != nil || id != 5 || files != nil {
+		t.Errorf("Register with an old daemon = %d, %q, %v; want 5 and no files (the hook lists them)", id, files, err)
+	}
+}
+
+// askOld registers as a hook from before the file list did and returns the
+// answer's line, "" when nobody answered yet.
+func askOld(t *testing.T, sock string) string {
+	t.Helper()
+	c, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: sock, Net: "unix"})
+	if err != nil {
+		return ""
+	}
+	defer c.Close()
+	pidfd, err := unix.PidfdOpen(os.Getpid(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(pidfd)
+	if _, _, err := c.WriteMsgUnix([]byte{reqRegister}, unix.UnixRights(pidfd), nil); err != nil {
+		return ""
+	}
+	b, _ := io.ReadAll(c)
+	return strings.TrimSpace(string(b))
 }
