@@ -14,6 +14,7 @@ import (
 	"path"
 	"runtime"
 	"strconv"
+	"sync"
 	"time"
 
 	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
@@ -125,19 +126,43 @@ func (ss sources) close() {
 }
 
 // prepare checks and clones every source in the caller's namespace, where
-// the daemon's files are.
+// the daemon's files are. Each source's first lookup is a round trip to the
+// daemon (a new container's files were never looked up); the kernel takes
+// lookups in one directory in parallel (FUSE parallel dirops) and the
+// daemon answers several at once, so they are made side by side, at most
+// maxPrepare at a time.
 func prepare(mounts []hook.Mount) (sources, error) {
-	var ss sources
-	for _, m := range mounts {
-		clone, err := prepareOne(m)
+	ss := make(sources, len(mounts))
+	errs := make([]error, len(mounts))
+	sem := make(chan struct{}, maxPrepare)
+	var wg sync.WaitGroup
+	for i, m := range mounts {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			ss[i] = source{Mount: m, clone: -1}
+			clone, err := prepareOne(m)
+			if err != nil {
+				errs[i] = fmt.Errorf("source %s: %w", m.Source, err)
+				return
+			}
+			ss[i].clone = clone
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
 		if err != nil {
 			ss.close()
-			return nil, fmt.Errorf("source %s: %w", m.Source, err)
+			return nil, err
 		}
-		ss = append(ss, source{Mount: m, clone: clone})
 	}
 	return ss, nil
 }
+
+// maxPrepare bounds the sources looked up at once: the views are a dozen or
+// so, and nothing a daemon lists may grow the hook's threads without bound.
+const maxPrepare = 8
 
 func prepareOne(m hook.Mount) (int, error) {
 	f, err := os.OpenFile(m.Source, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
