@@ -11,12 +11,6 @@
 // Measured on a 2-CPU VM, a binary linking all of it took 0.4 ms more CPU
 // and 0.7-1 ms more wall time to start and exit inside `runc run` than one
 // linking only the hook (docs/benchmarks.md).
-//
-// The hook's work is one goroutine's: the runtime's cgroup probe for a
-// container-aware GOMAXPROCS (/proc/self/cgroup, mountinfo and the CPU
-// controller's files, read before main at every start) buys it nothing.
-//
-//go:debug containermaxprocs=0
 package main
 
 import (
