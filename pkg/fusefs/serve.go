@@ -256,8 +256,9 @@ func (f *FS) serve(s *server, workers int) error {
 			if s.own {
 				// The host's files too: a walk of the host's CPU
 				// directory per container, which must not hold up
-				// serving.
-				go s.kc.forget(f.containerFiles(f.Known(), true)...)
+				// serving, so made in the goroutine (a go statement
+				// evaluates its call's arguments before it starts).
+				go func() { s.kc.forget(f.containerFiles(f.Known(), true)...) }()
 			}
 			// After an upgrade the previous worker serves on until this
 			// one does, and is stopped within retireWindow: what it
