@@ -62,11 +62,17 @@ type ptState struct {
 	rescanAt map[uint32]time.Time // per tree
 }
 
-func ptID(who uint32, name string) uint64 {
+func ptID(who uint32, name string) uint64 { return ptIDOf(who, ptHash(name)) }
+
+// ptHash is the part of a pass-through ID that names the served path, the
+// same in every tree.
+func ptHash(name string) uint32 {
 	h := fnv.New32a()
 	h.Write([]byte(name))
-	return ptBit | uint64(who&0x7fffffff)<<32 | uint64(h.Sum32())
+	return h.Sum32()
 }
+
+func ptIDOf(who, hash uint32) uint64 { return ptBit | uint64(who&0x7fffffff)<<32 | uint64(hash) }
 
 // ptWho is the container whose tree a pass-through ID belongs to.
 func ptWho(id uint64) uint32 { return uint32(id>>32) & 0x7fffffff }
@@ -173,11 +179,35 @@ func (f *FS) rescan(who uint32) {
 		f.ptState.rescanAt = map[uint32]time.Time{} // bounded; a forgotten time only allows one more walk
 	}
 	f.ptState.rescanAt[who] = time.Now()
+	dirs := map[string]*node{}
+	for _, top := range f.nodes[1:] {
+		if top != nil && top.hostRoot != "" {
+			dirs[top.name] = top
+		}
+	}
+	f.walkHost(func(dir, name string, mode uint32) bool {
+		parent := dirs[dir]
+		if parent == nil {
+			return false
+		}
+		n := f.register(parent, who, name, mode)
+		if n == nil || !n.dir {
+			return false
+		}
+		dirs[n.name] = n
+		return true
+	})
+}
+
+// walkHost walks the host directories the pass-through directories show,
+// leaving out the names the tree serves itself there, and calls visit with
+// each entry's served directory (a path below the mount), name and type
+// bits. visit says whether to go into a directory.
+func (f *FS) walkHost(visit func(dir, name string, mode uint32) bool) {
 	for _, top := range f.nodes[1:] {
 		if top == nil || top.hostRoot == "" {
 			continue
 		}
-		dirs := map[string]*node{".": top}
 		// WalkDir neither follows symlinks nor leaves the root.
 		_ = filepath.WalkDir(top.hostRoot, func(p string, d fs.DirEntry, err error) error {
 			if err != nil || p == top.hostRoot {
@@ -187,20 +217,44 @@ func (f *FS) rescan(who uint32) {
 			if err != nil {
 				return nil
 			}
-			parent := dirs[filepath.Dir(rel)]
-			if parent == nil {
-				return filepath.SkipDir
-			}
-			if _, fixed := parent.children[d.Name()]; fixed {
+			parent := filepath.Dir(rel)
+			if _, fixed := top.children[d.Name()]; fixed && parent == "." {
+				if d.IsDir() {
+					return filepath.SkipDir
+				}
 				return nil
 			}
-			n := f.register(parent, who, d.Name(), typeBits(d.Type()))
-			if n != nil && n.dir {
-				dirs[rel] = n
+			mode := typeBits(d.Type())
+			if !visit(path.Join(top.name, parent), d.Name(), mode) && mode == unix.S_IFDIR {
+				return filepath.SkipDir
 			}
 			return nil
 		})
 	}
+}
+
+// hostFiles returns the path hashes (ptHash) of the host's files the
+// pass-through directories show, directories and links left out: with a
+// container's ID each, the IDs of that container's passed-through files,
+// which the kernel may cache on the own connection. Forgetting them by IDs
+// made from one walk, rather than by registering each running container's
+// nodes (rescan), spares a new worker a walk per container and a node per
+// container and host entry, kept for its life whether anyone looks at the
+// directory or not: with 268 entries in a 2-CPU machine's
+// /sys/devices/system/cpu, 30 MiB of heap at 500 containers. At most
+// maxPTNodes, as many as the node table may hold.
+func (f *FS) hostFiles() []uint32 {
+	var hashes []uint32
+	f.walkHost(func(dir, name string, mode uint32) bool {
+		if len(hashes) >= maxPTNodes {
+			return false
+		}
+		if mode == unix.S_IFREG {
+			hashes = append(hashes, ptHash(path.Join(dir, name)))
+		}
+		return true
+	})
+	return hashes
 }
 
 func typeBits(m fs.FileMode) uint32 {

@@ -174,3 +174,28 @@ func TestPassthroughIDsAfterTakeover(t *testing.T) {
 }
 
 func fuseNodeID(id uint64) fuse.NodeID { return fuse.NodeID(id) }
+
+// hostFiles, which a worker after another forgets in every container's own
+// tree, are the files rescan gives a container's tree (no directory, no
+// link, no name the tree renders itself).
+func TestPassthroughHostFilesAreRescans(t *testing.T) {
+	r := &ptRenderer{host: hostCPUDir(t)}
+	f, err := New([]string{"proc/meminfo", "sys/devices/system/cpu/online"}, r, nil)
+	must(t, err)
+	var got []uint64
+	for _, h := range f.hostFiles() {
+		got = append(got, ptIDOf(5, h))
+	}
+	f.rescan(5)
+	var want []uint64
+	for id, n := range f.ptState.nodes {
+		if !n.dir && !n.link {
+			want = append(want, id)
+		}
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if len(want) != 4 || !slices.Equal(got, want) {
+		t.Errorf("host files %x, want %x (rescan's files: cpu0 and cpu1's core_id, kernel_max, probe)", got, want)
+	}
+}
