@@ -341,9 +341,10 @@ func (f *FS) attr(nr ref) fuse.Attr {
 }
 
 // containerFiles lists the node IDs of the rendered files of the given
-// containers' own trees, and with pt their files passed through from the
-// host too (cached on the own connection, see ServeOwn).
-func (f *FS) containerFiles(who []uint32, pt bool) []fuse.NodeID {
+// containers' own trees. Their files passed through from the host (cached
+// on the own connection, see ServeOwn) are forgotten through
+// server.forgetHostFiles.
+func (f *FS) containerFiles(who []uint32) []fuse.NodeID {
 	var ids []fuse.NodeID
 	for _, w := range who {
 		if w == 0 {
@@ -353,16 +354,6 @@ func (f *FS) containerFiles(who []uint32, pt bool) []fuse.NodeID {
 			if n != nil && !n.dir && !n.pt {
 				ids = append(ids, fuse.NodeID(uint64(w)<<32|n.inode))
 			}
-		}
-		if pt && f.pt != nil {
-			f.rescan(w)
-			f.ptState.mu.RLock()
-			for id, n := range f.ptState.nodes {
-				if ptWho(id) == w && !n.dir && !n.link {
-					ids = append(ids, fuse.NodeID(id))
-				}
-			}
-			f.ptState.mu.RUnlock()
 		}
 	}
 	return ids

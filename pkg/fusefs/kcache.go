@@ -2,6 +2,7 @@ package fusefs
 
 import (
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -75,6 +76,7 @@ type kcache struct {
 	files  map[fuse.NodeID]*centry
 	due    []dueItem     // FIFO by at
 	urgent []fuse.NodeID // due now, before the FIFO
+	hosts  []*hostForget // due now, after urgent
 	wake   chan struct{}
 	stop   chan struct{}
 
@@ -141,6 +143,39 @@ func (c *kcache) forget(ids ...fuse.NodeID) {
 	c.poke()
 }
 
+// hostForget is the host's files passed through in the trees of the
+// containers who, to invalidate one at a time. A worker after another
+// forgets them in every running container's tree: containers times host
+// files (about 100 per CPU in /sys/devices/system/cpu) is 6 million IDs
+// for 500 containers on a 128-CPU machine, so each is made when the sweep
+// reaches it rather than listed beforehand.
+type hostForget struct {
+	who    []uint32
+	hashes []uint32 // FS.hostFiles
+	next   int      // who[next/len(hashes)], hashes[next%len(hashes)]
+}
+
+// forgetHost queues an invalidation of the files hashes names (FS.hostFiles)
+// in the trees of the containers who, due now.
+func (c *kcache) forgetHost(who, hashes []uint32) {
+	who = slices.DeleteFunc(slices.Clone(who), func(w uint32) bool { return w == 0 })
+	if len(who) == 0 || len(hashes) == 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.hosts = append(c.hosts, &hostForget{who: who, hashes: hashes})
+	c.poke()
+}
+
+// forgetHostFiles has the kernel forget the files passed through from the
+// host in the own trees of the containers who.
+func (s *server) forgetHostFiles(who []uint32) {
+	if s.fs.pt != nil {
+		s.kc.forgetHost(who, s.fs.hostFiles())
+	}
+}
+
 func (c *kcache) poke() {
 	select {
 	case c.wake <- struct{}{}:
@@ -157,6 +192,17 @@ func (c *kcache) next() (it dueItem, wait time.Duration, ok bool) {
 		id := c.urgent[0]
 		if c.urgent = c.urgent[1:]; len(c.urgent) == 0 {
 			c.urgent = nil
+		}
+		return dueItem{id: id}, 0, true
+	}
+	if len(c.hosts) > 0 {
+		h := c.hosts[0]
+		id := fuse.NodeID(ptIDOf(h.who[h.next/len(h.hashes)], h.hashes[h.next%len(h.hashes)]))
+		if h.next++; h.next == len(h.who)*len(h.hashes) {
+			c.hosts[0] = nil
+			if c.hosts = c.hosts[1:]; len(c.hosts) == 0 {
+				c.hosts = nil
+			}
 		}
 		return dueItem{id: id}, 0, true
 	}

@@ -3,6 +3,7 @@ package fusefs
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -337,5 +338,37 @@ func TestCacheKeepsNoFallback(t *testing.T) {
 	close(h.release)
 	if b := readRaw(t, own); string(b) != "rendered\n" {
 		t.Errorf("read once renders work again: %q; want a render, not the fallback kept for the TTL", b)
+	}
+}
+
+// The host files queued for forgetting (forgetHost) come out one ID per
+// container and file, after the IDs listed (forget), none for the host's
+// tree (container 0), and leave nothing queued.
+func TestCacheForgetHostMakesEachID(t *testing.T) {
+	c := newKcache(time.Hour, nil)
+	c.forgetHost([]uint32{0, 5, 7}, []uint32{0xa, 0xb})
+	c.forgetHost([]uint32{9}, []uint32{0xc})
+	c.forgetHost([]uint32{0}, []uint32{0xd})
+	c.forget(1)
+	want := []fuse.NodeID{1,
+		fuse.NodeID(ptIDOf(5, 0xa)), fuse.NodeID(ptIDOf(5, 0xb)),
+		fuse.NodeID(ptIDOf(7, 0xa)), fuse.NodeID(ptIDOf(7, 0xb)),
+		fuse.NodeID(ptIDOf(9, 0xc))}
+	var got []fuse.NodeID
+	for {
+		it, _, ok := c.next()
+		if !ok {
+			break
+		}
+		if it.e != nil {
+			t.Fatalf("forgotten file %#x came with an entry", it.id)
+		}
+		got = append(got, it.id)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("invalidated %#x, want %#x", got, want)
+	}
+	if c.hosts != nil {
+		t.Errorf("%d host items still queued", len(c.hosts))
 	}
 }

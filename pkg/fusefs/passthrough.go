@@ -10,6 +10,7 @@ import (
 	"path"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -56,17 +57,33 @@ const (
 
 // ptState is the pass-through part of an FS.
 type ptState struct {
-	mu       sync.RWMutex
-	nodes    map[uint64]*node
-	rescanMu sync.Mutex
-	rescanAt map[uint32]time.Time // per tree
+	mu    sync.RWMutex
+	nodes map[uint64]*node
+
+	indexMu sync.Mutex
+	index   map[uint32]hostEntry // by ptHash, see hostIndex
+	indexAt time.Time
 }
 
-func ptID(who uint32, name string) uint64 {
+// hostEntry is an entry of a host directory a pass-through directory shows:
+// rel is its path below top's host directory.
+type hostEntry struct {
+	top  *node
+	rel  string
+	mode uint32 // type bits
+}
+
+func ptID(who uint32, name string) uint64 { return ptIDOf(who, ptHash(name)) }
+
+// ptHash is the part of a pass-through ID that names the served path, the
+// same in every tree.
+func ptHash(name string) uint32 {
 	h := fnv.New32a()
 	h.Write([]byte(name))
-	return ptBit | uint64(who&0x7fffffff)<<32 | uint64(h.Sum32())
+	return h.Sum32()
 }
+
+func ptIDOf(who, hash uint32) uint64 { return ptBit | uint64(who&0x7fffffff)<<32 | uint64(hash) }
 
 // ptWho is the container whose tree a pass-through ID belongs to.
 func ptWho(id uint64) uint32 { return uint32(id>>32) & 0x7fffffff }
@@ -146,8 +163,10 @@ func (f *FS) pruneDead() {
 }
 
 // ptNode returns the pass-through node with the given ID. One this process
-// has not seen (a daemon that took over the connection) is found by
-// walking the host directories again for its tree.
+// has not seen (a daemon that took over the connection, which the kernel
+// still asks for the nodes its predecessor gave) is found by its path's
+// hash among the host's entries, and registered with the directories above
+// it: only what the kernel holds, not the container's whole tree.
 func (f *FS) ptNode(id fuse.NodeID) *node {
 	f.ptState.mu.RLock()
 	n := f.ptState.nodes[uint64(id)]
@@ -155,29 +174,60 @@ func (f *FS) ptNode(id fuse.NodeID) *node {
 	if n != nil {
 		return n
 	}
-	f.rescan(ptWho(uint64(id)))
-	f.ptState.mu.RLock()
-	defer f.ptState.mu.RUnlock()
-	return f.ptState.nodes[uint64(id)]
+	e, ok := f.hostIndex()[uint32(id)]
+	if !ok {
+		return nil
+	}
+	n = e.top
+	names := strings.Split(e.rel, "/")
+	for i, name := range names {
+		mode := uint32(unix.S_IFDIR)
+		if i == len(names)-1 {
+			mode = e.mode
+		}
+		if n = f.register(n, ptWho(uint64(id)), name, mode); n == nil {
+			return nil // its path, or a directory's above it, is another's ID
+		}
+	}
+	return n
 }
 
-// rescan registers every entry below the pass-through directories in the
-// tree of container who, at most once per rescanEvery.
-func (f *FS) rescan(who uint32) {
-	f.ptState.rescanMu.Lock()
-	defer f.ptState.rescanMu.Unlock()
-	if time.Since(f.ptState.rescanAt[who]) < rescanEvery {
-		return
+// hostIndex returns the host's entries below the pass-through directories
+// by the hash of their served path (ptHash), the first in walk order when
+// two paths share one (which register then hides), walking the host
+// directories again at most once per rescanEvery.
+func (f *FS) hostIndex() map[uint32]hostEntry {
+	f.ptState.indexMu.Lock()
+	defer f.ptState.indexMu.Unlock()
+	if f.ptState.index != nil && time.Since(f.ptState.indexAt) < rescanEvery {
+		return f.ptState.index
 	}
-	if f.ptState.rescanAt == nil || len(f.ptState.rescanAt) > 1024 {
-		f.ptState.rescanAt = map[uint32]time.Time{} // bounded; a forgotten time only allows one more walk
-	}
-	f.ptState.rescanAt[who] = time.Now()
+	index := map[uint32]hostEntry{}
+	f.walkHost(func(top *node, dir, name string, mode uint32) bool {
+		if len(index) >= maxPTNodes {
+			return false
+		}
+		served := path.Join(dir, name)
+		h := ptHash(served)
+		if _, taken := index[h]; !taken {
+			rel := strings.TrimPrefix(strings.TrimPrefix(served, top.name), "/")
+			index[h] = hostEntry{top: top, rel: rel, mode: mode}
+		}
+		return true
+	})
+	f.ptState.index, f.ptState.indexAt = index, time.Now()
+	return index
+}
+
+// walkHost walks the host directories the pass-through directories show,
+// leaving out the names the tree serves itself there, and calls visit with
+// each entry's pass-through directory, served directory (a path below the
+// mount), name and type bits. visit says whether to go into a directory.
+func (f *FS) walkHost(visit func(top *node, dir, name string, mode uint32) bool) {
 	for _, top := range f.nodes[1:] {
 		if top == nil || top.hostRoot == "" {
 			continue
 		}
-		dirs := map[string]*node{".": top}
 		// WalkDir neither follows symlinks nor leaves the root.
 		_ = filepath.WalkDir(top.hostRoot, func(p string, d fs.DirEntry, err error) error {
 			if err != nil || p == top.hostRoot {
@@ -187,20 +237,40 @@ func (f *FS) rescan(who uint32) {
 			if err != nil {
 				return nil
 			}
-			parent := dirs[filepath.Dir(rel)]
-			if parent == nil {
-				return filepath.SkipDir
-			}
-			if _, fixed := parent.children[d.Name()]; fixed {
+			parent := filepath.Dir(rel)
+			if _, fixed := top.children[d.Name()]; fixed && parent == "." {
+				if d.IsDir() {
+					return filepath.SkipDir
+				}
 				return nil
 			}
-			n := f.register(parent, who, d.Name(), typeBits(d.Type()))
-			if n != nil && n.dir {
-				dirs[rel] = n
+			mode := typeBits(d.Type())
+			if !visit(top, path.Join(top.name, parent), d.Name(), mode) && mode == unix.S_IFDIR {
+				return filepath.SkipDir
 			}
 			return nil
 		})
 	}
+}
+
+// hostFiles returns the path hashes (ptHash) of the host's files the
+// pass-through directories show, directories and links left out: with a
+// container's ID each, the IDs of that container's passed-through files,
+// which the kernel may cache on the own connection. Forgetting them by IDs
+// made from one walk, rather than by registering each running container's
+// nodes, spares a new worker a walk per container and a node per
+// container and host entry, kept for its life whether anyone looks at the
+// directory or not: with 268 entries in a 2-CPU machine's
+// /sys/devices/system/cpu, 30 MiB of heap at 500 containers. At most
+// maxPTNodes, as many as the node table may hold.
+func (f *FS) hostFiles() []uint32 {
+	var hashes []uint32
+	for h, e := range f.hostIndex() {
+		if e.mode == unix.S_IFREG {
+			hashes = append(hashes, h)
+		}
+	}
+	return hashes
 }
 
 func typeBits(m fs.FileMode) uint32 {

@@ -252,17 +252,23 @@ func (f *FS) serve(s *server, workers int) error {
 		}
 		f.kcMu.Unlock()
 		if f.Known != nil {
-			s.kc.forget(f.containerFiles(f.Known(), false)...)
+			s.kc.forget(f.containerFiles(f.Known())...)
 			if s.own {
-				// The host's files too: a walk of the host's CPU
-				// directory per container, which must not hold up
-				// serving.
-				go s.kc.forget(f.containerFiles(f.Known(), true)...)
+				// The host's files too, after a walk of the host's CPU
+				// directory, which must not hold up serving: in a
+				// goroutine, arguments and all.
+				go func() { s.forgetHostFiles(f.Known()) }()
 			}
 			// After an upgrade the previous worker serves on until this
 			// one does, and is stopped within retireWindow: what it
 			// cached meanwhile is forgotten once it is gone.
-			t := time.AfterFunc(retireWindow, func() { s.kc.forget(f.containerFiles(f.Known(), s.own)...) })
+			t := time.AfterFunc(retireWindow, func() {
+				known := f.Known()
+				s.kc.forget(f.containerFiles(known)...)
+				if s.own {
+					s.forgetHostFiles(known)
+				}
+			})
 			defer t.Stop()
 		}
 		go s.sweep()
