@@ -925,8 +925,14 @@ func slice(data []byte, off int64, size int) []byte {
 
 func (s *server) readDir(r *fuse.ReadRequest) {
 	if v, ok := s.handles.Load(r.Handle); ok && v.listing {
-		// Set at open and never changed, so read without the lock.
-		r.RespondData(slice(v.data, r.Offset, r.Size))
+		// Set at open and cleared by forget, under the lock; a listing is
+		// never recycled, so the slice outlives the clearing. (The kernel
+		// sends no RELEASEDIR while a READDIR of the handle is answered,
+		// but the race detector cannot know that.)
+		v.mu.Lock()
+		data := v.data
+		v.mu.Unlock()
+		r.RespondData(slice(data, r.Offset, r.Size))
 		return
 	}
 	nr, ok := s.ref(r.Hdr().Node)
