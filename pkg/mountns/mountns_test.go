@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/hook"
 )
 
 // FuzzOpenInRoot: however a container lays out its rootfs with symlinks
@@ -48,4 +50,61 @@ func FuzzOpenInRoot(f *testing.F) {
 			t.Fatalf("symlink %q, path %q: opened %s, outside the rootfs %s", link, p, where, root)
 		}
 	})
+}
+
+// The sources are prepared side by side: one that fails (gone from the
+// daemon, or of the wrong type) fails the whole preparation with its own
+// name, and the clones already made of the others are closed, not leaked
+// into the hook's or the daemon's (remount) fd table.
+func TestPrepareFailsWholeAndKeepsNothing(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("cloning a mount (open_tree) needs root")
+	}
+	dir := t.TempDir()
+	var mounts []hook.Mount
+	for i := range 12 {
+		p := filepath.Join(dir, "view"+strconv.Itoa(i))
+		if err := os.WriteFile(p, []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		mounts = append(mounts, hook.Mount{Source: p, Target: "/proc/view" + strconv.Itoa(i)})
+	}
+	ok, err := prepare(mounts)
+	if err != nil {
+		t.Fatalf("prepare of 12 files: %v", err)
+	}
+	for i, s := range ok {
+		if s.Source != mounts[i].Source {
+			t.Errorf("source %d is %s, want %s: the order must stay the plan's", i, s.Source, mounts[i].Source)
+		}
+	}
+	ok.close()
+
+	before := openFDs(t)
+	for _, bad := range []hook.Mount{
+		{Source: filepath.Join(dir, "absent"), Target: "/proc/absent"},
+		{Source: dir, Target: "/proc/dir"}, // a directory where a file is planned
+	} {
+		withBad := append(append(append([]hook.Mount{}, mounts[:6]...), bad), mounts[6:]...)
+		srcs, err := prepare(withBad)
+		if err == nil {
+			srcs.close()
+			t.Fatalf("prepare with %s succeeded", bad.Source)
+		}
+		if !strings.Contains(err.Error(), bad.Source) {
+			t.Errorf("error %q does not name the failing source %s", err, bad.Source)
+		}
+	}
+	if after := openFDs(t); after != before {
+		t.Errorf("%d fds open after failed preparations, %d before: clones leaked", after, before)
+	}
+}
+
+func openFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
 }
