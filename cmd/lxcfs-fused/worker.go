@@ -124,6 +124,7 @@ func workerCmd(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	go tree.PruneEvery(ctx, time.Minute)
 	tree.Timeout = c.Duration("read-timeout")
 	tree.Triggers = c.Bool("psi-triggers")
 	tree.Stats = counts

@@ -231,3 +231,30 @@ func TestPassthroughTakeoverRegistersOnlyWhatIsAsked(t *testing.T) {
 		t.Errorf("a link: %+v, %v", nr.n, ok)
 	}
 }
+
+// The nodes a container's lookups made in its CPU directory go with the
+// container: the periodic prune drops a gone container's and keeps a
+// running one's, and a node the kernel still names is found again.
+func TestPassthroughPruneDropsGoneContainers(t *testing.T) {
+	r := &ptRenderer{host: hostCPUDir(t)} // container 5 runs, 7 is gone
+	f, err := New([]string{"proc/meminfo", "sys/devices/system/cpu/online"}, r, nil)
+	must(t, err)
+	for _, who := range []uint32{5, 7} {
+		if _, ok := f.ref(fuseNodeID(ptID(who, "sys/devices/system/cpu/cpu0/topology/core_id"))); !ok {
+			t.Fatalf("container %d's core_id not found", who)
+		}
+	}
+	f.prunePT()
+	f.ptState.mu.RLock()
+	kept := map[uint32]int{}
+	for id := range f.ptState.nodes {
+		kept[ptWho(id)]++
+	}
+	f.ptState.mu.RUnlock()
+	if kept[7] != 0 || kept[5] != 3 {
+		t.Errorf("nodes kept per container after the prune: %v, want 3 of running 5's and none of gone 7's", kept)
+	}
+	if nr, ok := f.ref(fuseNodeID(ptID(7, "sys/devices/system/cpu/cpu0/topology/core_id"))); !ok || nr.n.hostRel != "cpu0/topology/core_id" {
+		t.Errorf("a pruned node the kernel names again: %+v, %v", nr.n, ok)
+	}
+}
