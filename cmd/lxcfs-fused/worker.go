@@ -100,11 +100,10 @@ func workerCmd(c *cli.Context) error {
 	files.Stats = counts
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go resolver.PruneEvery(ctx, time.Minute)
 	if c.Bool("enable-loadavg") {
 		s := loadavg.New("/proc", log)
 		files.Load = s
-		go s.Run(ctx)
+		go every(ctx, loadavg.Interval, func() { s.Tick(time.Now()) })
 	}
 	si, err := serveSysinfo(c, files, log)
 	if err != nil {
@@ -124,7 +123,9 @@ func workerCmd(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	go tree.PruneEvery(ctx, time.Minute)
+	// What gone containers left behind: their cached resolutions, and the
+	// nodes their lookups made in their CPU directories.
+	go every(ctx, time.Minute, func() { resolver.Prune(); tree.PruneGone() })
 	tree.Timeout = c.Duration("read-timeout")
 	tree.Triggers = c.Bool("psi-triggers")
 	tree.Stats = counts
@@ -193,6 +194,20 @@ func workerCmd(c *cli.Context) error {
 	pprof.StopCPUProfile()
 	os.Exit(supervise.ExitUnmounted)
 	return nil
+}
+
+// every calls fn every interval until ctx is done.
+func every(ctx context.Context, interval time.Duration, fn func()) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			fn()
+		}
+	}
 }
 
 // logStats reports what an operator (or the load test) watches for leaks.

@@ -9,7 +9,6 @@
 package caller
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -325,20 +324,6 @@ func (r *Resolver) Prune() {
 	defer r.mu.Unlock()
 	r.lastPrune = time.Time{}
 	r.pruneLocked(time.Now())
-}
-
-// PruneEvery calls Prune every interval until ctx is done.
-func (r *Resolver) PruneEvery(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			r.Prune()
-		}
-	}
 }
 
 // Forget drops c from the cache (if it is still the cached entry), so the

@@ -1,7 +1,6 @@
 package fusefs
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -146,26 +145,13 @@ func (f *FS) register(dir *node, who uint32, name string, mode uint32) *node {
 	return n
 }
 
-// PruneEvery drops, every interval until ctx is done, the pass-through
-// nodes of containers that are gone. Containers that look into their CPU
+// PruneGone drops the pass-through nodes of containers that are gone (the
+// worker calls it every minute). Containers that look into their CPU
 // directory leave a node per entry they looked up; without this, those of
 // containers long gone stayed until the table was full (maxPTNodes, about
 // 60 MiB of heap), on a node where containers come and go. A node the
 // kernel still names is found again by its ID (ptNode).
-func (f *FS) PruneEvery(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			f.prunePT()
-		}
-	}
-}
-
-func (f *FS) prunePT() {
+func (f *FS) PruneGone() {
 	f.ptState.mu.Lock()
 	defer f.ptState.mu.Unlock()
 	f.pruneDead()

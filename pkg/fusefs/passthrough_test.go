@@ -244,7 +244,7 @@ func TestPassthroughPruneDropsGoneContainers(t *testing.T) {
 			t.Fatalf("container %d's core_id not found", who)
 		}
 	}
-	f.prunePT()
+	f.PruneGone()
 	f.ptState.mu.RLock()
 	kept := map[uint32]int{}
 	for id := range f.ptState.nodes {

@@ -8,7 +8,6 @@
 package loadavg
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"os"
@@ -106,20 +105,6 @@ func (s *Sampler) Len() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.states)
-}
-
-// Run samples every Interval until ctx ends.
-func (s *Sampler) Run(ctx context.Context) {
-	t := time.NewTicker(Interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			s.Tick(time.Now())
-		}
-	}
 }
 
 // Tick forgets containers not read within Window and samples the rest.
