@@ -119,8 +119,9 @@ func serveOne(c *net.UnixConn, register Func, files []string, log *slog.Logger) 
 		reply("error %v", err)
 		return
 	}
-	if n > 0 && buf[0] == reqList && len(files) > 0 {
-		reply("ok %d %s", id, strings.Join(files, " "))
+	// A list the hook could not read whole is left out: it lists then.
+	if list := strings.Join(files, " "); n > 0 && buf[0] == reqList && list != "" && len(list) < maxAnswer-32 {
+		reply("ok %d %s", id, list)
 		return
 	}
 	reply("ok %d", id)

@@ -127,6 +127,25 @@ func TestRegisterAcrossReleases(t *testing.T) {
 		t.Errorf("an old hook's request was answered %q, want \"ok 9\" (the ID alone)", line)
 	}
 
+	// A list longer than a hook reads is left out rather than cut.
+	long := filepath.Join(dir, "long.sock")
+	many := make([]string, 500)
+	for i := range many {
+		many[i] = "proc/file" + strconv.Itoa(i)
+	}
+	go Serve(ctx, long, func(int) (uint32, error) { return 3, nil }, many, discard)
+	var files []string
+	var id uint32
+	var err error
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if id, files, err = Register(long, os.Getpid(), time.Second); err == nil {
+			break
+		}
+	}
+	if err != nil || id != 3 || files != nil {
+		t.Errorf("Register with %d files served = %d, %d files, %v; want 3 and no list (the hook lists)", len(many), id, len(files), err)
+	}
+
 	old := filepath.Join(dir, "old.sock")
 	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: old, Net: "unix"})
 	if err != nil {
@@ -144,7 +163,7 @@ func TestRegisterAcrossReleases(t *testing.T) {
 			c.Close()
 		}
 	}()
-	id, files, err := Register(old, os.Getpid(), 5*time.Second)
+	id, files, err = Register(old, os.Getpid(), 5*time.Second)
 	if err != nil || id != 5 || files != nil {
 		t.Errorf("Register with an old daemon = %d, %q, %v; want 5 and no files (the hook lists them)", id, files, err)
 	}
