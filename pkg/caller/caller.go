@@ -77,6 +77,13 @@ type Resolver struct {
 	ids       *registry
 	lastPrune time.Time
 
+	// IDs reserved ahead of registration (Reserve) that no container has
+	// yet; ready are those offered, oldest first.
+	spares map[uint32]struct{}
+	ready  []uint32
+	given  []uint32 // spares given since the last Given
+	taken  chan struct{}
+
 	// Reader threads' namespaces (threads.go).
 	threads       map[int]thread
 	onceSeen      map[int]uint64
@@ -106,7 +113,8 @@ func NewResolver(procDir, idFile string) (*Resolver, error) {
 		return nil, fmt.Errorf("open proc file system %s: %w", procDir, err)
 	}
 	r := &Resolver{proc: fs, procDir: procDir, idle: time.Minute, byNS: map[uint64]*entry{},
-		byID: map[uint32]*entry{}, threads: map[int]thread{}, onceSeen: map[int]uint64{}}
+		byID: map[uint32]*entry{}, threads: map[int]thread{}, onceSeen: map[int]uint64{},
+		spares: map[uint32]struct{}{}, taken: make(chan struct{}, 1)}
 	r.hostNS, err = r.pidNS("self")
 	if err != nil {
 		return nil, fmt.Errorf("read the daemon's own pid namespace: %w", err)
@@ -179,7 +187,7 @@ func (r *Resolver) Resolve(pid int) (*Container, error) {
 // shares the host's pid namespace, or another container's, is its own
 // process tree's, not the namespace's init's. Lookup then finds it.
 func (r *Resolver) Register(pidfd int) (uint32, error) {
-	pid, err := pidfdPid(pidfd)
+	pid, err := PidfdPid(pidfd)
 	if err != nil {
 		return 0, err
 	}
@@ -195,11 +203,96 @@ func (r *Resolver) Register(pidfd int) (uint32, error) {
 	if !alive(pidfd) {
 		return 0, fmt.Errorf("process %d exited while being registered", pid)
 	}
-	return r.ids.assign(idRecord{pid: pid, start: start, ns: ns})
+	rec := idRecord{pid: pid, start: start, ns: ns}
+	if spare, ok := r.takeSpare(); ok {
+		id, bound, err := r.ids.bind(spare, rec)
+		if err != nil || !bound {
+			r.Offer(spare)
+		}
+		if bound {
+			r.mu.Lock()
+			delete(r.spares, spare)
+			r.given = append(r.given, spare)
+			r.mu.Unlock()
+			select {
+			case r.taken <- struct{}{}:
+			default:
+			}
+		}
+		return id, err
+	}
+	return r.ids.assign(rec)
 }
 
-// pidfdPid reads the pid a pidfd refers to, in our pid namespace.
-func pidfdPid(pidfd int) (int, error) {
+// Reserve takes an ID for a container not yet registered: its tree
+// (MOUNT/.containers/ID) can be looked up at once, so that the kernel
+// knows its names before any container needs them (the daemon warms it),
+// but it answers for nobody until Register gives the ID to a container,
+// once, after Offer. An ID reserved and never given is not given again
+// either.
+func (r *Resolver) Reserve() (uint32, error) {
+	id, err := r.ids.reserve()
+	if err != nil {
+		return 0, err
+	}
+	r.mu.Lock()
+	r.spares[id] = struct{}{}
+	r.mu.Unlock()
+	return id, nil
+}
+
+// Offer makes the reserved id the next registration's, after those offered
+// before it.
+func (r *Resolver) Offer(id uint32) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.spares[id]; ok {
+		r.ready = append(r.ready, id)
+	}
+}
+
+// Ready is how many offered IDs wait for a registration.
+func (r *Resolver) Ready() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.ready)
+}
+
+// Taken is signalled when a registration took an offered ID.
+func (r *Resolver) Taken() <-chan struct{} { return r.taken }
+
+// Given returns the offered IDs given to containers since it was last
+// called.
+func (r *Resolver) Given() []uint32 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	g := r.given
+	r.given = nil
+	return g
+}
+
+// Spare says whether id is one this resolver reserved and no container
+// has yet.
+func (r *Resolver) Spare(id uint32) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.spares[id]
+	return ok
+}
+
+func (r *Resolver) takeSpare() (uint32, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.ready) == 0 {
+		return 0, false
+	}
+	id := r.ready[0]
+	r.ready = r.ready[1:]
+	return id, true
+}
+
+// PidfdPid reads the pid a pidfd refers to, in our pid namespace.
+func PidfdPid(pidfd int) (int, error) {
 	path := "/proc/self/fdinfo/" + strconv.Itoa(pidfd)
 	b, err := os.ReadFile(path)
 	if err != nil {

@@ -181,6 +181,58 @@ func (reg *registry) assign(rec idRecord) (uint32, error) {
 	return id, nil
 }
 
+// reserve takes the next free ID for a container not yet known (see
+// Resolver.Reserve): the file grows by a record that names nobody, so no
+// other process gives the ID, and Lookup does not find it until bind.
+func (reg *registry) reserve() (uint32, error) {
+	reg.mu.Lock()
+	defer reg.mu.Unlock()
+	if reg.f == nil {
+		if reg.last == MaxID {
+			return 0, fmt.Errorf("all %d container IDs are used", MaxID)
+		}
+		reg.last++
+		return reg.last, nil
+	}
+	var id uint32
+	err := reg.locked(func(size int64) error {
+		next := (size + recSize - 1) / recSize
+		if next > MaxID {
+			return fmt.Errorf("all %d container IDs of this boot are used", MaxID)
+		}
+		id = uint32(next)
+		_, err := reg.f.WriteAt(make([]byte, recSize), int64(id)*recSize)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("reserve a container ID: %w", err)
+	}
+	return id, nil
+}
+
+// bind gives the reserved id to the container whose init is rec, unless
+// this process knows it under another ID already, which is returned
+// instead (and bound false: id stays unused).
+func (reg *registry) bind(id uint32, rec idRecord) (got uint32, bound bool, err error) {
+	reg.mu.Lock()
+	defer reg.mu.Unlock()
+	if known, ok := reg.byInit[initKey{rec.pid, rec.start}]; ok {
+		return known, false, nil
+	}
+	if reg.f != nil {
+		err := reg.locked(func(int64) error {
+			_, err := reg.f.WriteAt(encodeRecord(id, rec), int64(id)*recSize)
+			return err
+		})
+		if err != nil {
+			return 0, false, fmt.Errorf("record container ID: %w", err)
+		}
+	}
+	reg.byInit[initKey{rec.pid, rec.start}] = id
+	reg.inits[id] = rec
+	return id, true, nil
+}
+
 // record reads the container given id, by this or another process.
 func (reg *registry) record(id uint32) (idRecord, bool) {
 	if id == 0 || id > MaxID {

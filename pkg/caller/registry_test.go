@@ -2,9 +2,12 @@ package caller
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // A container's ID means the same container to every resolver over the same
@@ -110,5 +113,88 @@ func TestIDFileOfAnotherBoot(t *testing.T) {
 	b, _ := os.ReadFile(file)
 	if len(b) != recSize {
 		t.Errorf("a file started afresh holds %d bytes, want only its header", len(b))
+	}
+}
+
+// A reserved ID (the daemon warms its tree before any container starts) is
+// given to exactly one registered container, through the ID file like any
+// other; until then it answers for nobody, and a container registered
+// twice keeps its first ID and leaves the spare for the next.
+func TestSpareGivenOnce(t *testing.T) {
+	needRoot(t)
+	file := filepath.Join(t.TempDir(), "ids")
+	r, err := NewResolver("/proc", file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	register := func(init *exec.Cmd) uint32 {
+		t.Helper()
+		pidfd, err := unix.PidfdOpen(init.Process.Pid, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unix.Close(pidfd)
+		id, err := r.Register(pidfd)
+		if err != nil {
+			t.Fatalf("register %d: %v", init.Process.Pid, err)
+		}
+		return id
+	}
+
+	initA, _ := startInNewPidNS(t)
+	plain := register(initA)
+	spare, err := r.Reserve()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if spare <= plain {
+		t.Fatalf("reserved ID %d, not above the last given (%d)", spare, plain)
+	}
+	if !r.Spare(spare) {
+		t.Fatalf("reserved ID %d is not a spare", spare)
+	}
+	if _, err := r.Lookup(spare); err == nil {
+		t.Fatalf("reserved ID %d resolved to a container before any registration", spare)
+	}
+	initB, _ := startInNewPidNS(t)
+	if got := register(initB); got == spare {
+		t.Fatalf("a spare not offered yet was given (ID %d)", got)
+	}
+
+	r.Offer(spare)
+	if got := register(initA); got != plain || r.Ready() != 1 {
+		t.Fatalf("container A registered again: ID %d, %d spares ready; want its own %d and the spare left", got, r.Ready(), plain)
+	}
+	initC, _ := startInNewPidNS(t)
+	if got := register(initC); got != spare {
+		t.Fatalf("container C got ID %d, want the offered spare %d", got, spare)
+	}
+	select {
+	case <-r.Taken():
+	default:
+		t.Errorf("taking the spare was not signalled")
+	}
+	if g := r.Given(); len(g) != 1 || g[0] != spare {
+		t.Errorf("given spares %v, want [%d]", g, spare)
+	}
+	if r.Spare(spare) || r.Ready() != 0 {
+		t.Errorf("the given spare is still a spare (%v) or ready (%d)", r.Spare(spare), r.Ready())
+	}
+
+	// Another process over the same file finds C under that ID, and the
+	// next container gets a new one.
+	r2, err := NewResolver("/proc", file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r2.Close()
+	c, err := r2.Lookup(spare)
+	if err != nil || c.InitPid != initC.Process.Pid {
+		t.Fatalf("new resolver: ID %d = %+v, %v; want init %d", spare, c, err, initC.Process.Pid)
+	}
+	initD, _ := startInNewPidNS(t)
+	if got := register(initD); got == spare || got == plain {
+		t.Errorf("container D got ID %d, already given", got)
 	}
 }
