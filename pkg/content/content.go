@@ -189,8 +189,18 @@ func (f *Files) Identify(pid int) uint32 {
 // Alive implements fusefs.Scoper: whether container who (registered by the
 // hook, or resolved from a reader) still runs.
 func (f *Files) Alive(who uint32) bool {
+	if f.Spare(who) {
+		return true
+	}
 	_, err := f.Callers.Lookup(who)
 	return err == nil
+}
+
+// Spare implements fusefs.Spares: whether who is an ID reserved ahead of
+// registration (caller.Resolver.Reserve) that no container has yet.
+func (f *Files) Spare(who uint32) bool {
+	sp, ok := f.Callers.(interface{ Spare(uint32) bool })
+	return ok && sp.Spare(who)
 }
 
 // Render implements fusefs.Renderer: name's content for the container who

@@ -66,6 +66,15 @@ type Scoper interface {
 	Alive(who uint32) bool
 }
 
+// Spares is a Scoper that reserves container IDs ahead of registration
+// (caller.Resolver.Reserve). The daemon looks each spare's tree up before
+// any container has it, so that the hook of the container given the ID
+// finds every name it binds in the kernel's cache: a new container's names
+// were otherwise each a round trip to the daemon on every start.
+type Spares interface {
+	Spare(who uint32) bool
+}
+
 const (
 	containersName = ".containers"
 	containersNode = 1<<32 - 1 // no NodeTable ID gets that high
@@ -179,6 +188,12 @@ type FS struct {
 	ownDrop  func() // the own connection's server's dropCached
 	kcMu     sync.Mutex
 	ownOpens atomic.Int64 // OPENs of files on the own connection, for tests
+	lookups  atomic.Int64 // LOOKUPs on either connection, for tests
+
+	// The servers of the two connections, while they serve: containers'
+	// trees are named on the own one when it is served.
+	srvMu        sync.Mutex
+	main, ownSrv *server
 
 	statsOnce sync.Once
 
@@ -188,6 +203,7 @@ type FS struct {
 	fb         Fallbacker // r, when it has a fallback
 	rc         Recycler   // r, when it takes answers back
 	sc         Scoper     // r, when it registers containers
+	sp         Spares     // r, when it reserves IDs ahead
 	tr         Triggerer  // r, when its files take PSI triggers
 	pt         Passthrough
 	ptState    ptState
@@ -209,6 +225,7 @@ func newFS(table, files []string, r Renderer, log *slog.Logger) (*FS, error) {
 	f.fb, _ = r.(Fallbacker)
 	f.rc, _ = r.(Recycler)
 	f.sc, _ = r.(Scoper)
+	f.sp, _ = r.(Spares)
 	f.tr, _ = r.(Triggerer)
 	f.pt, _ = r.(Passthrough)
 	f.ptState.nodes = map[uint64]*node{}

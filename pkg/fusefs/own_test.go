@@ -3,10 +3,13 @@ package fusefs
 import (
 	"os"
 	"path/filepath"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"bazil.org/fuse"
+	"golang.org/x/sys/unix"
 
 	"github.com/lxcfs-oci/lxcfs-oci/internal/fakeclock"
 )
@@ -143,5 +146,66 @@ func TestOwnConnectionForgetsHostFilesWithoutNodes(t *testing.T) {
 	tree.ptState.mu.RUnlock()
 	if nodes != 0 {
 		t.Errorf("%d pass-through nodes kept after forgetting %d containers' host files, want 0: nothing looked them up", nodes, containers)
+	}
+}
+
+// spared is scoped with container 6 reserved ahead of registration (a
+// spare) until bound: its tree can be looked up, but it is nobody's yet.
+type spared struct {
+	scoped
+	spare atomic.Bool
+}
+
+func (s *spared) Alive(who uint32) bool { return who == 5 || who == 6 }
+func (s *spared) Spare(who uint32) bool { return who == 6 && s.spare.Load() }
+
+// The daemon looks a spare's tree up before any container has the ID, so a
+// new container's hook finds its names cached: the lookups render nothing
+// (the files are nobody's yet), the names outlive the usual entry validity,
+// and once the ID is given the first reader gets a render for its
+// container, whole, even one that copies with sendfile up to the size the
+// kernel holds; forgotten after that, the names are looked up
+// again like any container's (so they go once the container is gone).
+func TestSpareTreeWarmedWithoutRender(t *testing.T) {
+	s := &spared{}
+	s.spare.Store(true)
+	mp, tree, _, _ := ownTree(t, s, time.Hour)
+	own := filepath.Join(mp, ".containers/6/proc/meminfo")
+	warm := func() {
+		t.Helper()
+		var stx unix.Statx_t
+		if err := unix.Statx(unix.AT_FDCWD, own, unix.AT_SYMLINK_NOFOLLOW|unix.AT_STATX_DONT_SYNC, unix.STATX_TYPE, &stx); err != nil {
+			t.Fatalf("look up the spare's file: %v", err)
+		}
+	}
+	warm()
+	if n := s.renders(); n != 0 {
+		t.Fatalf("looking up a spare's file rendered it %d times, want 0 (it is nobody's yet)", n)
+	}
+	// Past the usual entry validity, the names are still the kernel's.
+	before := tree.lookups.Load()
+	time.Sleep(entryValid + 100*time.Millisecond)
+	warm()
+	if n := tree.lookups.Load() - before; n != 0 {
+		t.Errorf("%d LOOKUPs for the spare's names after %v, want 0 (kept until a container has them)", n, entryValid)
+	}
+
+	// The first reader copies with sendfile (busybox cat), which reads up
+	// to the size the kernel has without asking for it.
+	s.spare.Store(false)
+	f := openRaw(t, own)
+	got := sendfileAll(t, f)
+	f.Close()
+	if len(got) != 10240 || !strings.Contains(string(got), " who=6\n") {
+		t.Errorf("first read after the ID was given, by sendfile: %d bytes (%.20q), want a render of 10240 for container 6", len(got), got)
+	}
+	checkSizes(t, own, 10240)
+
+	// Once forgotten, the names are looked up again, as any container's.
+	tree.ForgetNames(6)
+	before = tree.lookups.Load()
+	warm()
+	if n := tree.lookups.Load() - before; n == 0 {
+		t.Errorf("no LOOKUP after the given spare's names were forgotten: the kernel still keeps them")
 	}
 }

@@ -235,6 +235,23 @@ func (f *FS) serve(s *server, workers int) error {
 		}
 	})
 	s.nextFH.Store(rand.Uint32())
+	f.srvMu.Lock()
+	if s.own {
+		f.ownSrv = s
+	} else {
+		f.main = s
+	}
+	f.srvMu.Unlock()
+	defer func() {
+		f.srvMu.Lock()
+		if f.ownSrv == s {
+			f.ownSrv = nil
+		}
+		if f.main == s {
+			f.main = nil
+		}
+		f.srvMu.Unlock()
+	}()
 	if f.CacheTTL > 0 && f.sc != nil {
 		s.kc = newKcache(f.CacheTTL, f.Now)
 		f.kcMu.Lock()
@@ -431,6 +448,7 @@ func (s *server) handle(req fuse.Request) (abandoned bool) {
 }
 
 func (s *server) lookup(r *fuse.LookupRequest) (abandoned bool) {
+	s.fs.lookups.Add(1)
 	d, ok := s.ref(r.Hdr().Node)
 	if !ok || !d.n.dir {
 		r.RespondError(errno(syscall.ENOENT))
@@ -460,6 +478,10 @@ func (s *server) lookup(r *fuse.LookupRequest) (abandoned bool) {
 		}
 		child = ref{n: s.fs.nodes[ino], id: fuse.NodeID(uint64(d.who)<<32 | ino), who: d.who}
 	}
+	if child.who != 0 && s.fs.sp != nil && s.fs.sp.Spare(child.who) {
+		s.lookupSpare(r, child)
+		return false
+	}
 	if s.cached(child) {
 		// The entry's size, cached as long as the entry lives: a stat
 		// or read before the open needs no GETATTR.
@@ -480,6 +502,45 @@ func (s *server) lookup(r *fuse.LookupRequest) (abandoned bool) {
 	}
 	r.Respond(&fuse.LookupResponse{Node: child.id, EntryValid: valid, Attr: s.fs.attr(child)})
 	return false
+}
+
+// lookupSpare answers a lookup in a spare's tree (see Spares): the daemon
+// warming it, before any container has it. The names are kept for as long
+// as the kernel will, so the hook of the container that gets the ID finds
+// them all cached, however long the spare waited. A file is not rendered
+// (it is nobody's yet): its attributes are not kept, so the first stat
+// after the ID is given asks the daemon, and its size is overstated as
+// after an expiry (see overstateSize), so the first read, a sendfile one
+// included, is cut at the render's length rather than at nothing.
+func (s *server) lookupSpare(r *fuse.LookupRequest, child ref) {
+	a := s.fs.attr(child)
+	if child.n.dir {
+		a.Valid = containersValid
+	} else {
+		a.Size = sizeBound
+	}
+	r.Respond(&fuse.LookupResponse{Node: child.id, EntryValid: containersValid, Attr: a})
+}
+
+// ForgetNames has the kernel drop the names of container who's tree, kept
+// for good while it was a spare (lookupSpare): looked up again, they are
+// kept for entryValid, like any container's, and are gone once the
+// container is. The kernel drops the names below, and mounts made of them
+// (the container's views) live on.
+func (f *FS) ForgetNames(who uint32) {
+	f.srvMu.Lock()
+	s, parent := f.ownSrv, fuse.NodeID(1)
+	if s == nil {
+		s, parent = f.main, containersNode
+	}
+	f.srvMu.Unlock()
+	if s == nil {
+		return
+	}
+	name := strconv.FormatUint(uint64(who), 10)
+	if err := s.conn.InvalidateEntry(parent, name); err != nil && !errors.Is(err, fuse.ErrNotCached) {
+		f.log.Debug("name invalidation failed", "container", who, "err", err)
+	}
 }
 
 // containersValid is how long the kernel may keep the name .containers:
