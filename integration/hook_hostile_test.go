@@ -87,22 +87,60 @@ func hostDir(t *testing.T) string {
 	return d
 }
 
+// hostileStateDir is the state directory runHook gives the hook: the
+// daemon's, when the test delegates create-runtime to it; empty, a private
+// one (the hook runs it itself).
+var hostileStateDir string
+
+// hostileRan holds the pids runHook ran the hook for.
+var hostileRan = map[int]bool{}
+
 // runHook runs lxcfs-hook create-runtime directly with a state on stdin.
 func runHook(t *testing.T, root, bundle string, pid int) (string, error) {
 	t.Helper()
+	stateDir := hostileStateDir
+	if stateDir == "" {
+		stateDir = t.TempDir()
+	}
 	state, _ := json.Marshal(map[string]any{
 		"ociVersion": "1.2.0", "id": "hostile", "status": "creating", "pid": pid, "bundle": bundle,
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, hookBin, "--lxcfs-root", root, "--always", "--log-file", "-", "--state-dir", t.TempDir(), "create-runtime")
+	cmd := exec.CommandContext(ctx, hookBin, "--lxcfs-root", root, "--always", "--log-file", "-", "--state-dir", stateDir, "create-runtime")
 	cmd.Stdin = bytes.NewReader(state)
 	out, err := cmd.CombinedOutput()
+	// A pid that names no process cannot be handed to the daemon, and a
+	// container it registered already (a second run) is the hook's to
+	// serve again.
+	want := hostileStateDir != "" && unix.Kill(pid, 0) == nil && !hostileRan[pid]
+	hostileRan[pid] = true
+	if delegated := strings.Contains(string(out), "run_by=lxcfs-fused"); delegated != want {
+		t.Errorf("create-runtime run by the daemon: %v, want %v:\n%s", delegated, want, out)
+	}
 	return string(out), err
 }
 
+// TestHookHostile: bundles and pids that would have the views mounted
+// outside the container are refused, whether the hook runs create-runtime
+// itself or the daemon runs it for the hook (delegated): the same checks
+// run in either process.
 func TestHookHostile(t *testing.T) {
-	root := startViews(t)
+	for _, delegated := range []bool{false, true} {
+		t.Run(map[bool]string{false: "in the hook", true: "delegated"}[delegated], func(t *testing.T) {
+			d := startDaemon(t, fusedBin, "")
+			hostileStateDir = ""
+			hostileRan = map[int]bool{}
+			if delegated {
+				hostileStateDir = d.stateDir
+			}
+			defer func() { hostileStateDir = "" }()
+			testHookHostile(t, d.mp)
+		})
+	}
+}
+
+func testHookHostile(t *testing.T, root string) {
 	before := mountPoints(t, "self")
 	defer sameMounts(t, before)
 

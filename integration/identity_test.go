@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -612,4 +613,75 @@ func cpuDirs(t *testing.T, dir string) []string {
 		}
 	}
 	return names
+}
+
+// reservedIDs lists the container IDs the daemon reserved ahead of
+// registration (records that name no container yet), from its ID file.
+func reservedIDs(t *testing.T, d *daemon) map[string]bool {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(d.stateDir, "container-ids"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]bool{}
+	for id := 1; (id+1)*32 <= len(b); id++ {
+		if binary.LittleEndian.Uint32(b[id*32:]) == 0 {
+			ids[strconv.Itoa(id)] = true
+		}
+	}
+	return ids
+}
+
+// waitReserved waits until the daemon holds n reserved IDs.
+func waitReserved(t *testing.T, d *daemon, n int) map[string]bool {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if ids := reservedIDs(t, d); len(ids) >= n {
+			return ids
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the daemon did not reserve %d container IDs within 30s (has %v)", n, reservedIDs(t, d))
+		}
+	}
+}
+
+// TestIdentitySpareIDs: the daemon keeps container IDs reserved, their
+// trees looked up in advance, and gives each to exactly one registering
+// container: two containers, one in the host's pid namespace, get two of
+// them and each reads its own limit through them (not the daemon's nor the
+// other's), and the daemon reserves more as they are taken. Their hooks,
+// sharing the daemon's state directory, have the daemon run create-runtime
+// for them (pkg/delegate), and log what it did.
+func TestIdentitySpareIDs(t *testing.T) {
+	requireRoot(t)
+	d := startDaemon(t, fusedBin, "")
+	spares := waitReserved(t, d, 4)
+	a := runDetached(t, d.mp, d.stateDir, printMemTotal+"; exec sleep 1000", withPidNS(t, ""))
+	b := runDetached(t, d.mp, d.stateDir, printMemTotal+"; exec sleep 1000", withMemoryLimit(t, 128))
+	roots := map[string]bool{}
+	for _, tc := range []struct {
+		name string
+		c    *container
+		want string
+	}{
+		{"A, in the host's pid namespace (64 MiB)", a, "MemTotal: 65536 kB"},
+		{"B (128 MiB)", b, "MemTotal: 131072 kB"},
+	} {
+		if got := waitLine(t, tc.c, `memtotal=(.*)`)[1]; got != tc.want {
+			t.Errorf("container %s reads %q, want %q", tc.name, got, tc.want)
+		}
+		root := viewRoot(t, d.stateDir, tc.c)
+		id := filepath.Base(root)
+		if !spares[id] || roots[root] {
+			t.Errorf("container %s's views are bound from %s; want one of the reserved IDs %v, given once", tc.name, root, spares)
+		}
+		roots[root] = true
+		if log := readHookLog(t, tc.c.hookLog); !strings.Contains(log, "views mounted") || !strings.Contains(log, "run_by=lxcfs-fused") {
+			t.Errorf("container %s's hook did not have the daemon run create-runtime:\n%s", tc.name, log)
+		}
+		if got := readFile(t, filepath.Join(root, "proc/meminfo")); !strings.Contains(got, strings.ReplaceAll(tc.want, "MemTotal: ", "")) {
+			t.Errorf("container %s's own files, read by the host, do not show %s:\n%s", tc.name, tc.want, got)
+		}
+	}
+	waitReserved(t, d, 4)
 }

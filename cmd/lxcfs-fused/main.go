@@ -112,6 +112,12 @@ func newApp() *cli.App {
 				Action: statusCmd,
 			},
 			{
+				Name:   "warm",
+				Usage:  "look files up so that the kernel caches their names (run by the worker, for spare container IDs)",
+				Hidden: true,
+				Action: warmCmd,
+			},
+			{
 				Name:   "worker",
 				Usage:  "serve a connection handed over by the supervisor (started by lxcfs-fused itself)",
 				Hidden: true,

@@ -21,7 +21,9 @@ import (
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/content"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/fusefs"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/hook"
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/hookrun"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/loadavg"
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/mountns"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/register"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/reread"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/stats"
@@ -113,9 +115,24 @@ func workerCmd(c *cli.Context) error {
 	// The hook registers each new container here, to bind it files of its
 	// own (MOUNT/.containers/ID): containers that share a pid namespace
 	// cannot be told apart by their readers.
+	mp, err := filepath.Abs(c.String("mountpoint"))
+	if err != nil {
+		return fmt.Errorf("--mountpoint: %w", err)
+	}
+	stateDir, err := filepath.Abs(c.String("state-dir"))
+	if err != nil {
+		return fmt.Errorf("--state-dir: %w", err)
+	}
+	// Hooks that delegate create-runtime have it run here (pkg/delegate):
+	// a new container's files are looked up ahead (keepSpares below), and
+	// the hook is a small process that asks and exits.
+	sp := &spares{r: resolver, mp: mp, entries: hook.Entries(names), log: log, prepared: map[uint32]*mountns.Prepared{}}
+	hooks := &hookrun.Daemon{Mountpoint: mp, StateDir: stateDir, Register: resolver.Register, Prepared: sp.take, Ready: resolver.Ready,
+		Pid: caller.PidfdPid, Files: hook.Entries(names), Log: log}
 	go func() {
-		sock := filepath.Join(c.String("state-dir"), register.SocketName)
-		if err := register.Serve(ctx, sock, resolver.Register, hook.Entries(names), log); err != nil {
+		sock := filepath.Join(stateDir, register.SocketName)
+		h := register.Handlers{Register: resolver.Register, Files: hook.Entries(names), Delegate: hooks.Handle}
+		if err := register.Serve(ctx, sock, h, log); err != nil {
 			log.Error("container registration unavailable: the hook binds the shared files", "err", err)
 		}
 	}()
@@ -186,6 +203,8 @@ func workerCmd(c *cli.Context) error {
 	if own != nil {
 		go func() { ended <- tree.ServeOwn(own, c.Int("workers")) }()
 	}
+	sp.tree = tree
+	go sp.run(ctx)
 	if err := <-ended; err != nil {
 		return err
 	}

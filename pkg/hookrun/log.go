@@ -43,6 +43,25 @@ func newLogger(file, level string, stderr io.Writer) (*slog.Logger, func(), erro
 	return slog.New(slog.NewMultiHandler(handlers...)).With("hook", "lxcfs-hook", "version", version.String()), closer, nil
 }
 
+// writeLines writes the log lines of a run the daemon made for the hook
+// (delegated) where the hook's own would go: stderr, and the persistent
+// sink file names (else the journal, else syslog), one record per write.
+func writeLines(file, lines string, stderr io.Writer) {
+	io.WriteString(stderr, lines)
+	if file == "-" || file == "" || lines == "" {
+		return
+	}
+	sink, closeSink, err := openSink(file)
+	if err != nil {
+		fmt.Fprintf(stderr, "lxcfs-hook: %v; logged to stderr only\n", err)
+		return
+	}
+	defer closeSink()
+	for line := range strings.Lines(lines) {
+		io.WriteString(sink, line)
+	}
+}
+
 func openSink(file string) (io.Writer, func(), error) {
 	// Not through a symlink: the hook runs as root, and a link planted at
 	// the log's path would have it append to any file.

@@ -7,8 +7,11 @@
 package hookrun
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -16,6 +19,9 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/delegate"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/hook"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/mountns"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/register"
@@ -37,9 +43,21 @@ func (e *ExitError) Error() string { return e.Msg }
 func (e *ExitError) ExitCode() int { return e.Code }
 
 // Main runs the hook and returns the exit status, having printed what the
-// runtime shows the user on failure.
+// runtime shows the user on failure. It first asks the daemon to run it
+// (delegated); the daemon's answer is then the hook's.
 func Main(o Options) int {
-	err := Run(o)
+	state, err := io.ReadAll(io.LimitReader(os.Stdin, delegate.MaxRequest))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "lxcfs-hook: read the container state from stdin:", err)
+		stats.CountHook(o.StateDir, stats.HookError)
+		return 2
+	}
+	code, why := delegated(o, state)
+	if why == nil {
+		return code
+	}
+	// A state longer than a request may be is read on from stdin.
+	err = run(o, io.MultiReader(bytes.NewReader(state), os.Stdin), why)
 	if err == nil {
 		return 0
 	}
@@ -54,40 +72,112 @@ func Main(o Options) int {
 	return 1
 }
 
+// delegateWithin bounds the wait for the daemon's answer: past it, the hook
+// runs create-runtime itself, which skips views already mounted live.
+const delegateWithin = 30 * time.Second
+
+// delegated has the daemon run create-runtime (pkg/delegate), writes the
+// run's log lines where the hook's own would go, and returns the exit
+// status; or why the daemon did not, for the hook to run it itself.
+func delegated(o Options, state []byte) (int, error) {
+	var s struct {
+		Pid int `json:"pid"`
+	}
+	if err := json.Unmarshal(state, &s); err != nil || s.Pid <= 0 {
+		return 0, fmt.Errorf("no pid in the state (%v)", err)
+	}
+	pidfd, err := unix.PidfdOpen(s.Pid, 0)
+	if err != nil {
+		return 0, fmt.Errorf("pidfd_open %d: %w", s.Pid, err)
+	}
+	defer unix.Close(pidfd)
+	root, _ := filepath.Abs(o.Root)
+	stateDir, _ := filepath.Abs(o.StateDir)
+	req := delegate.Request{Pid: s.Pid, Root: root, FailClosed: o.FailClosed, Always: o.Always,
+		LogLevel: o.LogLevel, StateDir: stateDir}
+	a, err := delegate.Ask(filepath.Join(stateDir, register.SocketName), pidfd, req, state, delegateWithin)
+	if err != nil {
+		return 0, err
+	}
+	writeLines(o.LogFile, a.Log, os.Stderr)
+	if a.Msg != "" {
+		fmt.Fprintln(os.Stderr, a.Msg)
+	}
+	return a.Code, nil
+}
+
 // Run is create-runtime: it reads the OCI state on stdin, decides whether
 // the container is served, registers it with the daemon and binds the
-// views into it. Its errors are *ExitError.
-func Run(o Options) error {
+// views into it, all in this process. Its errors are *ExitError.
+func Run(o Options) error { return run(o, os.Stdin, nil) }
+
+// run is Run with the state read from stdin; undelegated says why the
+// daemon did not run it (nil: not asked).
+func run(o Options, stdin io.Reader, undelegated error) error {
 	start := time.Now()
-	root, failClosed, always, stateDir := o.Root, o.FailClosed, o.Always, o.StateDir
-	// Every run counts its outcome for the daemon's metrics; set before
-	// each return below.
-	outcome := stats.HookError
 	log, closeLog, err := newLogger(o.LogFile, o.LogLevel, os.Stderr)
 	if err != nil {
-		stats.CountHook(stateDir, outcome)
+		stats.CountHook(o.StateDir, stats.HookError)
 		return &ExitError{2, fmt.Sprintf("lxcfs-hook: %v", err)}
 	}
 	defer closeLog()
-	defer func() {
-		if err := stats.CountHook(stateDir, outcome); err != nil {
-			log.Debug("outcome not counted", "err", err)
-		}
-	}()
+	if undelegated != nil {
+		log.Debug("the daemon did not run create-runtime: running it here", "err", undelegated)
+	}
+	outcome, err := apply(o, stdin, log, start, env{
+		serving: hook.Serving,
+		register: func(log *slog.Logger, root string, pid int) (string, []string, *mountns.Prepared, error) {
+			root, entries := registered(o.StateDir, log, root, pid)
+			return root, entries, nil, nil
+		},
+		later: func(fn func(*slog.Logger)) { fn(log) },
+	})
+	countOutcome(o.StateDir, outcome, log)
+	return err
+}
 
+// env is what create-runtime asks of the world beyond the container: in
+// the hook, whether the views root answers and the daemon's registration
+// over its socket; in the daemon (Daemon), its own.
+type env struct {
+	// serving says why root serves no views, or nil.
+	serving func(root string) error
+	// register registers the container of init pid and returns the root
+	// of the files to bind it, with the files served there (nil: list
+	// them) and, when they were made ahead, their views prepared. An error
+	// ends the run unlogged and uncounted: create-runtime is to run
+	// elsewhere (the daemon hands it back to the hook).
+	register func(log *slog.Logger, root string, pid int) (string, []string, *mountns.Prepared, error)
+	// later runs what the container's start need not wait for (the
+	// record for remount), with a logger for its warnings.
+	later func(func(log *slog.Logger))
+}
+
+// countOutcome counts a run's outcome for the daemon's metrics.
+func countOutcome(stateDir string, outcome stats.Outcome, log *slog.Logger) {
+	if err := stats.CountHook(stateDir, outcome); err != nil {
+		log.Debug("outcome not counted", "err", err)
+	}
+}
+
+// apply is create-runtime after its logger: the state read from stdin, the
+// views bound as decided. It returns the outcome to count, and an
+// *ExitError for a run that fails.
+func apply(o Options, stdin io.Reader, log *slog.Logger, start time.Time, e env) (stats.Outcome, error) {
+	root := o.Root
 	fail := func(msg string, args ...any) error {
 		log.Error(msg, args...)
 		return &ExitError{Code: 1}
 	}
 
-	state, err := hook.ParseState(os.Stdin)
+	state, err := hook.ParseState(stdin)
 	if err != nil {
-		return fail("cannot read the container state", "err", err)
+		return stats.HookError, fail("cannot read the container state", "err", err)
 	}
 	log = log.With("container", state.ID, "pid", state.Pid)
 	spec, err := hook.LoadConfig(state.Bundle)
 	if err != nil {
-		return fail("cannot load the container config", "err", err)
+		return stats.HookError, fail("cannot load the container config", "err", err)
 	}
 	annotations := map[string]string{}
 	for k, v := range spec.Annotations {
@@ -98,43 +188,49 @@ func Run(o Options) error {
 		annotations[k] = v
 	}
 	mode := hook.ModeOptIn
-	if always {
+	if o.Always {
 		mode = hook.ModeAlways
 	}
-	d := hook.Decide(annotations, mode, failClosed)
+	d := hook.Decide(annotations, mode, o.FailClosed)
 	if !d.Serve {
-		outcome = stats.Skipped
 		log.Info("container not served", "reason", d.Reason)
-		return nil
+		return stats.Skipped, nil
 	}
-	if err := hook.Serving(root); err != nil {
-		outcome = stats.NotServing
+	if err := e.serving(root); err != nil {
 		if d.Required {
-			outcome = stats.FailedClosed
-			return fail("views not served and required (--fail-closed or io.lxcfs.required=true): refusing to start the container", "root", root, "err", err)
+			return stats.FailedClosed, fail("views not served and required (--fail-closed or io.lxcfs.required=true): refusing to start the container", "root", root, "err", err)
 		}
 		log.Warn("views not served: the container starts with the host's /proc and /sys files", "root", root, "err", err)
-		return nil
+		return stats.NotServing, nil
 	}
-	root, entries := registered(stateDir, log, root, state.Pid)
+	root, entries, prepared, err := e.register(log, root, state.Pid)
+	if err != nil {
+		return 0, err
+	}
+	if prepared != nil {
+		defer prepared.Close() // unless attached
+	}
 	if entries == nil {
 		entries, err = hook.List(root)
 	}
 	if err != nil {
-		outcome = stats.NotServing
 		if d.Required {
-			outcome = stats.FailedClosed
-			return fail("cannot list the served views", "root", root, "err", err)
+			return stats.FailedClosed, fail("cannot list the served views", "root", root, "err", err)
 		}
 		log.Warn("cannot list the served views: the container starts with the host's files", "root", root, "err", err)
-		return nil
+		return stats.NotServing, nil
 	}
 	mounts := hook.Plan(root, entries...)
 	rootfs := hook.RootfsPath(state.Bundle, spec)
 	if rootfs == "" {
-		return fail("config.json has no root.path", "bundle", state.Bundle)
+		return stats.HookError, fail("config.json has no root.path", "bundle", state.Bundle)
 	}
-	res, err := mountns.Attach(state.Pid, rootfs, mounts, 0)
+	var res mountns.Result
+	if prepared != nil {
+		res, err = prepared.Attach(state.Pid, rootfs, 0)
+	} else {
+		res, err = mountns.Attach(state.Pid, rootfs, mounts, 0)
+	}
 	for _, m := range res.Mounted {
 		log.Debug("mounted", "target", m.Target, "source", m.Source)
 	}
@@ -142,22 +238,18 @@ func Run(o Options) error {
 		log.Info("skipped", "target", s.Target, "reason", s.Reason)
 	}
 	if err != nil {
-		outcome = stats.MountFailed
 		if errors.Is(err, mountns.ErrRefused) {
-			outcome = stats.Refused
-			return fail("refusing to mount", "rootfs", rootfs, "mounted", len(res.Mounted), "err", err)
+			return stats.Refused, fail("refusing to mount", "rootfs", rootfs, "mounted", len(res.Mounted), "err", err)
 		}
 		if d.Required {
-			outcome = stats.FailedClosed
-			return fail("mounting the views failed", "rootfs", rootfs, "mounted", len(res.Mounted), "err", err)
+			return stats.FailedClosed, fail("mounting the views failed", "rootfs", rootfs, "mounted", len(res.Mounted), "err", err)
 		}
 		log.Warn("mounting the views failed: the container starts with some host files", "rootfs", rootfs, "mounted", len(res.Mounted), "err", err)
-		return nil
+		return stats.MountFailed, nil
 	}
-	recordServed(stateDir, log, state.ID, state.Pid, root, res.Mounted)
-	outcome = stats.Served
+	e.later(func(log *slog.Logger) { recordServed(o.StateDir, log, state.ID, state.Pid, root, res.Mounted) })
 	log.Info("views mounted", "reason", d.Reason, "rootfs", rootfs, "mounted", targets(res.Mounted), "skipped", len(res.Skipped), "took", time.Since(start).Round(time.Microsecond))
-	return nil
+	return stats.Served, nil
 }
 
 // registered registers the container with the daemon and returns the root

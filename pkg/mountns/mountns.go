@@ -72,12 +72,97 @@ var ErrTimeout = errors.New("timed out")
 // is then left behind, and ends when the container's file system answers or
 // goes away.
 func Attach(pid int, rootfs string, mounts []hook.Mount, timeout time.Duration) (Result, error) {
-	if pid <= 0 {
-		return Result{}, fmt.Errorf("%w: pid %d is not a process", ErrRefused, pid)
-	}
-	srcs, err := prepare(mounts)
+	p, err := Prepare(mounts)
 	if err != nil {
 		return Result{}, err
+	}
+	return p.Attach(pid, rootfs, timeout)
+}
+
+// Prepared are views checked and cloned ahead (Prepare), for Attach to
+// mount later: the daemon prepares a spare container tree's before any
+// container has it.
+type Prepared struct {
+	srcs sources
+	used bool
+}
+
+// Prepare checks and clones mounts' sources in the caller's namespace, the
+// first half of Attach.
+func Prepare(mounts []hook.Mount) (*Prepared, error) {
+	srcs, err := prepare(mounts)
+	if err != nil {
+		return nil, err
+	}
+	return &Prepared{srcs: srcs}, nil
+}
+
+// PrepareCached is Prepare with every source found in the kernel's cache
+// of names, or an error: no lookup reaches a file system's server, so the
+// server itself may prepare views of its own mount, as the daemon does
+// for spares (a request of its own would otherwise hold its exit, were it
+// killed before answering it). Linux 5.12 and later (RESOLVE_CACHED).
+func PrepareCached(mounts []hook.Mount) (*Prepared, error) {
+	for _, m := range mounts {
+		if !path.IsAbs(m.Source) {
+			return nil, fmt.Errorf("source %s: not an absolute path", m.Source)
+		}
+	}
+	srcs, err := prepareWith(mounts, openCached)
+	if err != nil {
+		return nil, err
+	}
+	return &Prepared{srcs: srcs}, nil
+}
+
+// resolveCached is RESOLVE_CACHED (Linux 5.12, include/uapi/linux/openat2.h),
+// which golang.org/x/sys does not name.
+const resolveCached = 0x20
+
+func openCached(name string) (*os.File, error) {
+	how := &unix.OpenHow{Flags: unix.O_PATH | unix.O_NOFOLLOW | unix.O_CLOEXEC, Resolve: resolveCached}
+	fd, err := linux.Openat2(unix.AT_FDCWD, name, how)
+	if err != nil {
+		if errors.Is(err, unix.EAGAIN) {
+			err = fmt.Errorf("not in the kernel's cache of names: %w", err)
+		}
+		return nil, &os.PathError{Op: "openat2", Path: name, Err: err}
+	}
+	return os.NewFile(uintptr(fd), name), nil
+}
+
+func openPath(name string) (*os.File, error) {
+	return os.OpenFile(name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+}
+
+// Mounts are the prepared views.
+func (p *Prepared) Mounts() []hook.Mount {
+	ms := make([]hook.Mount, len(p.srcs))
+	for i, s := range p.srcs {
+		ms[i] = s.Mount
+	}
+	return ms
+}
+
+// Close releases views that will not be attached.
+func (p *Prepared) Close() {
+	if !p.used {
+		p.used = true
+		p.srcs.close()
+	}
+}
+
+// Attach is Attach with views prepared ahead, which it takes: each clone
+// can be mounted once.
+func (p *Prepared) Attach(pid int, rootfs string, timeout time.Duration) (Result, error) {
+	if p.used {
+		return Result{}, errors.New("prepared views attached or closed already")
+	}
+	p.used = true
+	srcs := p.srcs
+	if pid <= 0 {
+		srcs.close()
+		return Result{}, fmt.Errorf("%w: pid %d is not a process", ErrRefused, pid)
 	}
 	type outcome struct {
 		res Result
@@ -131,7 +216,9 @@ func (ss sources) close() {
 // lookups in one directory in parallel (FUSE parallel dirops) and the
 // daemon answers several at once, so they are made side by side, at most
 // maxPrepare at a time.
-func prepare(mounts []hook.Mount) (sources, error) {
+func prepare(mounts []hook.Mount) (sources, error) { return prepareWith(mounts, openPath) }
+
+func prepareWith(mounts []hook.Mount, open func(string) (*os.File, error)) (sources, error) {
 	ss := make(sources, len(mounts))
 	errs := make([]error, len(mounts))
 	sem := make(chan struct{}, maxPrepare)
@@ -142,7 +229,7 @@ func prepare(mounts []hook.Mount) (sources, error) {
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			ss[i] = source{Mount: m, clone: -1}
-			clone, err := prepareOne(m)
+			clone, err := prepareOne(m, open)
 			if err != nil {
 				errs[i] = fmt.Errorf("source %s: %w", m.Source, err)
 				return
@@ -164,8 +251,8 @@ func prepare(mounts []hook.Mount) (sources, error) {
 // so, and nothing a daemon lists may grow the hook's threads without bound.
 const maxPrepare = 8
 
-func prepareOne(m hook.Mount) (int, error) {
-	f, err := os.OpenFile(m.Source, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+func prepareOne(m hook.Mount, open func(string) (*os.File, error)) (int, error) {
+	f, err := open(m.Source)
 	if err != nil {
 		return -1, err
 	}

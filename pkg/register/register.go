@@ -28,6 +28,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/lxcfs-oci/lxcfs-oci/internal/linux"
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/delegate"
 )
 
 // SocketName is the socket's name in the state directory.
@@ -47,11 +48,29 @@ const (
 // maxAnswer bounds the daemon's answer: an ID and a few dozen file names.
 const maxAnswer = 4096
 
-// Serve answers registrations on a unix socket at path (replacing a stale
-// one) until ctx is done. Only root may connect. files are what the daemon
-// serves under each container's directory (slash-separated, relative to
-// it, as hook.Entries gives them), sent to hooks that ask.
-func Serve(ctx context.Context, path string, register Func, files []string, log *slog.Logger) error {
+// Handlers answer the requests on the socket.
+type Handlers struct {
+	// Register registers a container.
+	Register Func
+	// Files are what the daemon serves under each container's directory
+	// (slash-separated, relative to it, as hook.Entries gives them), sent
+	// to hooks that ask.
+	Files []string
+	// Delegate runs create-runtime for a hook that asks (pkg/delegate):
+	// head and body are the request (delegate.Decode), pidfd the container
+	// init's. It returns the answer to send, and what to do once it is
+	// sent (or nil). Nil: such a request is answered as a registration, as
+	// by a release from before delegation.
+	Delegate func(head, body []byte, pidfd int) (answer []byte, after func())
+}
+
+// delegateWithin bounds a delegated create-runtime, which joins the
+// container's mount namespace, as the hook's own deadline does.
+const delegateWithin = time.Minute
+
+// Serve answers requests on a unix socket at path (replacing a stale one)
+// until ctx is done. Only root may connect.
+func Serve(ctx context.Context, path string, h Handlers, log *slog.Logger) error {
 	os.Remove(path)
 	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
 	if err != nil {
@@ -73,11 +92,11 @@ func Serve(ctx context.Context, path string, register Func, files []string, log 
 			}
 			return fmt.Errorf("accept on %s: %w", path, err)
 		}
-		go serveOne(c, register, files, log)
+		go serveOne(c, h, log)
 	}
 }
 
-func serveOne(c *net.UnixConn, register Func, files []string, log *slog.Logger) {
+func serveOne(c *net.UnixConn, h Handlers, log *slog.Logger) {
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(5 * time.Second))
 	reply := func(format string, args ...any) { fmt.Fprintf(c, format+"\n", args...) }
@@ -113,18 +132,58 @@ func serveOne(c *net.UnixConn, register Func, files []string, log *slog.Logger) 
 		reply("error want exactly one pidfd")
 		return
 	}
-	id, err := register(fds[0])
+	if n > 0 && buf[0] == delegate.Byte && h.Delegate != nil {
+		head, body, err := readBody(c, buf[:n])
+		if err != nil {
+			log.Warn("delegated create-runtime refused", "err", err)
+			reply("error %v", err)
+			return
+		}
+		c.SetDeadline(time.Now().Add(delegateWithin))
+		answer, after := h.Delegate(head, body, fds[0])
+		c.Write(answer)
+		// The hook reads to the end: what is left to do waits for no one.
+		c.Close()
+		if after != nil {
+			after()
+		}
+		return
+	}
+	id, err := h.Register(fds[0])
 	if err != nil {
 		log.Warn("container registration refused", "err", err)
 		reply("error %v", err)
 		return
 	}
 	// A list the hook could not read whole is left out: it lists then.
-	if list := strings.Join(files, " "); n > 0 && buf[0] == reqList && list != "" && len(list) < maxAnswer-32 {
+	if list := strings.Join(h.Files, " "); n > 0 && buf[0] == reqList && list != "" && len(list) < maxAnswer-32 {
 		reply("ok %d %s", id, list)
 		return
 	}
 	reply("ok %d", id)
+}
+
+// readBody reads a delegation request's head and body, of which the first
+// read gave got.
+func readBody(c *net.UnixConn, got []byte) (head, body []byte, err error) {
+	head = make([]byte, delegate.HeadLen)
+	k := copy(head, got)
+	if _, err := io.ReadFull(c, head[k:]); err != nil {
+		return nil, nil, fmt.Errorf("read the request: %w", err)
+	}
+	size, err := delegate.BodyLen(head)
+	if err != nil {
+		return nil, nil, err
+	}
+	body = make([]byte, size)
+	k = 0
+	if len(got) > delegate.HeadLen {
+		k = copy(body, got[delegate.HeadLen:])
+	}
+	if _, err := io.ReadFull(c, body[k:]); err != nil {
+		return nil, nil, fmt.Errorf("read the request: %w", err)
+	}
+	return head, body, nil
 }
 
 // Register sends a pidfd of pid to the daemon's socket at path and returns
@@ -145,13 +204,13 @@ func Register(path string, pid int, timeout time.Duration) (uint32, []string, er
 	}
 	defer unix.Close(pidfd)
 	deadline := time.Now().Add(timeout)
-	fd, err := dial(path, deadline)
+	fd, err := linux.DialUnix(path, deadline)
 	// Refused: the socket is there but no worker listens, as for the
 	// moment a killed worker is being replaced. No socket at all is a
 	// daemon that does not register: no waiting then.
 	for errors.Is(err, unix.ECONNREFUSED) && time.Now().Add(20*time.Millisecond).Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
-		fd, err = dial(path, deadline)
+		fd, err = linux.DialUnix(path, deadline)
 	}
 	if err != nil {
 		return 0, nil, fmt.Errorf("connect to the daemon at %s: %w", path, err)
@@ -181,31 +240,6 @@ func Register(path string, pid int, timeout time.Duration) (uint32, []string, er
 		return uint32(id), nil, nil
 	}
 	return uint32(id), fields[1:], nil
-}
-
-// dial connects a blocking unix stream socket to path whose connect, send
-// and receive each give up at deadline (EAGAIN).
-func dial(path string, deadline time.Time) (int, error) {
-	left := time.Until(deadline)
-	if left <= 0 {
-		return -1, os.ErrDeadlineExceeded
-	}
-	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return -1, err
-	}
-	tv := unix.NsecToTimeval(left.Nanoseconds())
-	for _, opt := range []int{unix.SO_SNDTIMEO, unix.SO_RCVTIMEO} {
-		if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, opt, &tv); err != nil {
-			unix.Close(fd)
-			return -1, err
-		}
-	}
-	if err := linux.Connect(fd, &unix.SockaddrUnix{Name: path}); err != nil {
-		unix.Close(fd)
-		return -1, err
-	}
-	return fd, nil
 }
 
 // readLine reads the daemon's one-line answer, up to the newline or EOF.

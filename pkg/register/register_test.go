@@ -2,6 +2,8 @@ package register
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -14,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/delegate"
 )
 
 // The daemon gets a pidfd of the very process the hook names, and the hook
@@ -32,7 +36,7 @@ func TestRegisterRoundTrip(t *testing.T) {
 		return 42, err
 	}
 	served := []string{"proc/meminfo", "proc/pressure/cpu", "sys/devices/system/cpu"}
-	go Serve(ctx, sock, serve, served, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	go Serve(ctx, sock, Handlers{Register: serve, Files: served}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	var id uint32
 	var files []string
 	var err error
@@ -95,7 +99,7 @@ func TestRegisterWaitsForReplacement(t *testing.T) {
 	started := make(chan struct{})
 	go func() {
 		<-started
-		Serve(ctx, sock, func(int) (uint32, error) { return 7, nil }, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		Serve(ctx, sock, Handlers{Register: func(int) (uint32, error) { return 7, nil }, Files: nil}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	}()
 	time.AfterFunc(100*time.Millisecond, func() { close(started) })
 	if id, _, err := Register(sock, os.Getpid(), 5*time.Second); err != nil || id != 7 {
@@ -116,7 +120,7 @@ func TestRegisterAcrossReleases(t *testing.T) {
 	discard := slog.New(slog.NewTextHandler(io.Discard, nil))
 
 	sock := filepath.Join(dir, SocketName)
-	go Serve(ctx, sock, func(int) (uint32, error) { return 9, nil }, []string{"proc/meminfo"}, discard)
+	go Serve(ctx, sock, Handlers{Register: func(int) (uint32, error) { return 9, nil }, Files: []string{"proc/meminfo"}}, discard)
 	var line string
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 		if line = askOld(t, sock); line != "" {
@@ -133,7 +137,7 @@ func TestRegisterAcrossReleases(t *testing.T) {
 	for i := range many {
 		many[i] = "proc/file" + strconv.Itoa(i)
 	}
-	go Serve(ctx, long, func(int) (uint32, error) { return 3, nil }, many, discard)
+	go Serve(ctx, long, Handlers{Register: func(int) (uint32, error) { return 3, nil }, Files: many}, discard)
 	var files []string
 	var id uint32
 	var err error
@@ -188,4 +192,75 @@ func askOld(t *testing.T, sock string) string {
 	}
 	b, _ := io.ReadAll(c)
 	return strings.TrimSpace(string(b))
+}
+
+// A hook that delegates create-runtime gets the daemon's answer, the state
+// passed through whole (however long: it spans many reads), with a pidfd
+// of its container's init; a daemon from before delegation answers it as a
+// registration, which the hook takes as "do it yourself".
+func TestDelegateRoundTrip(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("only root may register")
+	}
+	discard := slog.New(slog.NewTextHandler(io.Discard, nil))
+	state := `{"ociVersion":"1.2.0","id":"c1","pid":` + strconv.Itoa(os.Getpid()) + `,"annotations":{"a":"` + strings.Repeat("x", 100<<10) + `"}}`
+	req := delegate.Request{Pid: os.Getpid(), Root: "/var/lib/lxcfs", LogLevel: "info", StateDir: "/run/lxcfs-oci"}
+	pidfd, err := unix.PidfdOpen(os.Getpid(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(pidfd)
+	ask := func(sock string) (delegate.Answer, error) {
+		t.Helper()
+		var a delegate.Answer
+		var err error
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			if a, err = delegate.Ask(sock, pidfd, req, []byte(state), 30*time.Second); !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ECONNREFUSED) {
+				break
+			}
+		}
+		return a, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	sock := filepath.Join(t.TempDir(), SocketName)
+	got := make(chan delegate.Request, 1)
+	gotState := make(chan string, 1)
+	pids := make(chan string, 1)
+	after := make(chan struct{})
+	h := Handlers{Register: func(int) (uint32, error) { return 7, nil }, Delegate: func(head, body []byte, pidfd int) ([]byte, func()) {
+		r, st, err := delegate.Decode(head, body)
+		if err != nil {
+			t.Errorf("request: %v", err)
+		}
+		got <- r
+		gotState <- string(st)
+		b, _ := os.ReadFile("/proc/self/fdinfo/" + strconv.Itoa(pidfd))
+		pids <- string(b)
+		out, _ := json.Marshal(delegate.Answer{Code: 3, Msg: "refused", Log: "level=ERROR msg=x\n"})
+		// What is done after the answer does not hold the hook.
+		return out, func() { <-after }
+	}}
+	go Serve(ctx, sock, h, discard)
+	a, err := ask(sock)
+	if err != nil || a.Code != 3 || a.Msg != "refused" || a.Log != "level=ERROR msg=x\n" {
+		t.Fatalf("Ask = %+v, %v; want the daemon's answer", a, err)
+	}
+	close(after)
+	if r, st := <-got, <-gotState; st != state || r != req {
+		t.Errorf("the daemon got %d bytes of state and %+v; want %d bytes and the hook's %+v", len(st), r, len(state), req)
+	}
+	if info := <-pids; !strings.Contains(info, "Pid:\t"+strconv.Itoa(os.Getpid())+"\n") {
+		t.Errorf("the daemon got a descriptor that is not a pidfd of the init:\n%s", info)
+	}
+
+	// A daemon without delegation (an older release) registers instead,
+	// and closes the connection on the unread request: an error, on which
+	// the hook runs create-runtime itself.
+	old := filepath.Join(t.TempDir(), SocketName)
+	go Serve(ctx, old, Handlers{Register: func(int) (uint32, error) { return 7, nil }}, discard)
+	if a, err := ask(old); err == nil {
+		t.Errorf("Ask of a daemon without delegation = %+v; want an error", a)
+	}
 }
