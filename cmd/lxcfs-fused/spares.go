@@ -39,6 +39,10 @@ const spareGrace = 5 * time.Second
 // container's start goes on for a few milliseconds after its registration.
 const refillPause = 20 * time.Millisecond
 
+// warmTries is how many times a spare is looked up before the daemon
+// gives spares up (see prepare).
+const warmTries = 5
+
 // warmWithin bounds the wait for the warm helper: its lookups are answered
 // in milliseconds by a live worker.
 const warmWithin = 30 * time.Second
@@ -120,12 +124,27 @@ func (s *spares) prepare(ctx context.Context, id uint32) error {
 	for i, m := range mounts {
 		paths[i] = m.Source
 	}
-	if err := s.warm(ctx, paths); err != nil {
-		return fmt.Errorf("look up spare %d's files: %w", id, err)
-	}
-	p, err := mountns.PrepareCached(mounts)
-	if err != nil {
-		return fmt.Errorf("clone spare %d's views: %w", id, err)
+	// At the start the supervisor attaches the containers' own
+	// connection over MOUNT/.containers once this worker serves: names
+	// looked up just before are the first connection's, and the own
+	// mount's are not cached yet. Looked up again, they are.
+	var p *mountns.Prepared
+	for try := 1; ; try++ {
+		if err := s.warm(ctx, paths); err != nil {
+			return fmt.Errorf("look up spare %d's files: %w", id, err)
+		}
+		var err error
+		if p, err = mountns.PrepareCached(mounts); err == nil {
+			break
+		}
+		if !errors.Is(err, unix.EAGAIN) || try == warmTries {
+			return fmt.Errorf("clone spare %d's views: %w", id, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Duration(try) * 100 * time.Millisecond):
+		}
 	}
 	s.mu.Lock()
 	s.prepared[id] = p

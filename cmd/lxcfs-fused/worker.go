@@ -128,7 +128,7 @@ func workerCmd(c *cli.Context) error {
 	// the hook is a small process that asks and exits.
 	sp := &spares{r: resolver, mp: mp, entries: hook.Entries(names), log: log, prepared: map[uint32]*mountns.Prepared{}}
 	hooks := &hookrun.Daemon{Mountpoint: mp, StateDir: stateDir, Register: resolver.Register, Prepared: sp.take, Ready: resolver.Ready,
-		Pid: caller.PidfdPid, Files: hook.Entries(names), Log: log}
+		Files: hook.Entries(names), Log: log}
 	go func() {
 		sock := filepath.Join(stateDir, register.SocketName)
 		h := register.Handlers{Register: resolver.Register, Files: hook.Entries(names), Delegate: hooks.Handle}

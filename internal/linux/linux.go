@@ -117,3 +117,8 @@ func DialUnix(path string, deadline time.Time) (int, error) {
 	}
 	return fd, nil
 }
+
+// Write is write(2).
+func Write(fd int, p []byte) (int, error) {
+	return retry(func() (int, error) { return unix.Write(fd, p) })
+}

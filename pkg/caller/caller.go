@@ -187,7 +187,7 @@ func (r *Resolver) Resolve(pid int) (*Container, error) {
 // shares the host's pid namespace, or another container's, is its own
 // process tree's, not the namespace's init's. Lookup then finds it.
 func (r *Resolver) Register(pidfd int) (uint32, error) {
-	pid, err := PidfdPid(pidfd)
+	pid, err := pidfdPid(pidfd)
 	if err != nil {
 		return 0, err
 	}
@@ -291,8 +291,8 @@ func (r *Resolver) takeSpare() (uint32, bool) {
 	return id, true
 }
 
-// PidfdPid reads the pid a pidfd refers to, in our pid namespace.
-func PidfdPid(pidfd int) (int, error) {
+// pidfdPid reads the pid a pidfd refers to, in our pid namespace.
+func pidfdPid(pidfd int) (int, error) {
 	path := "/proc/self/fdinfo/" + strconv.Itoa(pidfd)
 	b, err := os.ReadFile(path)
 	if err != nil {

@@ -2,13 +2,15 @@ package hookrun
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strconv"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/delegate"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/mountns"
@@ -30,27 +32,21 @@ type Daemon struct {
 	Prepared func(id uint32) *mountns.Prepared
 	// Ready is how many spares wait for a registration.
 	Ready func() int
-	// Pid is the pid behind pidfd, in the daemon's pid namespace.
-	Pid func(pidfd int) (int, error)
 	// Files are the files served under each container's directory, as
 	// hook.Entries gives them.
 	Files []string
 	Log   *slog.Logger
 }
 
-// Handle answers a delegation request for the init behind pidfd: the
+// Handle answers a delegation request from the hook whose pid is peer: the
 // answer, and what is left to do once it is sent (the record for remount,
 // the outcome's count), which the container's start need not wait for.
-func (d *Daemon) Handle(head, body []byte, pidfd int) ([]byte, func()) {
-	a, after := d.handle(head, body, pidfd)
-	b, err := json.Marshal(a)
-	if err != nil { // an Answer always marshals
-		b = []byte(`{"fallback":"answer not encoded"}`)
-	}
-	return b, after
+func (d *Daemon) Handle(head, body []byte, peer int) ([]byte, func()) {
+	a, after := d.handle(head, body, peer)
+	return delegate.AppendAnswer(nil, a), after
 }
 
-func (d *Daemon) handle(head, body []byte, pidfd int) (delegate.Answer, func()) {
+func (d *Daemon) handle(head, body []byte, peer int) (delegate.Answer, func()) {
 	start := time.Now()
 	req, state, err := delegate.Decode(head, body)
 	if err != nil {
@@ -62,18 +58,11 @@ func (d *Daemon) handle(head, body []byte, pidfd int) (delegate.Answer, func()) 
 	if req.Root != d.Mountpoint || req.StateDir != d.StateDir {
 		return delegate.Answer{Fallback: fmt.Sprintf("the hook's views root %s and state directory %s are not this daemon's (%s, %s)", req.Root, req.StateDir, d.Mountpoint, d.StateDir)}, nil
 	}
-	// The daemon acts on the process the pidfd names, which the state
-	// names by pid: the same process for the daemon as for the runtime
-	// only in one pid namespace.
-	var s struct {
-		Pid int `json:"pid"`
-	}
-	pid, err := d.Pid(pidfd)
-	if err == nil {
-		err = json.Unmarshal(state, &s)
-	}
-	if err != nil || pid != req.Pid || s.Pid != req.Pid {
-		return delegate.Answer{Fallback: fmt.Sprintf("the container's init is pid %d in the state, %d for the hook and %d for the daemon (%v): not one pid namespace", s.Pid, req.Pid, pid, err)}, nil
+	// The state names the container's init by pid as the runtime sees it,
+	// which is the hook's pid namespace: the same process for the daemon
+	// only in the same one.
+	if err := samePidNS(peer); err != nil {
+		return delegate.Answer{Fallback: err.Error()}, nil
 	}
 	// Views not prepared ahead would be looked up on the daemon's own
 	// mount by the daemon itself: the hook does that.
@@ -93,6 +82,11 @@ func (d *Daemon) handle(head, body []byte, pidfd int) (delegate.Answer, func()) 
 	outcome, err := apply(o, bytes.NewReader(state), log, start, env{
 		serving: func(string) error { return nil },
 		register: func(log *slog.Logger, root string, pid int) (string, []string, *mountns.Prepared, error) {
+			pidfd, err := unix.PidfdOpen(pid, 0)
+			if err != nil {
+				return "", nil, nil, fmt.Errorf("pidfd_open %d: %w", pid, err)
+			}
+			defer unix.Close(pidfd)
 			id, err := d.Register(pidfd)
 			if err != nil {
 				return "", nil, nil, fmt.Errorf("registration refused: %w", err)
@@ -112,14 +106,12 @@ func (d *Daemon) handle(head, body []byte, pidfd int) (delegate.Answer, func()) 
 		return delegate.Answer{Fallback: err.Error()}, nil
 	}
 	a := delegate.Answer{Log: lines.String()}
-	switch {
-	case err == nil:
-	default:
+	if e != nil {
 		a.Code, a.Msg = e.Code, e.Msg
 	}
 	took := time.Since(start)
 	return a, func() {
-		log := d.Log.With(append(attrs, "pid", req.Pid)...)
+		log := d.Log.With(attrs...)
 		for _, fn := range later {
 			fn(log)
 		}
@@ -128,4 +120,21 @@ func (d *Daemon) handle(head, body []byte, pidfd int) (delegate.Answer, func()) 
 		}
 		log.Debug("create-runtime run for a hook", "outcome", outcome, "code", a.Code, "took", took.Round(time.Microsecond))
 	}
+}
+
+// samePidNS checks that process peer (the hook) is in this process's pid
+// namespace.
+func samePidNS(peer int) error {
+	mine, err := os.Readlink("/proc/self/ns/pid")
+	if err != nil {
+		return fmt.Errorf("the daemon's own pid namespace: %w", err)
+	}
+	theirs, err := os.Readlink("/proc/" + strconv.Itoa(peer) + "/ns/pid")
+	if err != nil {
+		return fmt.Errorf("the hook's pid namespace: %w", err)
+	}
+	if theirs != mine {
+		return fmt.Errorf("the hook is in pid namespace %s, the daemon in %s: the state's pids are not the daemon's", theirs, mine)
+	}
+	return nil
 }

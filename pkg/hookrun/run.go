@@ -8,7 +8,6 @@ package hookrun
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -18,8 +17,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/delegate"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/hook"
@@ -80,22 +77,16 @@ const delegateWithin = 30 * time.Second
 // run's log lines where the hook's own would go, and returns the exit
 // status; or why the daemon did not, for the hook to run it itself.
 func delegated(o Options, state []byte) (int, error) {
-	var s struct {
-		Pid int `json:"pid"`
-	}
-	if err := json.Unmarshal(state, &s); err != nil || s.Pid <= 0 {
-		return 0, fmt.Errorf("no pid in the state (%v)", err)
-	}
-	pidfd, err := unix.PidfdOpen(s.Pid, 0)
+	root, err := filepath.Abs(o.Root)
 	if err != nil {
-		return 0, fmt.Errorf("pidfd_open %d: %w", s.Pid, err)
+		return 0, err
 	}
-	defer unix.Close(pidfd)
-	root, _ := filepath.Abs(o.Root)
-	stateDir, _ := filepath.Abs(o.StateDir)
-	req := delegate.Request{Pid: s.Pid, Root: root, FailClosed: o.FailClosed, Always: o.Always,
-		LogLevel: o.LogLevel, StateDir: stateDir}
-	a, err := delegate.Ask(filepath.Join(stateDir, register.SocketName), pidfd, req, state, delegateWithin)
+	stateDir, err := filepath.Abs(o.StateDir)
+	if err != nil {
+		return 0, err
+	}
+	req := delegate.Request{Root: root, StateDir: stateDir, LogLevel: o.LogLevel, FailClosed: o.FailClosed, Always: o.Always}
+	a, err := delegate.Ask(filepath.Join(stateDir, register.SocketName), req, state, delegateWithin)
 	if err != nil {
 		return 0, err
 	}

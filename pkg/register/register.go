@@ -57,11 +57,12 @@ type Handlers struct {
 	// to hooks that ask.
 	Files []string
 	// Delegate runs create-runtime for a hook that asks (pkg/delegate):
-	// head and body are the request (delegate.Decode), pidfd the container
-	// init's. It returns the answer to send, and what to do once it is
-	// sent (or nil). Nil: such a request is answered as a registration, as
-	// by a release from before delegation.
-	Delegate func(head, body []byte, pidfd int) (answer []byte, after func())
+	// head and body are the request (delegate.Decode), peer the hook's
+	// pid (SO_PEERCRED, in the daemon's pid namespace). It returns the
+	// answer to send, and what to do once it is sent (or nil). Nil: such a
+	// request is refused as a registration without a pidfd, as by a
+	// release from before delegation.
+	Delegate func(head, body []byte, peer int) (answer []byte, after func())
 }
 
 // delegateWithin bounds a delegated create-runtime, which joins the
@@ -128,10 +129,6 @@ func serveOne(c *net.UnixConn, h Handlers, log *slog.Logger) {
 			unix.Close(fd)
 		}
 	}()
-	if err != nil || len(fds) != 1 {
-		reply("error want exactly one pidfd")
-		return
-	}
 	if n > 0 && buf[0] == delegate.Byte && h.Delegate != nil {
 		head, body, err := readBody(c, buf[:n])
 		if err != nil {
@@ -140,13 +137,17 @@ func serveOne(c *net.UnixConn, h Handlers, log *slog.Logger) {
 			return
 		}
 		c.SetDeadline(time.Now().Add(delegateWithin))
-		answer, after := h.Delegate(head, body, fds[0])
+		answer, after := h.Delegate(head, body, int(cred.Pid))
 		c.Write(answer)
 		// The hook reads to the end: what is left to do waits for no one.
 		c.Close()
 		if after != nil {
 			after()
 		}
+		return
+	}
+	if err != nil || len(fds) != 1 {
+		reply("error want exactly one pidfd")
 		return
 	}
 	id, err := h.Register(fds[0])

@@ -2,7 +2,6 @@ package register
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -194,28 +193,24 @@ func askOld(t *testing.T, sock string) string {
 	return strings.TrimSpace(string(b))
 }
 
-// A hook that delegates create-runtime gets the daemon's answer, the state
-// passed through whole (however long: it spans many reads), with a pidfd
-// of its container's init; a daemon from before delegation answers it as a
-// registration, which the hook takes as "do it yourself".
+// A hook that delegates create-runtime gets the daemon's answer, with the
+// state passed through whole (however long: it spans many reads) and the
+// hook's pid for the daemon to check its pid namespace; a daemon from
+// before delegation refuses the request, which the hook takes as "do it
+// yourself".
 func TestDelegateRoundTrip(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("only root may register")
 	}
 	discard := slog.New(slog.NewTextHandler(io.Discard, nil))
 	state := `{"ociVersion":"1.2.0","id":"c1","pid":` + strconv.Itoa(os.Getpid()) + `,"annotations":{"a":"` + strings.Repeat("x", 100<<10) + `"}}`
-	req := delegate.Request{Pid: os.Getpid(), Root: "/var/lib/lxcfs", LogLevel: "info", StateDir: "/run/lxcfs-oci"}
-	pidfd, err := unix.PidfdOpen(os.Getpid(), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(pidfd)
+	req := delegate.Request{Root: "/var/lib/lxcfs", LogLevel: "info", StateDir: "/run/lxcfs-oci", Always: true}
 	ask := func(sock string) (delegate.Answer, error) {
 		t.Helper()
 		var a delegate.Answer
 		var err error
 		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-			if a, err = delegate.Ask(sock, pidfd, req, []byte(state), 30*time.Second); !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ECONNREFUSED) {
+			if a, err = delegate.Ask(sock, req, []byte(state), 30*time.Second); !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ECONNREFUSED) {
 				break
 			}
 		}
@@ -227,37 +222,36 @@ func TestDelegateRoundTrip(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), SocketName)
 	got := make(chan delegate.Request, 1)
 	gotState := make(chan string, 1)
-	pids := make(chan string, 1)
+	peers := make(chan int, 1)
 	after := make(chan struct{})
-	h := Handlers{Register: func(int) (uint32, error) { return 7, nil }, Delegate: func(head, body []byte, pidfd int) ([]byte, func()) {
+	want := delegate.Answer{Code: 3, Msg: "refused\n", Log: "level=ERROR msg=x\n"}
+	h := Handlers{Register: func(int) (uint32, error) { return 7, nil }, Delegate: func(head, body []byte, peer int) ([]byte, func()) {
 		r, st, err := delegate.Decode(head, body)
 		if err != nil {
 			t.Errorf("request: %v", err)
 		}
 		got <- r
 		gotState <- string(st)
-		b, _ := os.ReadFile("/proc/self/fdinfo/" + strconv.Itoa(pidfd))
-		pids <- string(b)
-		out, _ := json.Marshal(delegate.Answer{Code: 3, Msg: "refused", Log: "level=ERROR msg=x\n"})
+		peers <- peer
 		// What is done after the answer does not hold the hook.
-		return out, func() { <-after }
+		return delegate.AppendAnswer(nil, want), func() { <-after }
 	}}
 	go Serve(ctx, sock, h, discard)
 	a, err := ask(sock)
-	if err != nil || a.Code != 3 || a.Msg != "refused" || a.Log != "level=ERROR msg=x\n" {
-		t.Fatalf("Ask = %+v, %v; want the daemon's answer", a, err)
-	}
 	close(after)
+	if err != nil || a != want {
+		t.Fatalf("Ask = %+v, %v; want the daemon's %+v", a, err, want)
+	}
 	if r, st := <-got, <-gotState; st != state || r != req {
 		t.Errorf("the daemon got %d bytes of state and %+v; want %d bytes and the hook's %+v", len(st), r, len(state), req)
 	}
-	if info := <-pids; !strings.Contains(info, "Pid:\t"+strconv.Itoa(os.Getpid())+"\n") {
-		t.Errorf("the daemon got a descriptor that is not a pidfd of the init:\n%s", info)
+	if peer := <-peers; peer != os.Getpid() {
+		t.Errorf("the daemon was told the hook is pid %d, want %d", peer, os.Getpid())
 	}
 
-	// A daemon without delegation (an older release) registers instead,
-	// and closes the connection on the unread request: an error, on which
-	// the hook runs create-runtime itself.
+	// A daemon without delegation (an older release) refuses it as a
+	// registration and closes on the unread rest: an error either way, on
+	// which the hook runs create-runtime itself.
 	old := filepath.Join(t.TempDir(), SocketName)
 	go Serve(ctx, old, Handlers{Register: func(int) (uint32, error) { return 7, nil }}, discard)
 	if a, err := ask(old); err == nil {
