@@ -87,13 +87,23 @@ func hostDir(t *testing.T) string {
 	return d
 }
 
+// spareIDs is how many container IDs the daemon keeps ready
+// (cmd/lxcfs-fused).
+const spareIDs = 4
+
 // hostileStateDir is the state directory runHook gives the hook: the
 // daemon's, when the test delegates create-runtime to it; empty, a private
 // one (the hook runs it itself).
 var hostileStateDir string
 
-// hostileRan holds the pids runHook ran the hook for.
-var hostileRan = map[int]bool{}
+// hostileRan holds the pids runHook ran the hook for, hostileDaemon is
+// the daemon a delegating test runs, and hostileDelegated counts the runs
+// it took a spare for.
+var (
+	hostileRan       = map[int]bool{}
+	hostileDaemon    *daemon
+	hostileDelegated int
+)
 
 // runHook runs lxcfs-hook create-runtime directly with a state on stdin.
 func runHook(t *testing.T, root, bundle string, pid int) (string, error) {
@@ -107,14 +117,18 @@ func runHook(t *testing.T, root, bundle string, pid int) (string, error) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
+	// The daemon runs create-runtime for a live pid it has not registered
+	// (a second run is the hook's to serve again), given a spare ready:
+	// each run takes one, made ready again in the background.
+	want := hostileStateDir != "" && unix.Kill(pid, 0) == nil && !hostileRan[pid]
+	hostileRan[pid] = true
+	if want {
+		hostileDelegated++
+		waitSpares(t, hostileDaemon, spareIDs+hostileDelegated-1)
+	}
 	cmd := exec.CommandContext(ctx, hookBin, "--lxcfs-root", root, "--always", "--log-file", "-", "--state-dir", stateDir, "create-runtime")
 	cmd.Stdin = bytes.NewReader(state)
 	out, err := cmd.CombinedOutput()
-	// A pid that names no process cannot be handed to the daemon, and a
-	// container it registered already (a second run) is the hook's to
-	// serve again.
-	want := hostileStateDir != "" && unix.Kill(pid, 0) == nil && !hostileRan[pid]
-	hostileRan[pid] = true
 	if delegated := strings.Contains(string(out), "run_by=lxcfs-fused"); delegated != want {
 		t.Errorf("create-runtime run by the daemon: %v, want %v:\n%s", delegated, want, out)
 	}
@@ -130,7 +144,7 @@ func TestHookHostile(t *testing.T) {
 		t.Run(map[bool]string{false: "in the hook", true: "delegated"}[delegated], func(t *testing.T) {
 			d := startDaemon(t, fusedBin, "")
 			hostileStateDir = ""
-			hostileRan = map[int]bool{}
+			hostileRan, hostileDaemon, hostileDelegated = map[int]bool{}, d, 0
 			if delegated {
 				hostileStateDir = d.stateDir
 			}

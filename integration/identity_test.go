@@ -632,15 +632,16 @@ func reservedIDs(t *testing.T, d *daemon) map[string]bool {
 	return ids
 }
 
-// waitReserved waits until the daemon holds n reserved IDs.
-func waitReserved(t *testing.T, d *daemon, n int) map[string]bool {
+// waitSpares waits until the daemon has made n spare IDs ready in all
+// (its log says each, at debug level) and returns the IDs it reserved.
+func waitSpares(t *testing.T, d *daemon, n int) map[string]bool {
 	t.Helper()
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if ids := reservedIDs(t, d); len(ids) >= n {
-			return ids
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
+		if strings.Count(readFile(t, d.logPath), `msg="spare container ID ready"`) >= n {
+			return reservedIDs(t, d)
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the daemon did not reserve %d container IDs within 30s (has %v)", n, reservedIDs(t, d))
+			t.Fatalf("the daemon did not make %d spare container IDs ready within a minute", n)
 		}
 	}
 }
@@ -655,7 +656,7 @@ func waitReserved(t *testing.T, d *daemon, n int) map[string]bool {
 func TestIdentitySpareIDs(t *testing.T) {
 	requireRoot(t)
 	d := startDaemon(t, fusedBin, "")
-	spares := waitReserved(t, d, 4)
+	spares := waitSpares(t, d, 4)
 	a := runDetached(t, d.mp, d.stateDir, printMemTotal+"; exec sleep 1000", withPidNS(t, ""))
 	b := runDetached(t, d.mp, d.stateDir, printMemTotal+"; exec sleep 1000", withMemoryLimit(t, 128))
 	roots := map[string]bool{}
@@ -683,5 +684,5 @@ func TestIdentitySpareIDs(t *testing.T) {
 			t.Errorf("container %s's own files, read by the host, do not show %s:\n%s", tc.name, tc.want, got)
 		}
 	}
-	waitReserved(t, d, 4)
+	waitSpares(t, d, 6)
 }

@@ -1,11 +1,10 @@
 package main
 
 import (
-	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -18,6 +17,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
 
+	"github.com/lxcfs-oci/lxcfs-oci/internal/linux"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/caller"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/fusefs"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/hook"
@@ -39,12 +39,8 @@ const spareGrace = 5 * time.Second
 // container's start goes on for a few milliseconds after its registration.
 const refillPause = 20 * time.Millisecond
 
-// warmTries is how many times a spare is looked up before the daemon
-// gives spares up (see prepare).
-const warmTries = 5
-
-// warmWithin bounds the wait for the warm helper: its lookups are answered
-// in milliseconds by a live worker.
+// warmWithin bounds the wait for the helper: its lookups are answered in
+// milliseconds by a live worker.
 const warmWithin = 30 * time.Second
 
 // spares keeps spareIDs container IDs reserved (caller.Resolver.Reserve),
@@ -56,28 +52,31 @@ const warmWithin = 30 * time.Second
 // This process never looks up its own mount itself: a request of its own
 // that it had read when it was killed would hold its exit for as long as
 // no other worker answers it. A helper process (the hidden warm command,
-// started once) looks the names up; the clones are then made from the
-// kernel's cache only (mountns.PrepareCached).
+// started once) opens the files and passes the descriptors back; the
+// clones are made from those (mountns.PrepareOpened), with no lookup.
 type spares struct {
 	r       *caller.Resolver
 	tree    *fusefs.FS
 	mp      string // the mountpoint, absolute
+	own     bool   // the containers' own connection is served
 	entries []string
 	log     *slog.Logger
 
 	mu       sync.Mutex
 	prepared map[uint32]*mountns.Prepared
 
-	// The warm helper, started at the first spare (run's goroutine only).
-	helperIn   io.WriteCloser
-	helperOut  *bufio.Reader
-	helperFile *os.File
+	// The helper's end of its socket pair, -1 until it is started at the
+	// first spare (run's goroutine only).
+	helper int
 }
 
 // run keeps the spares until ctx is done. It stops at the first failure,
 // saying so: registrations then take fresh IDs, as before spares.
 func (s *spares) run(ctx context.Context) {
 	defer s.closeAll()
+	if s.own {
+		waitOwn(ctx, s.mp)
+	}
 	for {
 		for s.r.Ready() < spareIDs {
 			id, err := s.r.Reserve()
@@ -116,92 +115,110 @@ func (s *spares) run(ctx context.Context) {
 	}
 }
 
-// prepare looks the views of spare id's tree up through the helper and
-// clones them from the cache.
+// prepare has the helper open the views of spare id's tree (the lookups)
+// and clones them from the descriptors it sends back.
 func (s *spares) prepare(ctx context.Context, id uint32) error {
 	mounts := hook.Plan(filepath.Join(s.mp, ".containers", strconv.FormatUint(uint64(id), 10)), s.entries...)
 	paths := make([]string, len(mounts))
 	for i, m := range mounts {
 		paths[i] = m.Source
 	}
-	// At the start the supervisor attaches the containers' own
-	// connection over MOUNT/.containers once this worker serves: names
-	// looked up just before are the first connection's, and the own
-	// mount's are not cached yet. Looked up again, they are.
-	var p *mountns.Prepared
-	for try := 1; ; try++ {
-		if err := s.warm(ctx, paths); err != nil {
-			return fmt.Errorf("look up spare %d's files: %w", id, err)
-		}
-		var err error
-		if p, err = mountns.PrepareCached(mounts); err == nil {
-			break
-		}
-		if !errors.Is(err, unix.EAGAIN) || try == warmTries {
-			return fmt.Errorf("clone spare %d's views: %w", id, err)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Duration(try) * 100 * time.Millisecond):
-		}
+	files, err := s.open(ctx, paths)
+	if err != nil {
+		return fmt.Errorf("look up spare %d's files: %w", id, err)
+	}
+	p, err := mountns.PrepareOpened(mounts, files)
+	if err != nil {
+		return fmt.Errorf("clone spare %d's views: %w", id, err)
 	}
 	s.mu.Lock()
 	s.prepared[id] = p
 	s.mu.Unlock()
+	s.log.Debug("spare container ID ready", "id", id)
 	return nil
 }
 
-// warm has the helper look paths up: one line each, then an empty line;
-// it answers "ok" or the error, on one line. The helper is started at the
-// first call and lives as long as this process (its stdin closes with it).
-func (s *spares) warm(ctx context.Context, paths []string) error {
-	if s.helperIn == nil {
-		exe, err := os.Executable()
-		if err != nil {
-			return err
+// open has the helper open paths (O_PATH) and returns the descriptors it
+// sends back, in order. One message each way on a SOCK_SEQPACKET pair:
+// the paths, one a line; then "ok" with the descriptors, or the error. The
+// helper is started at the first call and lives as long as this process
+// (its end of the pair closes with it).
+func (s *spares) open(ctx context.Context, paths []string) ([]*os.File, error) {
+	if s.helper < 0 {
+		if err := s.startHelper(); err != nil {
+			return nil, err
 		}
-		cmd := exec.Command(exe, "warm")
-		cmd.Stderr = os.Stderr
-		in, err := cmd.StdinPipe()
-		if err != nil {
-			return err
-		}
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			return err
-		}
-		if err := cmd.Start(); err != nil {
-			return fmt.Errorf("start the warm helper: %w", err)
-		}
-		go cmd.Wait()
-		s.helperIn, s.helperOut = in, bufio.NewReader(out)
-		s.helperFile, _ = out.(*os.File)
 	}
-	var req strings.Builder
 	for _, p := range paths {
 		if strings.ContainsRune(p, '\n') {
-			return fmt.Errorf("path %q has a newline", p)
+			return nil, fmt.Errorf("path %q has a newline", p)
 		}
-		req.WriteString(p + "\n")
 	}
-	req.WriteString("\n")
-	if _, err := io.WriteString(s.helperIn, req.String()); err != nil {
-		return fmt.Errorf("ask the warm helper: %w", err)
+	if _, err := linux.Write(s.helper, []byte(strings.Join(paths, "\n"))); err != nil {
+		return nil, fmt.Errorf("ask the helper: %w", err)
 	}
 	// A lookup a dead worker had taken is answered by the next one (or
 	// never, if the kernel and the daemon cannot resend it): the helper
 	// is then left waiting, and so are spares.
-	if s.helperFile != nil {
-		s.helperFile.SetReadDeadline(time.Now().Add(warmWithin))
+	fds := []unix.PollFd{{Fd: int32(s.helper), Events: unix.POLLIN}}
+	n, err := linux.Poll(fds, int(warmWithin.Milliseconds()))
+	if err == nil && n == 0 {
+		err = fmt.Errorf("no answer within %s", warmWithin)
 	}
-	line, err := s.helperOut.ReadString('\n')
 	if err != nil {
-		return fmt.Errorf("the warm helper's answer: %w", err)
+		return nil, fmt.Errorf("the helper's answer: %w", err)
 	}
-	if line = strings.TrimSpace(line); line != "ok" {
-		return errors.New(line)
+	buf, oob := make([]byte, 4096), make([]byte, unix.CmsgSpace(4*len(paths)))
+	n, oobn, err := linux.Recvmsg(s.helper, buf, oob, unix.MSG_CMSG_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("the helper's answer: %w", err)
 	}
+	var got []int
+	if msgs, err := unix.ParseSocketControlMessage(oob[:oobn]); err == nil {
+		for _, m := range msgs {
+			if rights, err := unix.ParseUnixRights(&m); err == nil {
+				got = append(got, rights...)
+			}
+		}
+	}
+	if string(buf[:n]) != "ok" || len(got) != len(paths) {
+		for _, fd := range got {
+			unix.Close(fd)
+		}
+		if n == 0 {
+			return nil, errors.New("the helper exited")
+		}
+		return nil, fmt.Errorf("the helper: %s (%d descriptors for %d paths)", buf[:n], len(got), len(paths))
+	}
+	files := make([]*os.File, len(got))
+	for i, fd := range got {
+		files[i] = os.NewFile(uintptr(fd), paths[i])
+	}
+	return files, nil
+}
+
+// startHelper starts the helper (the hidden warm command) with its end of
+// a socket pair as descriptor 3.
+func (s *spares) startHelper() error {
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("socket pair for the helper: %w", err)
+	}
+	theirs := os.NewFile(uintptr(pair[1]), "helper")
+	defer theirs.Close()
+	cmd := exec.Command(exe, "warm")
+	cmd.Stderr = os.Stderr
+	cmd.ExtraFiles = []*os.File{theirs}
+	if err := cmd.Start(); err != nil {
+		unix.Close(pair[0])
+		return fmt.Errorf("start the helper: %w", err)
+	}
+	go cmd.Wait()
+	s.helper = pair[0]
 	return nil
 }
 
@@ -223,29 +240,57 @@ func (s *spares) closeAll() {
 	}
 }
 
-// warmCmd is the warm helper (a hidden command): it reads paths, one a
-// line, looks each up so that the kernel caches its name, and after each
-// empty line answers "ok" or the first error.
-func warmCmd(c *cli.Context) error {
-	in := bufio.NewScanner(os.Stdin)
-	var failed error
-	for in.Scan() {
-		p := in.Text()
-		if p == "" {
-			answer := "ok"
-			if failed != nil {
-				answer = failed.Error()
-			}
-			if _, err := fmt.Println(answer); err != nil {
-				return err
-			}
-			failed = nil
-			continue
+// waitOwn waits until the containers' own connection is attached over
+// MOUNT/.containers (the supervisor does that once this worker serves),
+// reading the mount table rather than looking the name up: files opened
+// before would be the first connection's. It gives up after warmWithin,
+// and the spares are then the first connection's files.
+func waitOwn(ctx context.Context, mp string) {
+	want := " " + filepath.Join(mp, ".containers") + " "
+	for deadline := time.Now().Add(warmWithin); time.Now().Before(deadline); {
+		if b, err := os.ReadFile("/proc/self/mountinfo"); err != nil || bytes.Contains(b, []byte(want)) {
+			return
 		}
-		var stx unix.Statx_t
-		if err := unix.Statx(unix.AT_FDCWD, p, unix.AT_SYMLINK_NOFOLLOW|unix.AT_STATX_DONT_SYNC, unix.STATX_TYPE, &stx); err != nil && failed == nil {
-			failed = fmt.Errorf("look up %s: %w", p, err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	return in.Err()
+}
+
+// warmCmd is the helper (a hidden command): for each message of paths on
+// descriptor 3, one a line, it opens each (O_PATH: the lookups, which leave
+// the names in the kernel's cache) and answers "ok" with the descriptors,
+// or the first error. It ends when the worker's end closes.
+func warmCmd(c *cli.Context) error {
+	const sock = 3
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := linux.Read(sock, buf)
+		if err != nil || n == 0 {
+			return err
+		}
+		var fds []int
+		var failed error
+		for _, p := range strings.Split(string(buf[:n]), "\n") {
+			fd, err := unix.Open(p, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+			if err != nil {
+				failed = fmt.Errorf("open %s: %w", p, err)
+				break
+			}
+			fds = append(fds, fd)
+		}
+		if failed != nil {
+			_, err = linux.Write(sock, []byte(failed.Error()))
+		} else {
+			err = linux.Sendmsg(sock, []byte("ok"), unix.UnixRights(fds...))
+		}
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+		if err != nil {
+			return err
+		}
+	}
 }

@@ -126,7 +126,7 @@ func workerCmd(c *cli.Context) error {
 	// Hooks that delegate create-runtime have it run here (pkg/delegate):
 	// a new container's files are looked up ahead (keepSpares below), and
 	// the hook is a small process that asks and exits.
-	sp := &spares{r: resolver, mp: mp, entries: hook.Entries(names), log: log, prepared: map[uint32]*mountns.Prepared{}}
+	sp := &spares{r: resolver, mp: mp, entries: hook.Entries(names), log: log, prepared: map[uint32]*mountns.Prepared{}, helper: -1}
 	hooks := &hookrun.Daemon{Mountpoint: mp, StateDir: stateDir, Register: resolver.Register, Prepared: sp.take, Ready: resolver.Ready,
 		Files: hook.Entries(names), Log: log}
 	go func() {
@@ -203,7 +203,7 @@ func workerCmd(c *cli.Context) error {
 	if own != nil {
 		go func() { ended <- tree.ServeOwn(own, c.Int("workers")) }()
 	}
-	sp.tree = tree
+	sp.tree, sp.own = tree, own != nil
 	go sp.run(ctx)
 	if err := <-ended; err != nil {
 		return err

@@ -122,3 +122,9 @@ func DialUnix(path string, deadline time.Time) (int, error) {
 func Write(fd int, p []byte) (int, error) {
 	return retry(func() (int, error) { return unix.Write(fd, p) })
 }
+
+// Sendmsg is sendmsg(2) on a connected socket, with no flags.
+func Sendmsg(fd int, p, oob []byte) error {
+	_, err := retry(func() (struct{}, error) { return struct{}{}, unix.Sendmsg(fd, p, oob, nil, 0) })
+	return err
+}

@@ -97,38 +97,41 @@ func Prepare(mounts []hook.Mount) (*Prepared, error) {
 	return &Prepared{srcs: srcs}, nil
 }
 
-// PrepareCached is Prepare with every source found in the kernel's cache
-// of names, or an error: no lookup reaches a file system's server, so the
-// server itself may prepare views of its own mount, as the daemon does
-// for spares (a request of its own would otherwise hold its exit, were it
-// killed before answering it). Linux 5.12 and later (RESOLVE_CACHED).
-func PrepareCached(mounts []hook.Mount) (*Prepared, error) {
-	for _, m := range mounts {
-		if !path.IsAbs(m.Source) {
-			return nil, fmt.Errorf("source %s: not an absolute path", m.Source)
+// PrepareOpened is Prepare with the sources already opened (O_PATH,
+// O_NOFOLLOW), files[i] being mounts[i].Source, by another process: no
+// lookup is made, so a file system's server may prepare views of its own
+// mount from descriptors a helper opened, as the daemon does for spares (a
+// request of its own would otherwise hold its exit, were it killed before
+// answering it). It takes the files, and closes them.
+func PrepareOpened(mounts []hook.Mount, files []*os.File) (*Prepared, error) {
+	if len(files) != len(mounts) {
+		for _, f := range files {
+			f.Close()
 		}
+		return nil, fmt.Errorf("%d files for %d views", len(files), len(mounts))
 	}
-	srcs, err := prepareWith(mounts, openCached)
+	byName := make(map[string]*os.File, len(files))
+	for i, f := range files {
+		byName[mounts[i].Source] = f
+	}
+	var mu sync.Mutex
+	srcs, err := prepareWith(mounts, func(name string) (*os.File, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		f := byName[name]
+		delete(byName, name)
+		if f == nil {
+			return nil, fmt.Errorf("%s listed twice", name)
+		}
+		return f, nil
+	})
+	for _, f := range byName { // left by an error
+		f.Close()
+	}
 	if err != nil {
 		return nil, err
 	}
 	return &Prepared{srcs: srcs}, nil
-}
-
-// resolveCached is RESOLVE_CACHED (Linux 5.12, include/uapi/linux/openat2.h),
-// which golang.org/x/sys does not name.
-const resolveCached = 0x20
-
-func openCached(name string) (*os.File, error) {
-	how := &unix.OpenHow{Flags: unix.O_PATH | unix.O_NOFOLLOW | unix.O_CLOEXEC, Resolve: resolveCached}
-	fd, err := linux.Openat2(unix.AT_FDCWD, name, how)
-	if err != nil {
-		if errors.Is(err, unix.EAGAIN) {
-			err = fmt.Errorf("not in the kernel's cache of names: %w", err)
-		}
-		return nil, &os.PathError{Op: "openat2", Path: name, Err: err}
-	}
-	return os.NewFile(uintptr(fd), name), nil
 }
 
 func openPath(name string) (*os.File, error) {

@@ -21,6 +21,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -72,18 +73,30 @@ const delegateWithin = time.Minute
 // Serve answers requests on a unix socket at path (replacing a stale one)
 // until ctx is done. Only root may connect.
 func Serve(ctx context.Context, path string, h Handlers, log *slog.Logger) error {
-	os.Remove(path)
-	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	// Made under another name and renamed over the path: a hook that
+	// connects while a new worker replaces the socket finds the old one
+	// (refused, and tried again) or the new one, never no socket at all,
+	// which it takes for a daemon that does not register. The name is no
+	// longer than the path's (a socket's path has at most 107 bytes).
+	tmp := filepath.Join(filepath.Dir(path), ".r"+strconv.Itoa(os.Getpid()))
+	os.Remove(tmp)
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: tmp, Net: "unix"})
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", path, err)
-	}
-	// Connecting needs write permission on the socket; the peer's uid is
-	// checked too.
-	if err := os.Chmod(path, 0o600); err != nil {
-		l.Close()
-		return fmt.Errorf("restrict %s to root: %w", path, err)
+		return fmt.Errorf("listen on %s: %w", tmp, err)
 	}
 	l.SetUnlinkOnClose(false) // a newer worker may have taken the path
+	// Connecting needs write permission on the socket; the peer's uid is
+	// checked too.
+	if err := os.Chmod(tmp, 0o600); err != nil {
+		l.Close()
+		os.Remove(tmp)
+		return fmt.Errorf("restrict %s to root: %w", tmp, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		l.Close()
+		os.Remove(tmp)
+		return fmt.Errorf("listen on %s: %w", path, err)
+	}
 	go func() { <-ctx.Done(); l.Close() }()
 	for {
 		c, err := l.AcceptUnix()

@@ -58,8 +58,8 @@ mkdir -p "$run/bin"
 # they need no particular kernel and take most of the emulated time.
 cat >"$run/groups.all" <<GROUPS
 views;;^(TestFused|TestOps);300s
-hook-runc;;^(TestHookRunc|TestHookHostile|TestHookLXCFSBackend);420s
-hook-crun;LXCFS_OCI_TEST_RUNTIME=crun;^(TestHookRunc|TestHookHostile);420s
+hook-runc;;^(TestHookRunc|TestHookHostile|TestHookLXCFSBackend|TestIdentitySpareIDs|TestIdentitySharedPidNamespaces);420s
+hook-crun;LXCFS_OCI_TEST_RUNTIME=crun;^(TestHookRunc|TestHookHostile|TestIdentitySpareIDs);420s
 podman;;^TestPodmanHooksDir\$;420s
 load;LOAD_SECONDS=${LOAD_SECONDS:-5};^TestLoadManyContainers\$;300s
 reliability;;^TestReliability;900s
