@@ -141,9 +141,10 @@ while [ ! -e /tmp/stop ]; do cat /proc/meminfo >/dev/null; sleep 0.05; done; ech
 
 	const meminfoReads = `lxcfs_oci_reads_total{file="proc/meminfo"}`
 	// Its opens do not reach the daemon (no OPEN on the containers' own
-	// connection); its reads do, once per TTL.
-	before := waitMetrics(t, st.Metrics, "the container's reads", func(m map[string]float64) bool {
-		return m[meminfoReads] >= 2
+	// connection); its reads do, once per TTL. The daemon that ran the
+	// hook's create-runtime counts its outcome once it has answered.
+	before := waitMetrics(t, st.Metrics, "the container's reads and its hook's outcome", func(m map[string]float64) bool {
+		return m[meminfoReads] >= 2 && m[`lxcfs_oci_hook_outcomes_total{outcome="served"}`] >= 1
 	})
 	for name, want := range map[string]float64{
 		`lxcfs_oci_build_info{version="` + testVersion + `"}`: 1,

@@ -39,8 +39,10 @@ type Daemon struct {
 }
 
 // Handle answers a delegation request from the hook whose pid is peer: the
-// answer, and what is left to do once it is sent (the record for remount,
-// the outcome's count), which the container's start need not wait for.
+// answer, and what is left to do once it is sent (the outcome's count),
+// which the container's start need not wait for. The record for remount is
+// written before the answer, as by the hook: a daemon restarted right
+// after the start re-attaches the container from it.
 func (d *Daemon) Handle(head, body []byte, peer int) ([]byte, func()) {
 	a, after := d.handle(head, body, peer)
 	return delegate.AppendAnswer(nil, a), after
@@ -76,8 +78,6 @@ func (d *Daemon) handle(head, body []byte, peer int) (delegate.Answer, func()) {
 	var lines bytes.Buffer
 	attrs := []any{"hook", "lxcfs-hook", "version", version.String(), "run_by", "lxcfs-fused"}
 	log := slog.New(slog.NewTextHandler(&lines, &slog.HandlerOptions{Level: lvl})).With(attrs...)
-	// What runs after the answer logs to the daemon's log.
-	var later []func(*slog.Logger)
 	o := Options{Root: d.Mountpoint, FailClosed: req.FailClosed, Always: req.Always, StateDir: d.StateDir}
 	outcome, err := apply(o, bytes.NewReader(state), log, start, env{
 		serving: func(string) error { return nil },
@@ -99,7 +99,6 @@ func (d *Daemon) handle(head, body []byte, peer int) (delegate.Answer, func()) {
 			}
 			return filepath.Join(root, ".containers", strconv.FormatUint(uint64(id), 10)), d.Files, p, nil
 		},
-		later: func(fn func(*slog.Logger)) { later = append(later, fn) },
 	})
 	var e *ExitError
 	if err != nil && !errors.As(err, &e) {
@@ -112,9 +111,6 @@ func (d *Daemon) handle(head, body []byte, peer int) (delegate.Answer, func()) {
 	took := time.Since(start)
 	return a, func() {
 		log := d.Log.With(attrs...)
-		for _, fn := range later {
-			fn(log)
-		}
 		if err := stats.CountHook(d.StateDir, outcome); err != nil {
 			log.Debug("outcome not counted", "err", err)
 		}

@@ -121,7 +121,6 @@ func run(o Options, stdin io.Reader, undelegated error) error {
 			root, entries := registered(o.StateDir, log, root, pid)
 			return root, entries, nil, nil
 		},
-		later: func(fn func(*slog.Logger)) { fn(log) },
 	})
 	countOutcome(o.StateDir, outcome, log)
 	return err
@@ -139,9 +138,6 @@ type env struct {
 	// ends the run unlogged and uncounted: create-runtime is to run
 	// elsewhere (the daemon hands it back to the hook).
 	register func(log *slog.Logger, root string, pid int) (string, []string, *mountns.Prepared, error)
-	// later runs what the container's start need not wait for (the
-	// record for remount), with a logger for its warnings.
-	later func(func(log *slog.Logger))
 }
 
 // countOutcome counts a run's outcome for the daemon's metrics.
@@ -238,7 +234,7 @@ func apply(o Options, stdin io.Reader, log *slog.Logger, start time.Time, e env)
 		log.Warn("mounting the views failed: the container starts with some host files", "rootfs", rootfs, "mounted", len(res.Mounted), "err", err)
 		return stats.MountFailed, nil
 	}
-	e.later(func(log *slog.Logger) { recordServed(o.StateDir, log, state.ID, state.Pid, root, res.Mounted) })
+	recordServed(o.StateDir, log, state.ID, state.Pid, root, res.Mounted)
 	log.Info("views mounted", "reason", d.Reason, "rootfs", rootfs, "mounted", targets(res.Mounted), "skipped", len(res.Skipped), "took", time.Since(start).Round(time.Microsecond))
 	return stats.Served, nil
 }
