@@ -92,6 +92,12 @@ file where the daemon serves no possible file there) read-only over the same
 path in the container. Targets missing in the container, and a CPU
 directory the runtime masked with a tmpfs, are skipped.
 
+When lxcfs-fused serves --lxcfs-root with the same --state-dir, the hook
+asks it to do all of that instead (the daemon keeps container IDs with their
+files ready ahead of the start), writes the log lines it answers with (they
+carry run_by=lxcfs-fused) and exits with its status; it does the work itself
+when the daemon cannot or does not answer.
+
 Opt-in: a container is served when it has the annotation io.lxcfs.enabled=true
 (or PouchContainer's io.kubernetes.lxcfs.enabled=true), or, with --always,
 unless it has io.lxcfs.enabled=false.
