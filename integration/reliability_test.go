@@ -310,8 +310,21 @@ func TestReliabilityRemountAfterRestart(t *testing.T) {
 
 	d2 := startDaemon(t, fusedBin, d1.mp, "--state-dir", d1.stateDir)
 	started := time.Now()
+	// Back means answering on the own connection: while the re-attach
+	// peels a dead view, the container's procfs file beneath answers too.
+	reattached := func() error {
+		if err := unix.Statfs(view, &sfs); err != nil {
+			return err
+		}
+		own := ownMountpoint(t, d2)
+		var a, b unix.Stat_t
+		if own == "" || unix.Stat(own, &a) != nil || unix.Stat(view, &b) != nil || a.Dev != b.Dev {
+			return fmt.Errorf("the view is not on the own connection (%s) yet", own)
+		}
+		return nil
+	}
 	for time.Since(started) < time.Minute {
-		if err = unix.Statfs(view, &sfs); err == nil {
+		if err = reattached(); err == nil {
 			break
 		}
 		time.Sleep(10 * time.Millisecond)
