@@ -138,15 +138,6 @@ func openPath(name string) (*os.File, error) {
 	return os.OpenFile(name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 }
 
-// Mounts are the prepared views.
-func (p *Prepared) Mounts() []hook.Mount {
-	ms := make([]hook.Mount, len(p.srcs))
-	for i, s := range p.srcs {
-		ms[i] = s.Mount
-	}
-	return ms
-}
-
 // Close releases views that will not be attached.
 func (p *Prepared) Close() {
 	if !p.used {
