@@ -127,7 +127,7 @@ func workerCmd(c *cli.Context) error {
 	// a new container's files are looked up ahead (keepSpares below), and
 	// the hook is a small process that asks and exits.
 	sp := &spares{r: resolver, mp: mp, entries: hook.Entries(names), log: log, prepared: map[uint32]*mountns.Prepared{}, helper: -1}
-	hooks := &hookrun.Daemon{Mountpoint: mp, StateDir: stateDir, Register: resolver.Register, Prepared: sp.take, Ready: resolver.Ready,
+	hooks := &hookrun.Daemon{Mountpoint: mp, StateDir: stateDir, Register: resolver.RegisterProcess, Prepared: sp.take, Ready: resolver.Ready,
 		Files: hook.Entries(names), Log: log}
 	go func() {
 		sock := filepath.Join(stateDir, register.SocketName)

@@ -191,17 +191,27 @@ func (r *Resolver) Register(pidfd int) (uint32, error) {
 	if err != nil {
 		return 0, err
 	}
+	id, _, err := r.RegisterProcess(pid, pidfd)
+	return id, err
+}
+
+// RegisterProcess is Register for a caller that opened pidfd from pid
+// itself (the daemon, for a hook that delegates create-runtime) and so
+// need not be told the pid again. It also returns the process's start
+// time (clock ticks after boot, /proc/PID/stat), which the caller's
+// records of the container need too.
+func (r *Resolver) RegisterProcess(pid, pidfd int) (uint32, uint64, error) {
 	start, err := r.startTicks(pid)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	ns, err := r.pidNS(strconv.Itoa(pid))
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	// Read after the figures: the pid was still this process's then.
 	if !alive(pidfd) {
-		return 0, fmt.Errorf("process %d exited while being registered", pid)
+		return 0, 0, fmt.Errorf("process %d exited while being registered", pid)
 	}
 	rec := idRecord{pid: pid, start: start, ns: ns}
 	if spare, ok := r.takeSpare(); ok {
@@ -219,9 +229,10 @@ func (r *Resolver) Register(pidfd int) (uint32, error) {
 			default:
 			}
 		}
-		return id, err
+		return id, start, err
 	}
-	return r.ids.assign(rec)
+	id, err := r.ids.assign(rec)
+	return id, start, err
 }
 
 // Reserve takes an ID for a container not yet registered: its tree

@@ -136,14 +136,23 @@ func WriteAtomic(path string, data []byte, mode fs.FileMode) error {
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	defer os.Remove(tmp.Name()) // no-op after the rename
+	renamed := false
+	defer func() {
+		if !renamed {
+			os.Remove(tmp.Name())
+		}
+	}()
 	if _, err := tmp.Write(data); err != nil {
 		tmp.Close()
 		return fmt.Errorf("write %s: %w", tmp.Name(), err)
 	}
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return fmt.Errorf("chmod %s: %w", tmp.Name(), err)
+	// CreateTemp makes the file 0600: the daemon's records, written at
+	// every container start, need no chmod.
+	if mode != 0o600 {
+		if err := tmp.Chmod(mode); err != nil {
+			tmp.Close()
+			return fmt.Errorf("chmod %s: %w", tmp.Name(), err)
+		}
 	}
 	if err := tmp.Sync(); err != nil {
 		tmp.Close()
@@ -155,5 +164,6 @@ func WriteAtomic(path string, data []byte, mode fs.FileMode) error {
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		return fmt.Errorf("replace %s: %w", path, err)
 	}
+	renamed = true
 	return nil
 }

@@ -3,11 +3,13 @@ package hook
 import (
 	"encoding/json"
 	"fmt"
-	"io"
-	"os"
 	"path/filepath"
+	"slices"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/lxcfs-oci/lxcfs-oci/internal/linux"
 )
 
 // MaxConfigSize caps config.json. Real ones are tens of kilobytes; the cap is
@@ -58,29 +60,41 @@ func RootfsPath(bundle string, spec *Config) string {
 	return filepath.Join(bundle, spec.Root.Path)
 }
 
-// readCapped reads a regular file of at most max bytes.
+// readCapped reads a regular file of at most max bytes. It runs at every
+// container start: plain system calls, not an *os.File with its poller
+// checks, and one read for a file no larger than its size said. The open
+// does not block, so a FIFO planted as config.json cannot hold it.
 func readCapped(path string, max int64) ([]byte, error) {
-	f, err := os.Open(path)
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
 		return nil, fmt.Errorf("stat %s: %w", path, err)
 	}
-	if !fi.Mode().IsRegular() {
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return nil, fmt.Errorf("read %s: not a regular file", path)
 	}
-	if fi.Size() > max {
-		return nil, fmt.Errorf("read %s: %d bytes is more than the %d allowed for a config.json", path, fi.Size(), max)
+	if st.Size > max {
+		return nil, fmt.Errorf("read %s: %d bytes is more than the %d allowed for a config.json", path, st.Size, max)
 	}
-	data, err := io.ReadAll(io.LimitReader(f, max+1))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
+	data := make([]byte, 0, st.Size+1)
+	for {
+		if len(data) == cap(data) {
+			data = slices.Grow(data, 4096) // grown since the stat
+		}
+		n, err := linux.Read(fd, data[len(data):cap(data)])
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", path, err)
+		}
+		if n == 0 {
+			return data, nil
+		}
+		data = data[:len(data)+n]
+		if int64(len(data)) > max {
+			return nil, fmt.Errorf("read %s: more than the %d bytes allowed for a config.json", path, max)
+		}
 	}
-	if int64(len(data)) > max {
-		return nil, fmt.Errorf("read %s: more than the %d bytes allowed for a config.json", path, max)
-	}
-	return data, nil
 }

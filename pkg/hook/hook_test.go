@@ -7,7 +7,9 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
@@ -137,6 +139,23 @@ func TestLoadConfigRefusesOversized(t *testing.T) {
 	}
 	if _, err := LoadConfig(dir); err == nil || !strings.Contains(err.Error(), "not a regular file") {
 		t.Fatalf("/dev/zero config: err = %v", err)
+	}
+	// A FIFO blocks even the open of a reader that waits for a writer.
+	if err := os.Remove(filepath.Join(dir, "config.json")); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(filepath.Join(dir, "config.json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := LoadConfig(dir); done <- err }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "not a regular file") {
+			t.Fatalf("FIFO config: err = %v", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("LoadConfig of a FIFO config.json still blocked after a minute")
 	}
 }
 

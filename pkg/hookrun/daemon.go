@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -25,8 +26,10 @@ import (
 type Daemon struct {
 	Mountpoint string // the views root served (absolute)
 	StateDir   string // absolute
-	// Register registers the container of the init behind pidfd.
-	Register func(pidfd int) (uint32, error)
+	// Register registers the container of init pid, behind pidfd, and
+	// returns its ID and the init's start time (caller.Resolver's
+	// RegisterProcess).
+	Register func(pid, pidfd int) (uint32, uint64, error)
 	// Prepared takes the views of container id's tree prepared ahead
 	// (a spare's, see caller.Resolver.Reserve), or returns nil.
 	Prepared func(id uint32) *mountns.Prepared
@@ -81,23 +84,28 @@ func (d *Daemon) handle(head, body []byte, peer int) (delegate.Answer, func()) {
 	o := Options{Root: d.Mountpoint, FailClosed: req.FailClosed, Always: req.Always, StateDir: d.StateDir}
 	outcome, err := apply(o, bytes.NewReader(state), log, start, env{
 		serving: func(string) error { return nil },
-		register: func(log *slog.Logger, root string, pid int) (string, []string, *mountns.Prepared, error) {
+		register: func(log *slog.Logger, root string, pid int) (registration, error) {
 			pidfd, err := unix.PidfdOpen(pid, 0)
 			if err != nil {
-				return "", nil, nil, fmt.Errorf("pidfd_open %d: %w", pid, err)
+				return registration{}, fmt.Errorf("pidfd_open %d: %w", pid, err)
 			}
 			defer unix.Close(pidfd)
-			id, err := d.Register(pidfd)
+			id, start, err := d.Register(pid, pidfd)
 			if err != nil {
-				return "", nil, nil, fmt.Errorf("registration refused: %w", err)
+				return registration{}, fmt.Errorf("registration refused: %w", err)
 			}
 			p := d.Prepared(id)
 			if p == nil {
 				// Registered before (a second run), or the spares
 				// ran out meanwhile.
-				return "", nil, nil, fmt.Errorf("container %d's views are not prepared", id)
+				return registration{}, fmt.Errorf("container %d's views are not prepared", id)
 			}
-			return filepath.Join(root, ".containers", strconv.FormatUint(uint64(id), 10)), d.Files, p, nil
+			return registration{
+				root:       filepath.Join(root, ".containers", strconv.FormatUint(uint64(id), 10)),
+				entries:    d.Files,
+				prepared:   p,
+				startTicks: start,
+			}, nil
 		},
 	})
 	var e *ExitError
@@ -118,10 +126,13 @@ func (d *Daemon) handle(head, body []byte, peer int) (delegate.Answer, func()) {
 	}
 }
 
+// ownPidNS is this process's pid namespace, which never changes.
+var ownPidNS = sync.OnceValues(func() (string, error) { return os.Readlink("/proc/self/ns/pid") })
+
 // samePidNS checks that process peer (the hook) is in this process's pid
 // namespace.
 func samePidNS(peer int) error {
-	mine, err := os.Readlink("/proc/self/ns/pid")
+	mine, err := ownPidNS()
 	if err != nil {
 		return fmt.Errorf("the daemon's own pid namespace: %w", err)
 	}

@@ -117,9 +117,9 @@ func run(o Options, stdin io.Reader, undelegated error) error {
 	}
 	outcome, err := apply(o, stdin, log, start, env{
 		serving: hook.Serving,
-		register: func(log *slog.Logger, root string, pid int) (string, []string, *mountns.Prepared, error) {
+		register: func(log *slog.Logger, root string, pid int) (registration, error) {
 			root, entries := registered(o.StateDir, log, root, pid)
-			return root, entries, nil, nil
+			return registration{root: root, entries: entries}, nil
 		},
 	})
 	countOutcome(o.StateDir, outcome, log)
@@ -132,12 +132,21 @@ func run(o Options, stdin io.Reader, undelegated error) error {
 type env struct {
 	// serving says why root serves no views, or nil.
 	serving func(root string) error
-	// register registers the container of init pid and returns the root
-	// of the files to bind it, with the files served there (nil: list
-	// them) and, when they were made ahead, their views prepared. An error
-	// ends the run unlogged and uncounted: create-runtime is to run
-	// elsewhere (the daemon hands it back to the hook).
-	register func(log *slog.Logger, root string, pid int) (string, []string, *mountns.Prepared, error)
+	// register registers the container of init pid. An error ends the
+	// run unlogged and uncounted: create-runtime is to run elsewhere (the
+	// daemon hands it back to the hook).
+	register func(log *slog.Logger, root string, pid int) (registration, error)
+}
+
+// registration is where a registered container's files are.
+type registration struct {
+	root    string   // the root of the files to bind
+	entries []string // the files served there (nil: list them)
+	// prepared are their views, when they were made ahead.
+	prepared *mountns.Prepared
+	// startTicks is the init's start time when the registration read it
+	// (0: not read).
+	startTicks uint64
 }
 
 // countOutcome counts a run's outcome for the daemon's metrics.
@@ -190,10 +199,11 @@ func apply(o Options, stdin io.Reader, log *slog.Logger, start time.Time, e env)
 		log.Warn("views not served: the container starts with the host's /proc and /sys files", "root", root, "err", err)
 		return stats.NotServing, nil
 	}
-	root, entries, prepared, err := e.register(log, root, state.Pid)
+	reg, err := e.register(log, root, state.Pid)
 	if err != nil {
 		return 0, err
 	}
+	root, entries, prepared := reg.root, reg.entries, reg.prepared
 	if prepared != nil {
 		defer prepared.Close() // unless attached
 	}
@@ -234,7 +244,7 @@ func apply(o Options, stdin io.Reader, log *slog.Logger, start time.Time, e env)
 		log.Warn("mounting the views failed: the container starts with some host files", "rootfs", rootfs, "mounted", len(res.Mounted), "err", err)
 		return stats.MountFailed, nil
 	}
-	recordServed(o.StateDir, log, state.ID, state.Pid, root, res.Mounted)
+	recordServed(o.StateDir, log, state.ID, state.Pid, reg.startTicks, root, res.Mounted)
 	log.Info("views mounted", "reason", d.Reason, "rootfs", rootfs, "mounted", targets(res.Mounted), "skipped", len(res.Skipped), "took", time.Since(start).Round(time.Microsecond))
 	return stats.Served, nil
 }
@@ -262,9 +272,10 @@ func registered(stateDir string, log *slog.Logger, root string, pid int) (string
 	return own, files
 }
 
-// recordServed remembers a container whose views were mounted, for remount.
-// A failure only costs the automatic re-attach, so it is a warning.
-func recordServed(stateDir string, log *slog.Logger, id string, pid int, root string, mounted []hook.Mount) {
+// recordServed remembers a container whose views were mounted, for remount:
+// init pid, started at start (0: read it). A failure only costs the
+// automatic re-attach, so it is a warning.
+func recordServed(stateDir string, log *slog.Logger, id string, pid int, start uint64, root string, mounted []hook.Mount) {
 	if len(mounted) == 0 {
 		return
 	}
@@ -272,7 +283,10 @@ func recordServed(stateDir string, log *slog.Logger, id string, pid int, root st
 	for i, m := range mounted {
 		paths[i] = m.Target
 	}
-	start, err := remount.StartTicks(pid)
+	var err error
+	if start == 0 {
+		start, err = remount.StartTicks(pid)
+	}
 	if err == nil {
 		root, err = filepath.Abs(root)
 	}

@@ -14,6 +14,7 @@ import (
 	"path"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -301,31 +302,31 @@ func attachInNamespace(pid int, rootfs string, srcs sources) (Result, error) {
 	}
 	// The rootfs is resolved in the container's namespace: the runtime has
 	// bound it onto itself there and mounted procfs and sysfs under it.
-	var rst unix.Stat_t
-	if err := unix.Lstat(rootfs, &rst); err != nil {
-		return res, fmt.Errorf("stat rootfs %s in the container's mount namespace: %w", rootfs, err)
-	}
-	if rst.Mode&unix.S_IFMT == unix.S_IFLNK {
-		return res, fmt.Errorf("%w: rootfs %s is a symlink: give the runtime the real directory", ErrRefused, rootfs)
-	}
-	if rst.Mode&unix.S_IFMT != unix.S_IFDIR {
-		return res, fmt.Errorf("rootfs %s is not a directory", rootfs)
-	}
-	rootFd, err := os.OpenFile(rootfs, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	// Plain descriptors here and below, not *os.File: each os.File costs a
+	// system call or three of its own (non-blocking checks, poller
+	// registration), a dozen per container start for nothing.
+	rootFd, err := unix.Open(rootfs, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return res, fmt.Errorf("open rootfs %s: %w", rootfs, err)
+		var st unix.Stat_t
+		if errors.Is(err, unix.ENOTDIR) && unix.Lstat(rootfs, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFLNK {
+			return res, fmt.Errorf("%w: rootfs %s is a symlink: give the runtime the real directory", ErrRefused, rootfs)
+		}
+		if errors.Is(err, unix.ENOTDIR) {
+			return res, fmt.Errorf("rootfs %s is not a directory", rootfs)
+		}
+		return res, fmt.Errorf("open rootfs %s in the container's mount namespace: %w", rootfs, err)
 	}
-	defer rootFd.Close()
+	defer unix.Close(rootFd)
 
 	// Most views share a directory (/proc): each is resolved once.
-	parents := map[string]*os.File{}
+	parents := map[string]*parentDir{}
 	defer func() {
-		for _, f := range parents {
-			f.Close()
+		for _, d := range parents {
+			unix.Close(d.fd)
 		}
 	}()
 	for _, s := range srcs {
-		skip, err := attachOne(rootFd, parents, s)
+		skip, err := attachOne(rootFd, rootfs, parents, s)
 		if err != nil {
 			return res, err
 		}
@@ -337,6 +338,35 @@ func attachInNamespace(pid int, rootfs string, srcs sources) (Result, error) {
 	}
 	return res, nil
 }
+
+// parentDir is a directory holding targets, resolved in the rootfs: its
+// file system's device and type, which a target on the same device shares
+// (no statfs of its own then).
+type parentDir struct {
+	fd     int
+	dev    uint64
+	fsType int64
+}
+
+// nsID identifies a namespace file: device and inode.
+type nsID struct{ dev, ino uint64 }
+
+// hostNS is pid 1's mount namespace, which never changes: read once.
+var hostNS = sync.OnceValue(func() (ns nsID) {
+	var host unix.Stat_t
+	if err := unix.Stat("/proc/1/ns/mnt", &host); err == nil {
+		return nsID{host.Dev, host.Ino}
+	}
+	// Stat can be refused where the link is still readable
+	// ("mnt:[INODE]"; namespaces all live on one nsfs device).
+	link, err := os.Readlink("/proc/1/ns/mnt")
+	if ino, ok := strings.CutPrefix(link, "mnt:["); err == nil && ok {
+		if n, err := strconv.ParseUint(strings.TrimSuffix(ino, "]"), 10, 64); err == nil {
+			return nsID{ino: n}
+		}
+	}
+	return nsID{}
+})
 
 // enter joins pid's mount namespace on the calling thread, which must be
 // locked and must not be given back.
@@ -387,7 +417,7 @@ func enter(pid int) error {
 	// hardened /proc, or a sandbox such as the one this project is tested
 	// in, where root may not look at pid 1's namespaces), the check above
 	// is what is left.
-	if hostMountNS(theirs) {
+	if host := hostNS(); host.ino == theirs.Ino && (host.dev == 0 || host.dev == theirs.Dev) {
 		return fmt.Errorf("%w: process %d is in the host's mount namespace (pid 1's), so it is not a container init: mounting there would cover the host's files", ErrRefused, pid)
 	}
 
@@ -416,7 +446,7 @@ const maxStacked = 8
 
 // attachOne mounts s and returns a Skip with a reason when it did not.
 // parents holds the directories already resolved in the rootfs.
-func attachOne(rootFd *os.File, parents map[string]*os.File, s source) (Skip, error) {
+func attachOne(rootFd int, rootfs string, parents map[string]*parentDir, s source) (Skip, error) {
 	m := s.Mount
 	skip := func(reason string, live bool) (Skip, error) { return Skip{Mount: m, Reason: reason, Live: live}, nil }
 	dir, base := path.Split(path.Clean("/" + m.Target))
@@ -427,77 +457,94 @@ func attachOne(rootFd *os.File, parents map[string]*os.File, s source) (Skip, er
 	if !ok {
 		// Every component but the last is resolved as if rootfs were /,
 		// so a symlink (absolute or with "..") cannot lead out of it.
-		var err error
-		parent, err = openInRoot(rootFd, dir)
+		fd, err := openInRoot(rootFd, dir)
 		if err != nil {
 			if errors.Is(err, os.ErrNotExist) {
 				return skip(fmt.Sprintf("%s does not exist in the container", dir), false)
 			}
-			return Skip{}, fmt.Errorf("resolve %s in rootfs %s: %w", dir, rootFd.Name(), err)
+			return Skip{}, fmt.Errorf("resolve %s in rootfs %s: %w", dir, rootfs, err)
 		}
+		parent = &parentDir{fd: fd}
 		parents[dir] = parent
+		st, err := fstatCached(fd)
+		var fs unix.Statfs_t
+		if err == nil {
+			err = unix.Fstatfs(fd, &fs)
+		}
+		if err != nil {
+			return Skip{}, fmt.Errorf("stat %s in rootfs %s: %w", dir, rootfs, err)
+		}
+		parent.dev, parent.fsType = st.Dev, int64(fs.Type)
 	}
-	var target *os.File
+	var target int
 	var tst fileID
 	for peeled := 0; ; peeled++ {
 		var reason string
 		var err error
-		target, tst, reason, err = openTarget(parent, base, m.Target)
+		target, tst, reason, err = openTarget(parent.fd, base, m.Target)
 		if err != nil || reason != "" {
 			return Skip{Mount: m, Reason: reason}, err
 		}
-		defer target.Close()
+		defer unix.Close(target)
 		if tst.Mode&unix.S_IFMT != fileType(m) {
 			return Skip{}, fmt.Errorf("%w: target %s is not a %s like its source %s (mode %#o)", ErrRefused, m.Target, typeName(fileType(m)), m.Source, tst.Mode&unix.S_IFMT)
 		}
-		var tfs unix.Statfs_t
-		err = unix.Fstatfs(int(target.Fd()), &tfs)
+		// A target on its directory's device is on its file system (procfs,
+		// sysfs): only one with a mount of its own needs a look at what.
+		fsType := parent.fsType
+		if tst.Dev != parent.dev {
+			var tfs unix.Statfs_t
+			err = unix.Fstatfs(target, &tfs)
+			fsType = int64(tfs.Type)
+		}
 		if errors.Is(err, unix.ENOTCONN) || errors.Is(err, unix.ECONNABORTED) {
 			// A view whose connection is gone: remove it and look again
 			// (several may be stacked).
 			if peeled == maxStacked {
 				return Skip{}, fmt.Errorf("more than %d dead views stacked on %s", maxStacked, m.Target)
 			}
-			if err := unmountIn(parent, base); err != nil {
+			if err := unmountIn(parent.fd, base); err != nil {
 				return Skip{}, fmt.Errorf("remove dead view at %s: %w", m.Target, err)
 			}
 			continue
 		}
-		if err == nil && uint32(tfs.Type) == hook.FUSESuperMagic {
+		if err == nil && uint32(fsType) == hook.FUSESuperMagic {
 			// prestart and createRuntime both listing the hook, a second
 			// hook run, or a remount while the connection lives: views
 			// are never stacked.
 			return skip(fmt.Sprintf("%s is already a FUSE file (served view?)", m.Target), true)
 		}
-		if m.Dir && err == nil && tfs.Type == unix.TMPFS_MAGIC && mountedOn(parent, tst) {
+		if m.Dir && err == nil && fsType == unix.TMPFS_MAGIC && tst.Dev != parent.dev {
 			// Runtimes mask a directory with a read-only tmpfs: the
 			// container was meant not to see these entries, and a view
-			// would show them.
+			// would show them. (A rootfs that merely lies on a tmpfs, a
+			// bundle under a tmpfs /tmp with no /sys mounted, is on its
+			// parent's device.)
 			return skip(fmt.Sprintf("%s is a tmpfs (masked by the runtime)", m.Target), false)
 		}
 		break
 	}
 
 	if s.clone >= 0 {
-		if err := unix.MoveMount(s.clone, "", int(target.Fd()), "", unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_EMPTY_PATH); err != nil {
+		if err := unix.MoveMount(s.clone, "", target, "", unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_EMPTY_PATH); err != nil {
 			return Skip{}, fmt.Errorf("attach %s over %s: %w", m.Source, m.Target, err)
 		}
 		return Skip{}, nil
 	}
-	return Skip{}, bindByPath(parent, base, target, m)
+	return Skip{}, bindByPath(parent.fd, base, target, m)
 }
 
 // bindByPath is the mount for kernels before 5.12 (no clone to attach):
 // bind, then remount read-only. The source is named by its path, which a
 // container being created still shows (its namespace is a copy of the
 // caller's); a running container's does not, so re-attaching needs 5.12.
-func bindByPath(parent *os.File, base string, target *os.File, m hook.Mount) error {
-	src, err := os.OpenFile(m.Source, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+func bindByPath(parent int, base string, target int, m hook.Mount) error {
+	src, err := unix.Open(m.Source, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return fmt.Errorf("open source %s in the container's mount namespace (re-attaching views to a running container needs Linux 5.12): %w", m.Source, err)
+		return fmt.Errorf("open source %s in the container's mount namespace (re-attaching views to a running container needs Linux 5.12): %w", m.Source, &os.PathError{Op: "open", Path: m.Source, Err: err})
 	}
-	defer src.Close()
-	sst, err := fstatCached(int(src.Fd()))
+	defer unix.Close(src)
+	sst, err := fstatCached(src)
 	if err != nil {
 		return fmt.Errorf("stat source %s: %w", m.Source, err)
 	}
@@ -513,8 +560,8 @@ func bindByPath(parent *os.File, base string, target *os.File, m hook.Mount) err
 	if err != nil {
 		return fmt.Errorf("reopen %s after the bind: %w", m.Target, err)
 	}
-	defer top.Close()
-	st, err := fstatCached(int(top.Fd()))
+	defer unix.Close(top)
+	st, err := fstatCached(top)
 	if err != nil {
 		return fmt.Errorf("stat %s after the bind: %w", m.Target, err)
 	}
@@ -553,24 +600,24 @@ func typeName(t uint32) string {
 
 // openTarget opens the last component without following it: a symlink there
 // is refused, whatever it points to.
-func openTarget(parent *os.File, base, target string) (*os.File, fileID, string, error) {
-	fd, err := unix.Openat(int(parent.Fd()), base, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+func openTarget(parent int, base, target string) (int, fileID, string, error) {
+	fd, err := unix.Openat(parent, base, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		if errors.Is(err, unix.ENOENT) {
-			return nil, fileID{}, fmt.Sprintf("%s does not exist in the container", target), nil
+			return -1, fileID{}, fmt.Sprintf("%s does not exist in the container", target), nil
 		}
-		return nil, fileID{}, "", fmt.Errorf("open target %s: %w", target, err)
+		return -1, fileID{}, "", fmt.Errorf("open target %s: %w", target, err)
 	}
 	st, err := fstatCached(fd)
 	if err != nil {
 		unix.Close(fd)
-		return nil, fileID{}, "", fmt.Errorf("stat target %s: %w", target, err)
+		return -1, fileID{}, "", fmt.Errorf("stat target %s: %w", target, err)
 	}
 	if st.Mode&unix.S_IFMT == unix.S_IFLNK {
 		unix.Close(fd)
-		return nil, fileID{}, "", fmt.Errorf("%w: target %s is a symlink in the container: not following it", ErrRefused, target)
+		return -1, fileID{}, "", fmt.Errorf("%w: target %s is a symlink in the container: not following it", ErrRefused, target)
 	}
-	return os.NewFile(uintptr(fd), target), st, "", nil
+	return fd, st, "", nil
 }
 
 // openInRoot opens dir, a path in the rootfs, with every component resolved
@@ -580,19 +627,32 @@ func openTarget(parent *os.File, base, target string) (*os.File, fileID, string,
 // procfs instance, a fifth of a millisecond of every container start.
 // Kernels without openat2 (before 5.6), or a seccomp filter refusing it,
 // get pathrs-lite's own walk.
-func openInRoot(root *os.File, dir string) (*os.File, error) {
+func openInRoot(root int, dir string) (int, error) {
 	how := &unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS}
-	fd, err := linux.Openat2(int(root.Fd()), dir, how)
+	fd, err := linux.Openat2(root, dir, how)
 	switch {
 	case err == nil:
-		return os.NewFile(uintptr(fd), dir), nil
+		return fd, nil
 	case errors.Is(err, unix.ENOSYS), errors.Is(err, unix.EPERM), errors.Is(err, unix.E2BIG), errors.Is(err, unix.EAGAIN):
 		// No openat2 here (an old kernel, or a seccomp filter refusing
 		// it), or lookups that kept racing renames: pathrs-lite walks
-		// without it.
-		return pathrs.OpenatInRoot(root, dir)
+		// without it, from a handle of its own on the root.
+		dup, err := unix.FcntlInt(uintptr(root), unix.F_DUPFD_CLOEXEC, 0)
+		if err != nil {
+			return -1, err
+		}
+		rootF := os.NewFile(uintptr(dup), "rootfs")
+		defer rootF.Close()
+		f, err := pathrs.OpenatInRoot(rootF, dir)
+		if err != nil {
+			return -1, err
+		}
+		// The *os.File must not close the descriptor handed on.
+		fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+		f.Close()
+		return fd, err
 	default:
-		return nil, &os.PathError{Op: "openat2", Path: dir, Err: err}
+		return -1, &os.PathError{Op: "openat2", Path: dir, Err: err}
 	}
 }
 
@@ -602,8 +662,8 @@ func openInRoot(root *os.File, dir string) (*os.File, error) {
 // there is not followed. /proc/thread-self/fd paths are no way in a running
 // container, whose /proc belongs to its own pid namespace, where this
 // thread has no entry.
-func unmountIn(parent *os.File, name string) error {
-	if err := unix.Fchdir(int(parent.Fd())); err != nil {
+func unmountIn(parent int, name string) error {
+	if err := unix.Fchdir(parent); err != nil {
 		return fmt.Errorf("enter the directory: %w", err)
 	}
 	return unix.Unmount(name, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW)
@@ -611,8 +671,8 @@ func unmountIn(parent *os.File, name string) error {
 
 // fdPath names an fd for mount(2), which takes paths: the magic link resolves
 // to exactly the file the fd holds, with no second path walk to race.
-func fdPath(f *os.File) string {
-	return "/proc/thread-self/fd/" + strconv.Itoa(int(f.Fd()))
+func fdPath(fd int) string {
+	return "/proc/thread-self/fd/" + strconv.Itoa(fd)
 }
 
 // fileID is what the checks here need of a file: its type and identity.
@@ -620,16 +680,6 @@ type fileID struct {
 	Mode uint32
 	Dev  uint64
 	Ino  uint64
-}
-
-// mountedOn reports whether the directory target is the root of a mount
-// of its own rather than a directory on its parent's file system: a mask
-// is a tmpfs mounted there, while a rootfs that merely lies on a tmpfs
-// (a bundle under a tmpfs /tmp, with no /sys mounted) is not masked. When
-// in doubt it says mounted, the side that mounts nothing.
-func mountedOn(parent *os.File, target fileID) bool {
-	pst, err := fstatCached(int(parent.Fd()))
-	return err != nil || pst.Dev != target.Dev
 }
 
 // fstatCached stats fd without asking a FUSE server for fresh attributes
@@ -642,21 +692,4 @@ func fstatCached(fd int) (fileID, error) {
 		return fileID{}, err
 	}
 	return fileID{Mode: uint32(stx.Mode), Dev: unix.Mkdev(stx.Dev_major, stx.Dev_minor), Ino: stx.Ino}, nil
-}
-
-// hostMountNS reports whether ns (a stat of a mount namespace file) is pid
-// 1's, the host's. Stat of /proc/1/ns/mnt can be refused where its link is
-// still readable ("mnt:[INODE]"; namespaces all live on one nsfs device),
-// so the link's inode is the fallback. Neither readable: false, and the
-// comparison with the hook's own namespace is what is left.
-func hostMountNS(ns unix.Stat_t) bool {
-	var host unix.Stat_t
-	if err := unix.Stat("/proc/1/ns/mnt", &host); err == nil {
-		return ns.Dev == host.Dev && ns.Ino == host.Ino
-	}
-	link, err := os.Readlink("/proc/1/ns/mnt")
-	if err != nil {
-		return false
-	}
-	return link == "mnt:["+strconv.FormatUint(ns.Ino, 10)+"]"
 }

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/hook"
 )
 
@@ -37,12 +39,12 @@ func FuzzOpenInRoot(f *testing.F) {
 			t.Fatal(err)
 		}
 		defer rootF.Close()
-		got, err := openInRoot(rootF, p)
+		got, err := openInRoot(int(rootF.Fd()), p)
 		if err != nil {
 			return
 		}
-		defer got.Close()
-		where, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(int(got.Fd())))
+		defer unix.Close(got)
+		where, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(got))
 		if err != nil {
 			t.Fatal(err)
 		}
