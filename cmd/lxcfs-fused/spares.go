@@ -173,14 +173,7 @@ func (s *spares) open(ctx context.Context, paths []string) ([]*os.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("the helper's answer: %w", err)
 	}
-	var got []int
-	if msgs, err := unix.ParseSocketControlMessage(oob[:oobn]); err == nil {
-		for _, m := range msgs {
-			if rights, err := unix.ParseUnixRights(&m); err == nil {
-				got = append(got, rights...)
-			}
-		}
-	}
+	got := linux.Rights(oob[:oobn])
 	if string(buf[:n]) != "ok" || len(got) != len(paths) {
 		for _, fd := range got {
 			unix.Close(fd)

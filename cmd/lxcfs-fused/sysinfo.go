@@ -145,13 +145,7 @@ func receiveContainers(ctl *os.File, srv *sysinfo.Server, log *slog.Logger) {
 		if err != nil || n == 0 {
 			return // the supervisor closed it: this worker is being replaced
 		}
-		msgs, _ := unix.ParseSocketControlMessage(oob[:oobn])
-		var fds []int
-		for _, m := range msgs {
-			if r, err := unix.ParseUnixRights(&m); err == nil {
-				fds = append(fds, r...)
-			}
-		}
+		fds := linux.Rights(oob[:oobn])
 		var slot, pid int
 		var ticks uint64
 		_, perr := fmt.Sscanf(string(buf[:n]), "%d:%d:%d", &slot, &pid, &ticks)

@@ -46,6 +46,22 @@ func Flock(fd int, how int) error {
 	return err
 }
 
+// Rights returns the descriptors passed in the control messages oob
+// (SCM_RIGHTS), none when they do not parse.
+func Rights(oob []byte) []int {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return nil
+	}
+	var fds []int
+	for _, m := range msgs {
+		if got, err := unix.ParseUnixRights(&m); err == nil {
+			fds = append(fds, got...)
+		}
+	}
+	return fds
+}
+
 // Recvmsg is recvmsg(2), returning the data and control message lengths.
 func Recvmsg(fd int, p, oob []byte, flags int) (n, oobn int, err error) {
 	type got struct{ n, oobn int }

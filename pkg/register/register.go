@@ -130,13 +130,7 @@ func serveOne(c *net.UnixConn, h Handlers, log *slog.Logger) {
 		reply("error read: %v", err)
 		return
 	}
-	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
-	var fds []int
-	for _, m := range msgs {
-		if got, err := unix.ParseUnixRights(&m); err == nil {
-			fds = append(fds, got...)
-		}
-	}
+	fds := linux.Rights(oob[:oobn])
 	defer func() {
 		for _, fd := range fds {
 			unix.Close(fd)
@@ -159,7 +153,7 @@ func serveOne(c *net.UnixConn, h Handlers, log *slog.Logger) {
 		}
 		return
 	}
-	if err != nil || len(fds) != 1 {
+	if len(fds) != 1 {
 		reply("error want exactly one pidfd")
 		return
 	}
