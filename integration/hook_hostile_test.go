@@ -320,4 +320,45 @@ func testHookHostile(t *testing.T, root string) {
 			t.Errorf("second run: %v\n%s", err, out)
 		}
 	})
+
+	t.Run("genuine on procfs", func(t *testing.T) {
+		// The runtime's own /proc, a procfs: its targets are attached by
+		// name (pkg/mountns), and a second run must still see the views
+		// the first left there rather than stack more.
+		bundle, rootfs := hostileBundle(t)
+		proc := filepath.Join(rootfs, "proc")
+		if err := os.RemoveAll(proc); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Mkdir(proc, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Mount("proc", proc, "proc", 0, ""); err != nil {
+			t.Fatalf("mount a procfs in the rootfs: %v", err)
+		}
+		t.Cleanup(func() { unix.Unmount(proc, unix.MNT_DETACH) })
+		pid := fakeContainer(t)
+		out, err := runHook(t, root, bundle, pid)
+		if err != nil || !strings.Contains(out, "views mounted") {
+			t.Fatalf("hook: %v\n%s", err, out)
+		}
+		views := func() (n int) {
+			for _, mp := range mountPoints(t, strconv.Itoa(pid)) {
+				if mp == filepath.Join(proc, "meminfo") {
+					n++
+				}
+			}
+			return n
+		}
+		if n := views(); n != 1 {
+			t.Errorf("%d mounts at %s in the container's namespace, want 1", n, filepath.Join(proc, "meminfo"))
+		}
+		out, err = runHook(t, root, bundle, pid)
+		if err != nil || !strings.Contains(out, "already a FUSE file") {
+			t.Errorf("second run: %v\n%s", err, out)
+		}
+		if n := views(); n != 1 {
+			t.Errorf("after a second run, %d mounts at %s, want 1", n, filepath.Join(proc, "meminfo"))
+		}
+	})
 }

@@ -594,15 +594,7 @@ func (r *Resolver) scanForInit(ns uint64) (int, error) {
 }
 
 func (r *Resolver) startTicks(pid int) (uint64, error) {
-	p, err := r.proc.Proc(pid)
-	if err != nil {
-		return 0, fmt.Errorf("find process %d: %w", pid, err)
-	}
-	st, err := p.Stat()
-	if err != nil {
-		return 0, fmt.Errorf("read /proc/%d/stat: %w", pid, err)
-	}
-	return st.Starttime, nil
+	return linux.StartTicks(r.procDir, pid)
 }
 
 // pidNS reads the pid namespace inode from the /proc/PID/ns/pid link, one

@@ -10,9 +10,14 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
+	"math/rand/v2"
 	"path/filepath"
+	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/lxcfs-oci/lxcfs-oci/internal/linux"
 )
 
 // Object is a JSON object that keeps its keys in order and its values as
@@ -130,40 +135,56 @@ func IsNull(raw json.RawMessage) bool {
 
 // WriteAtomic replaces path with data through a synced temporary file in the
 // same directory, so a reader (a runtime reading config.json, an engine its
-// configuration) never sees half a file.
+// configuration) never sees half a file. The daemon writes a record with it
+// at every container start: plain system calls (an *os.File adds four
+// fcntl and a poller registration, and os.Rename a stat).
 func WriteAtomic(path string, data []byte, mode fs.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
+	dir, base := filepath.Split(path)
+	var fd int
+	var tmp string
+	for tries := 0; ; tries++ {
+		tmp = filepath.Join(dir, "."+base+".tmp-"+strconv.FormatUint(uint64(rand.Uint32()), 10))
+		var err error
+		fd, err = linux.Open(tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, unix.EEXIST) || tries == 100 {
+			return fmt.Errorf("write %s: %w", path, &fs.PathError{Op: "create", Path: tmp, Err: err})
+		}
+	}
+	err := writeSynced(fd, data, mode)
+	if cerr := unix.Close(fd); err == nil && cerr != nil {
+		err = fmt.Errorf("close: %w", cerr)
+	}
+	if err == nil {
+		if err = unix.Rename(tmp, path); err != nil {
+			err = fmt.Errorf("replace %s: %w", path, err)
+		}
+	} else {
+		err = fmt.Errorf("write %s: %w", tmp, err)
+	}
 	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+		unix.Unlink(tmp)
 	}
-	renamed := false
-	defer func() {
-		if !renamed {
-			os.Remove(tmp.Name())
+	return err
+}
+
+// writeSynced writes all of data to fd, gives it mode and syncs it. The
+// file was created 0600, whatever the umask: the daemon's records, written
+// at every container start, need no chmod.
+func writeSynced(fd int, data []byte, mode fs.FileMode) error {
+	for len(data) > 0 {
+		n, err := linux.Write(fd, data)
+		if err != nil {
+			return err
 		}
-	}()
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", tmp.Name(), err)
+		data = data[n:]
 	}
-	// CreateTemp makes the file 0600: the daemon's records, written at
-	// every container start, need no chmod.
-	if mode != 0o600 {
-		if err := tmp.Chmod(mode); err != nil {
-			tmp.Close()
-			return fmt.Errorf("chmod %s: %w", tmp.Name(), err)
+	if mode.Perm() != 0o600 {
+		if err := unix.Fchmod(fd, uint32(mode.Perm())); err != nil {
+			return fmt.Errorf("chmod: %w", err)
 		}
 	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("sync %s: %w", tmp.Name(), err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", tmp.Name(), err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("replace %s: %w", path, err)
-	}
-	renamed = true
-	return nil
+	return unix.Fsync(fd)
 }

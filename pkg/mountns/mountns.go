@@ -172,8 +172,14 @@ func (p *Prepared) Attach(pid int, rootfs string, timeout time.Duration) (Result
 		// The clones belong to this goroutine: after a timeout it may
 		// still be using them.
 		defer srcs.close()
-		res, err := attachInNamespace(pid, rootfs, srcs)
+		var fds []int
+		res, err := attachInNamespace(pid, rootfs, srcs, &fds)
 		ch <- outcome{res, err}
+		// Closed once the caller has its answer: a dozen system calls
+		// the container's start need not wait for.
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
 	}()
 	var expired <-chan time.Time
 	if timeout > 0 {
@@ -295,7 +301,7 @@ func cloneView(f *os.File, writable bool) (int, error) {
 	return tree, nil
 }
 
-func attachInNamespace(pid int, rootfs string, srcs sources) (Result, error) {
+func attachInNamespace(pid int, rootfs string, srcs sources, opened *[]int) (Result, error) {
 	var res Result
 	if err := enter(pid); err != nil {
 		return res, err
@@ -316,13 +322,13 @@ func attachInNamespace(pid int, rootfs string, srcs sources) (Result, error) {
 		}
 		return res, fmt.Errorf("open rootfs %s in the container's mount namespace: %w", rootfs, err)
 	}
-	defer unix.Close(rootFd)
+	*opened = append(*opened, rootFd)
 
 	// Most views share a directory (/proc): each is resolved once.
 	parents := map[string]*parentDir{}
 	defer func() {
 		for _, d := range parents {
-			unix.Close(d.fd)
+			*opened = append(*opened, d.fd)
 		}
 	}()
 	for _, s := range srcs {
@@ -368,6 +374,14 @@ var hostNS = sync.OnceValue(func() (ns nsID) {
 	return nsID{}
 })
 
+// ownNS is this process's mount namespace, which its threads never leave
+// but to exit (see enter): read once.
+var ownNS = sync.OnceValues(func() (nsID, error) {
+	var st unix.Stat_t
+	err := unix.Stat("/proc/self/ns/mnt", &st)
+	return nsID{st.Dev, st.Ino}, err
+})
+
 // enter joins pid's mount namespace on the calling thread, which must be
 // locked and must not be given back.
 func enter(pid int) error {
@@ -402,14 +416,15 @@ func enter(pid int) error {
 			return gone(err)
 		}
 	}
-	var theirs, ours unix.Stat_t
+	var theirs unix.Stat_t
 	if err := unix.Fstat(nsFd, &theirs); err != nil {
 		return fmt.Errorf("stat %s: %w", nsPath, err)
 	}
-	if err := unix.Stat("/proc/thread-self/ns/mnt", &ours); err != nil {
+	ours, err := ownNS()
+	if err != nil {
 		return fmt.Errorf("stat own mount namespace: %w", err)
 	}
-	if theirs.Dev == ours.Dev && theirs.Ino == ours.Ino {
+	if theirs.Dev == ours.dev && theirs.Ino == ours.ino {
 		return fmt.Errorf("%w: process %d shares the hook's own mount namespace (the caller's), so it is not a container init: mounting there would cover the host's files (is the hook configured at the createRuntime stage, and is state.pid the container's?)", ErrRefused, pid)
 	}
 	// The hook may itself run in a namespace of its own (a DaemonSet's, or
@@ -475,6 +490,27 @@ func attachOne(rootFd int, rootfs string, parents map[string]*parentDir, s sourc
 			return Skip{}, fmt.Errorf("stat %s in rootfs %s: %w", dir, rootfs, err)
 		}
 		parent.dev, parent.fsType = st.Dev, int64(fs.Type)
+	}
+	if s.clone >= 0 && kernelNamed(parent.fsType) {
+		// Procfs and sysfs names are the kernel's: between a look at one
+		// and a mount on it by name, nothing can make the name another
+		// file. It can only be covered by a mount, which only a running
+		// container's own privileged processes could make (remount); the
+		// view then lands on top of it, on the same path. So a plain
+		// target there is attached by name: a stat and the mount, where
+		// the checks below open, stat, mount and close.
+		st, err := statAt(parent.fd, base)
+		if errors.Is(err, unix.ENOENT) {
+			return skip(fmt.Sprintf("%s does not exist in the container", m.Target), false)
+		}
+		if err == nil && st.Dev == parent.dev && st.Mode&unix.S_IFMT == fileType(m) {
+			if err := unix.MoveMount(s.clone, "", parent.fd, base, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+				return Skip{}, fmt.Errorf("attach %s over %s: %w", m.Source, m.Target, err)
+			}
+			return Skip{}, nil
+		}
+		// Anything else (a symlink, a mount of its own, another type)
+		// takes the checks below.
 	}
 	var target int
 	var tst fileID
@@ -682,13 +718,26 @@ type fileID struct {
 	Ino  uint64
 }
 
+// kernelNamed says whether a file system's names are the kernel's own.
+func kernelNamed(fsType int64) bool {
+	return fsType == unix.PROC_SUPER_MAGIC || fsType == unix.SYSFS_MAGIC
+}
+
 // fstatCached stats fd without asking a FUSE server for fresh attributes
 // (AT_STATX_DONT_SYNC): type, device and inode never change, and each
 // GETATTR on a view is a round trip to the daemon, two per view on every
 // container start.
-func fstatCached(fd int) (fileID, error) {
+func fstatCached(fd int) (fileID, error) { return statAt(fd, "") }
+
+// statAt is fstatCached of name in directory dir ("": dir itself), not
+// following a symlink.
+func statAt(dir int, name string) (fileID, error) {
+	flags := unix.AT_STATX_DONT_SYNC | unix.AT_SYMLINK_NOFOLLOW
+	if name == "" {
+		flags |= unix.AT_EMPTY_PATH
+	}
 	var stx unix.Statx_t
-	if err := unix.Statx(fd, "", unix.AT_EMPTY_PATH|unix.AT_STATX_DONT_SYNC|unix.AT_SYMLINK_NOFOLLOW, unix.STATX_TYPE|unix.STATX_INO, &stx); err != nil {
+	if err := unix.Statx(dir, name, flags, unix.STATX_TYPE|unix.STATX_INO, &stx); err != nil {
 		return fileID{}, err
 	}
 	return fileID{Mode: uint32(stx.Mode), Dev: unix.Mkdev(stx.Dev_major, stx.Dev_minor), Ino: stx.Ino}, nil

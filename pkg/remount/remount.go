@@ -14,7 +14,6 @@
 package remount
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -23,11 +22,11 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/lxcfs-oci/lxcfs-oci/internal/linux"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/edit"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/hook"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/mountns"
@@ -61,41 +60,8 @@ func recordPath(stateDir, id string) (string, error) {
 }
 
 // StartTicks reads a process's start time (clock ticks after boot), field 22
-// of /proc/PID/stat. The line is parsed here rather than with
-// prometheus/procfs, whose package initialisation alone cost the hook a
-// quarter of a millisecond of every container start.
-func StartTicks(pid int) (uint64, error) {
-	path := "/proc/" + strconv.Itoa(pid) + "/stat"
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0, err // *fs.PathError: names the file
-	}
-	v, err := parseStartTicks(b)
-	if err != nil {
-		return 0, fmt.Errorf("parse %s: %w", path, err)
-	}
-	return v, nil
-}
-
-// parseStartTicks takes field 22 from a /proc/PID/stat line. The command
-// (field 2) is in parentheses and may itself hold spaces and parentheses, so
-// fields are counted from the last ')'.
-func parseStartTicks(b []byte) (uint64, error) {
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, errors.New("no command field")
-	}
-	const startTime = 22 - 3 // index among the fields after the command
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) <= startTime {
-		return 0, fmt.Errorf("%d fields after the command, want at least %d", len(f), startTime+1)
-	}
-	v, err := strconv.ParseUint(f[startTime], 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("start time: %w", err)
-	}
-	return v, nil
-}
+// of /proc/PID/stat.
+func StartTicks(pid int) (uint64, error) { return linux.StartTicks("/proc", pid) }
 
 // Save writes r atomically.
 func Save(stateDir string, r Record) error {
