@@ -13,7 +13,7 @@ GO       ?= go
 # Integration tests start real containers; bound the whole run.
 TEST_TIMEOUT ?= 12m
 
-BINS := bin/lxcfs-fused bin/lxcfs-hook bin/lxcfs-hook-cli bin/lxcfs-nri
+BINS := bin/lxcfs-fused bin/lxcfs-hook bin/lxcfs-hook-cli bin/lxcfs-runc bin/lxcfs-nri
 
 .PHONY: all build deps test test-vm unit vet fuzz demo bench bench-go install uninstall clean
 
@@ -37,6 +37,7 @@ build:
 	$(BUILD_ENV) $(GO) build -tags '$(BUILD_TAGS)' -ldflags '$(LDFLAGS)' -o bin/lxcfs-fused ./cmd/lxcfs-fused
 	$(BUILD_ENV) $(GO) build -tags '$(BUILD_TAGS)' -ldflags '$(LDFLAGS)' -o bin/lxcfs-hook ./cmd/lxcfs-hook
 	$(BUILD_ENV) $(GO) build -tags '$(BUILD_TAGS)' -ldflags '$(LDFLAGS)' -o bin/lxcfs-hook-cli ./cmd/lxcfs-hook-cli
+	$(BUILD_ENV) $(GO) build -tags '$(BUILD_TAGS)' -ldflags '$(LDFLAGS)' -o bin/lxcfs-runc ./cmd/lxcfs-runc
 	$(BUILD_ENV) $(GO) build -tags '$(BUILD_TAGS)' -ldflags '$(LDFLAGS)' -o bin/lxcfs-nri ./cmd/lxcfs-nri
 
 # Debian packages the tests and the demo need, installed when absent.
@@ -99,17 +100,18 @@ bench: build
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem ./pkg/...
 
-# Everything install writes, so uninstall removes exactly that. lxcfs-runc,
-# the runtime wrapper for Docker and containerd, is lxcfs-hook under another
-# name; lxcfs-hook hands every command but the hook and the wrapper to
-# lxcfs-hook-cli beside it.
+# Everything install writes, so uninstall removes exactly that. lxcfs-hook
+# hands every command line but the delegated create-runtime to
+# lxcfs-hook-cli beside it; lxcfs-runc is the runtime wrapper for Docker and
+# containerd (a link to lxcfs-hook before, removed first: install would
+# write through it).
 INSTALLED := $(BINDIR)/lxcfs-fused $(BINDIR)/lxcfs-hook $(BINDIR)/lxcfs-hook-cli $(BINDIR)/lxcfs-runc $(BINDIR)/lxcfs-nri \
 	$(HOOKSDIR)/lxcfs.json $(UNITDIR)/lxcfs-fused.service $(MANDIR)/man8/lxcfs-hook.8
 
 install: build
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(HOOKSDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(MANDIR)/man8
-	install -m 0755 bin/lxcfs-fused bin/lxcfs-hook bin/lxcfs-hook-cli bin/lxcfs-nri $(DESTDIR)$(BINDIR)/
-	ln -sf lxcfs-hook $(DESTDIR)$(BINDIR)/lxcfs-runc
+	rm -f $(DESTDIR)$(BINDIR)/lxcfs-runc
+	install -m 0755 bin/lxcfs-fused bin/lxcfs-hook bin/lxcfs-hook-cli bin/lxcfs-runc bin/lxcfs-nri $(DESTDIR)$(BINDIR)/
 	sed 's|/usr/local/bin/lxcfs-hook|$(BINDIR)/lxcfs-hook|' hooks.d/lxcfs.json > $(DESTDIR)$(HOOKSDIR)/lxcfs.json
 	chmod 0644 $(DESTDIR)$(HOOKSDIR)/lxcfs.json
 	sed 's|@BINDIR@|$(BINDIR)|g' deploy/systemd/lxcfs-fused.service > $(DESTDIR)$(UNITDIR)/lxcfs-fused.service

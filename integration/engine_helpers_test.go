@@ -14,8 +14,9 @@ import (
 	"time"
 )
 
-// wrapperEnv is a runtime wrapper set up for one test: lxcfs-runc, a link
-// to the hook binary, and its config file pointing at the test's views.
+// wrapperEnv is a runtime wrapper set up for one test: lxcfs-runc (a link
+// to the built one, which finds lxcfs-hook beside it), and its config file
+// pointing at the test's views.
 type wrapperEnv struct {
 	path   string // lxcfs-runc
 	config string // its config file, named by LXCFS_RUNTIME_CONFIG
@@ -26,7 +27,7 @@ func setupWrapper(t *testing.T, root string, extra map[string]any) wrapperEnv {
 	t.Helper()
 	dir := t.TempDir()
 	w := wrapperEnv{path: filepath.Join(dir, "lxcfs-runc"), config: filepath.Join(dir, "runtime.json"), log: filepath.Join(dir, "hook.log")}
-	if err := os.Symlink(hookBin, w.path); err != nil {
+	if err := os.Symlink(wrapperBin, w.path); err != nil {
 		t.Fatal(err)
 	}
 	// The hook's records of served containers stay in the test, too.

@@ -11,8 +11,9 @@ import (
 )
 
 // TestHookEntryPoints runs every entry point of the lxcfs-hook command from
-// the built binaries: lxcfs-hook runs the hook and the runtime wrapper
-// itself and hands every other command line to lxcfs-hook-cli beside it,
+// the built binaries: lxcfs-hook has the daemon run create-runtime and
+// hands every other command line to lxcfs-hook-cli beside it, lxcfs-runc is
+// the runtime wrapper,
 // and whatever writes the hook's path into a config names lxcfs-hook, not
 // lxcfs-hook-cli, even when lxcfs-hook-cli is run directly.
 func TestHookEntryPoints(t *testing.T) {
@@ -114,21 +115,27 @@ func TestHookEntryPoints(t *testing.T) {
 			}
 		}
 	})
-	t.Run("lxcfs-runc link", func(t *testing.T) {
+	t.Run("lxcfs-runc", func(t *testing.T) {
 		if _, err := exec.LookPath("runc"); err != nil {
 			t.Skipf("needs runc: %v", err)
 		}
+		// The wrapper binary, and lxcfs-hook under the wrapper's name (an
+		// install from before lxcfs-runc was a binary of its own), which
+		// hands the command line to lxcfs-hook-cli.
 		link := filepath.Join(t.TempDir(), "lxcfs-runc")
 		if err := os.Symlink(hookBin, link); err != nil {
 			t.Fatal(err)
 		}
-		out, code := run(t, link, "", []string{"LXCFS_RUNTIME_CONFIG=none"}, "--version")
-		if code != 0 || !strings.HasPrefix(out, "runc version") || !strings.Contains(out, "lxcfs-runc: lxcfs-oci "+testVersion) {
-			t.Errorf("lxcfs-runc --version: exit %d\n%s", code, out)
+		for _, bin := range []string{wrapperBin, link} {
+			out, code := run(t, bin, "", []string{"LXCFS_RUNTIME_CONFIG=none"}, "--version")
+			if code != 0 || !strings.HasPrefix(out, "runc version") || !strings.Contains(out, "lxcfs-runc: lxcfs-oci "+testVersion) {
+				t.Errorf("%s --version: exit %d\n%s", bin, code, out)
+			}
 		}
 	})
 	t.Run("without lxcfs-hook-cli", func(t *testing.T) {
-		// The hook alone is enough for runtimes; any other command says
+		// lxcfs-hook alone runs only what the daemon runs for it; any
+		// other command, and create-runtime the daemon did not run, say
 		// what is missing.
 		alone := filepath.Join(t.TempDir(), "lxcfs-hook")
 		b, err := os.ReadFile(hookBin)
@@ -141,6 +148,11 @@ func TestHookEntryPoints(t *testing.T) {
 		out, code := run(t, alone, "", nil, "--version")
 		if code != 127 || !strings.Contains(out, "lxcfs-hook-cli") {
 			t.Errorf("lxcfs-hook --version without lxcfs-hook-cli: exit %d, want 127 and a message naming it\n%s", code, out)
+		}
+		state := `{"ociVersion":"1.2.0","id":"alone","status":"creating","pid":1,"bundle":"/nonexistent"}`
+		out, code = run(t, alone, state, nil, "--always", "--log-file", "-", "--state-dir", t.TempDir(), "create-runtime")
+		if code != 127 || !strings.Contains(out, "the daemon did not run create-runtime") || !strings.Contains(out, "lxcfs-hook-cli") {
+			t.Errorf("create-runtime with no daemon and no lxcfs-hook-cli: exit %d, want 127 and a message naming it\n%s", code, out)
 		}
 	})
 }

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"bytes"
 	"context"
 	"io/fs"
 	"os"
@@ -46,13 +47,26 @@ func TestInstallUninstall(t *testing.T) {
 					t.Fatalf("make %s: %v\n%s", target, err, out)
 				}
 			}
+			bindir := tt.prefix + "/bin"
+			// Over an install from before lxcfs-runc was a binary of its
+			// own, which linked it to lxcfs-hook: install must replace the
+			// link, not write the wrapper through it.
+			if err := os.MkdirAll(filepath.Join(dest, bindir), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink("lxcfs-hook", filepath.Join(dest, bindir, "lxcfs-runc")); err != nil {
+				t.Fatal(err)
+			}
 			make("install")
 			if got := installedFiles(t, dest); strings.Join(got, "\n") != strings.Join(tt.want, "\n") {
 				t.Errorf("installed:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
 			}
-			bindir := tt.prefix + "/bin"
-			if target, err := os.Readlink(filepath.Join(dest, bindir, "lxcfs-runc")); err != nil || target != "lxcfs-hook" {
-				t.Errorf("lxcfs-runc links to %q (%v), want lxcfs-hook beside it", target, err)
+			for name, want := range map[string]string{"lxcfs-runc": "../bin/lxcfs-runc", "lxcfs-hook": "../bin/lxcfs-hook"} {
+				got, err := os.ReadFile(filepath.Join(dest, bindir, name))
+				built, berr := os.ReadFile(want)
+				if fi, lerr := os.Lstat(filepath.Join(dest, bindir, name)); err != nil || berr != nil || lerr != nil || !fi.Mode().IsRegular() || !bytes.Equal(got, built) {
+					t.Errorf("installed %s is not the built %s (%v, %v, %v)", name, want, err, berr, lerr)
+				}
 			}
 			hooks := readTrim(t, filepath.Join(dest, "usr/share/containers/oci/hooks.d/lxcfs.json"))
 			if !strings.Contains(hooks, `"path": "`+bindir+`/lxcfs-hook"`) {
@@ -69,7 +83,7 @@ func TestInstallUninstall(t *testing.T) {
 				}
 			}
 			if _, err := exec.LookPath("runc"); err == nil {
-				// The installed link acts as the wrapper, passing through.
+				// The installed wrapper passes through.
 				cmd := exec.Command(filepath.Join(dest, bindir, "lxcfs-runc"), "--version")
 				cmd.Env = append(os.Environ(), "LXCFS_RUNTIME_CONFIG=none")
 				if out, err := cmd.CombinedOutput(); err != nil || !strings.HasPrefix(string(out), "runc version") {

@@ -17,8 +17,10 @@ var (
 	hookBin  string
 	nriBin   string
 	// hookCLIBin is lxcfs-hook-cli, beside hookBin: lxcfs-hook hands it
-	// every command line but the hook's and the wrapper's.
+	// every command line but the delegated create-runtime.
 	hookCLIBin string
+	// wrapperBin is lxcfs-runc, beside hookBin: the runtime wrapper.
+	wrapperBin string
 	// sysinfoProg calls sysinfo(2) in containers (testdata/sysinfoprog).
 	sysinfoProg string
 	holderBin   string // testdata/fdholder, static, run inside containers
@@ -29,8 +31,8 @@ var (
 // sets it), so tests can tell it in --version, logs and status.
 const testVersion = "v0.0.0-integration"
 
-// prebuiltEnv names a directory holding lxcfs-fused, lxcfs-hook, lxcfs-nri
-// and sysinfoprog already built with testVersion, used instead of building
+// prebuiltEnv names a directory holding the project's binaries and the
+// test programs already built with testVersion, used instead of building
 // them (scripts/vm/test-vm.sh).
 const prebuiltEnv = "LXCFS_OCI_TEST_BINS"
 
@@ -70,6 +72,7 @@ func run(m *testing.M) int {
 	fusedBin = filepath.Join(dir, "lxcfs-fused")
 	hookBin = filepath.Join(dir, "lxcfs-hook")
 	hookCLIBin = filepath.Join(dir, "lxcfs-hook-cli")
+	wrapperBin = filepath.Join(dir, "lxcfs-runc")
 	nriBin = filepath.Join(dir, "lxcfs-nri")
 	sysinfoProg = filepath.Join(dir, "sysinfoprog")
 	holderBin = filepath.Join(dir, "fdholder")
@@ -78,12 +81,12 @@ func run(m *testing.M) int {
 	// times faster than in the emulated guest, and passes their directory.
 	if pre := os.Getenv(prebuiltEnv); pre != "" {
 		fusedBin, hookBin, nriBin = filepath.Join(pre, "lxcfs-fused"), filepath.Join(pre, "lxcfs-hook"), filepath.Join(pre, "lxcfs-nri")
-		hookCLIBin = filepath.Join(pre, "lxcfs-hook-cli")
+		hookCLIBin, wrapperBin = filepath.Join(pre, "lxcfs-hook-cli"), filepath.Join(pre, "lxcfs-runc")
 		sysinfoProg, holderBin = filepath.Join(pre, "sysinfoprog"), filepath.Join(pre, "fdholder")
 		psiProg = filepath.Join(pre, "psiprog")
 		return m.Run()
 	}
-	for bin, pkg := range map[string]string{fusedBin: "../cmd/lxcfs-fused", hookBin: "../cmd/lxcfs-hook", hookCLIBin: "../cmd/lxcfs-hook-cli", nriBin: "../cmd/lxcfs-nri", sysinfoProg: "./testdata/sysinfoprog", holderBin: "./testdata/fdholder", psiProg: "./testdata/psiprog"} {
+	for bin, pkg := range map[string]string{fusedBin: "../cmd/lxcfs-fused", hookBin: "../cmd/lxcfs-hook", hookCLIBin: "../cmd/lxcfs-hook-cli", wrapperBin: "../cmd/lxcfs-runc", nriBin: "../cmd/lxcfs-nri", sysinfoProg: "./testdata/sysinfoprog", holderBin: "./testdata/fdholder", psiProg: "./testdata/psiprog"} {
 		// Built as make build builds them (BUILD_TAGS and BUILD_ENV in the
 		// Makefile), plus the daemon's test-only stall switches.
 		cmd := exec.Command("go", "build", "-tags", testBuildTags,

@@ -7,17 +7,17 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/lxcfs-oci/lxcfs-oci/pkg/hookrun"
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/hookcmd"
 )
 
 // viaCLI parses args as urfave/cli does and returns the options the
 // create-runtime action would get, and whether the action ran.
-func viaCLI(t *testing.T, args []string) (hookrun.Options, bool) {
+func viaCLI(t *testing.T, args []string) (hookcmd.Options, bool) {
 	t.Helper()
 	app := newApp()
 	app.Writer, app.ErrWriter = io.Discard, io.Discard
 	app.ExitErrHandler = func(*cli.Context, error) {}
-	var got hookrun.Options
+	var got hookcmd.Options
 	ran := false
 	for _, c := range app.Commands {
 		if c.Name == "create-runtime" {
@@ -53,7 +53,7 @@ func TestParseHookArgsAgreesWithCLI(t *testing.T) {
 		if !ran {
 			t.Fatalf("%q: urfave/cli did not run create-runtime", line)
 		}
-		got, ok := hookrun.ParseArgs(args)
+		got, ok := hookcmd.Parse(args)
 		if !ok {
 			t.Errorf("%q: fast path declined a hook command line", line)
 			continue
@@ -79,7 +79,7 @@ func TestParseHookArgsAgreesWithCLI(t *testing.T) {
 		"configure docker",
 		"-- create-runtime",
 	} {
-		if o, ok := hookrun.ParseArgs(strings.Fields(line)); ok {
+		if o, ok := hookcmd.Parse(strings.Fields(line)); ok {
 			t.Errorf("%q: fast path took it (%+v); only urfave/cli should", line, o)
 		}
 	}

@@ -12,25 +12,27 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/hook"
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/hookcmd"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/hookrun"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/version"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/wrapper"
 )
 
 // DefaultLogFile is the hook's log file.
-const DefaultLogFile = hookrun.DefaultLogFile
+const DefaultLogFile = hookcmd.DefaultLogFile
 
 func main() {
 	// Engines run a runtime by bare path, so the wrapper is lxcfs-hook
 	// under another name (make install links lxcfs-runc to it); this binary
 	// does the same when linked so.
-	if rt, ok := wrapper.RuntimeForName(os.Args[0]); ok {
+	if rt, ok := hookcmd.RuntimeForName(os.Args[0]); ok {
 		os.Exit(hookrun.RunWrapper(rt, wrapper.Config{}, "", os.Args[1:]))
 	}
 	if err := newApp().Run(os.Args); err != nil {
@@ -119,8 +121,10 @@ io.lxcfs.required=true, when the views are not being served (the container
 then sees the host's files; a warning is logged). Exits non-zero when the
 hook refuses to act because it would touch the host (state.pid not in a
 container of its own, a symlinked rootfs or target).`,
-				Flags:  hookFlags(),
-				Action: func(c *cli.Context) error { return hookrun.Run(hookOptionsFrom(c)) },
+				Flags: hookFlags(),
+				Action: func(c *cli.Context) error {
+					return hookrun.Run(hookOptionsFrom(c), os.Getenv(hookcmd.EnvUndelegated))
+				},
 			},
 			{
 				Name:  "inject",
@@ -152,6 +156,7 @@ reach.`,
 			runtimeCommand(),
 			configureCommand(),
 			manCommand(),
+			writeLogCommand(),
 		},
 	}
 }
@@ -210,4 +215,31 @@ func inject(c *cli.Context) error {
 		fmt.Fprintf(c.App.Writer, "sysinfo: %s (listener %s, changed: %v)\n", reason, sock, changed)
 	}
 	return nil
+}
+
+// writeLogCommand writes the log lines on stdin where --log-file says, for
+// lxcfs-hook, which wrote them on stderr already but could not open the
+// file and links neither the journal nor syslog; it then exits with
+// --exit-code, the hook's.
+func writeLogCommand() *cli.Command {
+	return &cli.Command{
+		Name:   hookcmd.WriteLogCommand,
+		Usage:  "write the log lines on stdin to --log-file, else the journal, else syslog (lxcfs-hook runs it)",
+		Hidden: true,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "log-file", Value: DefaultLogFile},
+			&cli.IntFlag{Name: "exit-code"},
+		},
+		Action: func(c *cli.Context) error {
+			lines, err := io.ReadAll(io.LimitReader(os.Stdin, 1<<20))
+			if err != nil {
+				return cli.Exit(fmt.Sprintf("lxcfs-hook: read the log lines: %v", err), 1)
+			}
+			hookrun.WriteLines(c.String("log-file"), string(lines), io.Discard)
+			if code := c.Int("exit-code"); code != 0 {
+				return cli.Exit("", code)
+			}
+			return nil
+		},
+	}
 }

@@ -168,7 +168,17 @@ func checkDaemonSet(t *testing.T, ds *appsv1.DaemonSet, installs string, nri boo
 		t.Fatalf("%d init containers, want the installer", len(spec.InitContainers))
 	}
 	script := strings.Join(spec.InitContainers[0].Command, " ")
-	for _, want := range []string{"lxcfs-hook " + installs, "/host/opt/lxcfs/bin/lxcfs-hook"} {
+	// lxcfs-hook hands create-runtime to lxcfs-hook-cli beside it when the
+	// daemon does not run it; containerd runs lxcfs-runc, a binary of its
+	// own.
+	installed := []string{"lxcfs-hook", "lxcfs-hook-cli"}
+	if strings.Contains(installs, "containerd") {
+		installed = append(installed, "lxcfs-runc")
+	}
+	for i, b := range installed {
+		installed[i] = "mv -f /host/opt/lxcfs/bin/." + b + ".new /host/opt/lxcfs/bin/" + b
+	}
+	for _, want := range append([]string{"lxcfs-hook " + installs}, installed...) {
 		if installs == "" && strings.HasPrefix(want, "lxcfs-hook ") {
 			continue
 		}

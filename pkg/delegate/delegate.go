@@ -36,6 +36,10 @@ import (
 	"github.com/lxcfs-oci/lxcfs-oci/internal/linux"
 )
 
+// SocketName is the registration socket's name in the state directory
+// (pkg/register serves it).
+const SocketName = "register.sock"
+
 // Byte is the request's first byte on the registration socket.
 const Byte = 'a'
 

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/hookcmd"
 )
 
 // CPUOnline is the sysfs file bound alone where the daemon serves no CPU
@@ -26,7 +28,7 @@ const CPUDir = "sys/devices/system/cpu"
 const cpuDirMarker = CPUDir + "/possible"
 
 // DefaultRoot is where lxcfs-fused (and LXCFS) serve by default.
-const DefaultRoot = "/var/lib/lxcfs"
+const DefaultRoot = hookcmd.DefaultRoot
 
 // Mount is one bind of a served file over the container's own.
 type Mount struct {

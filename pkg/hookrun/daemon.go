@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/delegate"
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/hookcmd"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/mountns"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/stats"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/version"
@@ -81,7 +82,7 @@ func (d *Daemon) handle(head, body []byte, peer int) (delegate.Answer, func()) {
 	var lines bytes.Buffer
 	attrs := []any{"hook", "lxcfs-hook", "version", version.String(), "run_by", "lxcfs-fused"}
 	log := slog.New(slog.NewTextHandler(&lines, &slog.HandlerOptions{Level: lvl})).With(attrs...)
-	o := Options{Root: d.Mountpoint, FailClosed: req.FailClosed, Always: req.Always, StateDir: d.StateDir}
+	o := hookcmd.Options{Root: d.Mountpoint, FailClosed: req.FailClosed, Always: req.Always, StateDir: d.StateDir}
 	outcome, err := apply(o, bytes.NewReader(state), log, start, env{
 		serving: func(string) error { return nil },
 		register: func(log *slog.Logger, root string, pid int) (registration, error) {

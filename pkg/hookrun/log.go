@@ -5,18 +5,13 @@ import (
 	"io"
 	"log/slog"
 	"log/syslog"
-	"os"
 	"strings"
-	"syscall"
 
 	"github.com/coreos/go-systemd/v22/journal"
 
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/hookcmd"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/version"
 )
-
-// DefaultLogFile is appended to on every run: runtimes throw hook output
-// away when the hook succeeds, so stderr alone would lose every warning.
-const DefaultLogFile = "/var/log/lxcfs-hook.log"
 
 // newLogger logs to stderr (shown by runtimes when the hook fails) and to a
 // persistent sink (kept when it succeeds): the log file, else the journal,
@@ -43,10 +38,10 @@ func newLogger(file, level string, stderr io.Writer) (*slog.Logger, func(), erro
 	return slog.New(slog.NewMultiHandler(handlers...)).With("hook", "lxcfs-hook", "version", version.String()), closer, nil
 }
 
-// writeLines writes the log lines of a run the daemon made for the hook
-// (delegated) where the hook's own would go: stderr, and the persistent
-// sink file names (else the journal, else syslog), one record per write.
-func writeLines(file, lines string, stderr io.Writer) {
+// WriteLines writes log lines made elsewhere (a run the daemon made for
+// the hook) where the hook's own would go: stderr, and the persistent sink
+// file names (else the journal, else syslog), one record per write.
+func WriteLines(file, lines string, stderr io.Writer) {
 	io.WriteString(stderr, lines)
 	if file == "-" || file == "" || lines == "" {
 		return
@@ -63,9 +58,7 @@ func writeLines(file, lines string, stderr io.Writer) {
 }
 
 func openSink(file string) (io.Writer, func(), error) {
-	// Not through a symlink: the hook runs as root, and a link planted at
-	// the log's path would have it append to any file.
-	f, ferr := os.OpenFile(file, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW, 0o640)
+	f, ferr := hookcmd.OpenLogFile(file)
 	if ferr == nil {
 		return f, func() { f.Close() }, nil
 	}

@@ -1,13 +1,13 @@
-// Package hookrun is what lxcfs-hook does at container start, shared by the
-// two binaries behind the lxcfs-hook command: lxcfs-hook, which runtimes
-// run at every container start and which therefore links only this (the
-// createRuntime hook and the lxcfs-runc runtime wrapper), and
-// lxcfs-hook-cli, the full command line (inject, configure, remount, help)
-// that lxcfs-hook hands every other command line to.
+// Package hookrun is create-runtime run in full (the decision, the
+// registration, the binds) and the runtime wrapper: lxcfs-fused runs
+// create-runtime for the hooks that delegate it (Daemon), lxcfs-hook-cli
+// for those the daemon did not run, and lxcfs-runc is the wrapper.
+// lxcfs-hook itself, which runtimes run at every container start, does not
+// link this: it asks the daemon (pkg/delegate) and hands anything else to
+// lxcfs-hook-cli.
 package hookrun
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -18,8 +18,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/lxcfs-oci/lxcfs-oci/pkg/delegate"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/hook"
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/hookcmd"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/mountns"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/register"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/remount"
@@ -39,72 +39,11 @@ func (e *ExitError) Error() string { return e.Msg }
 // ExitCode is the process's exit status.
 func (e *ExitError) ExitCode() int { return e.Code }
 
-// Main runs the hook and returns the exit status, having printed what the
-// runtime shows the user on failure. It first asks the daemon to run it
-// (delegated); the daemon's answer is then the hook's.
-func Main(o Options) int {
-	state, err := io.ReadAll(io.LimitReader(os.Stdin, delegate.MaxRequest))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "lxcfs-hook: read the container state from stdin:", err)
-		stats.CountHook(o.StateDir, stats.HookError)
-		return 2
-	}
-	code, why := delegated(o, state)
-	if why == nil {
-		return code
-	}
-	// A state longer than a request may be is read on from stdin.
-	err = run(o, io.MultiReader(bytes.NewReader(state), os.Stdin), why)
-	if err == nil {
-		return 0
-	}
-	var e *ExitError
-	if errors.As(err, &e) {
-		if e.Msg != "" {
-			fmt.Fprintln(os.Stderr, e.Msg)
-		}
-		return e.Code
-	}
-	fmt.Fprintln(os.Stderr, "lxcfs-hook:", err)
-	return 1
-}
-
-// delegateWithin bounds the wait for the daemon's answer: past it, the hook
-// runs create-runtime itself, which skips views already mounted live.
-const delegateWithin = 30 * time.Second
-
-// delegated has the daemon run create-runtime (pkg/delegate), writes the
-// run's log lines where the hook's own would go, and returns the exit
-// status; or why the daemon did not, for the hook to run it itself.
-func delegated(o Options, state []byte) (int, error) {
-	root, err := filepath.Abs(o.Root)
-	if err != nil {
-		return 0, err
-	}
-	stateDir, err := filepath.Abs(o.StateDir)
-	if err != nil {
-		return 0, err
-	}
-	req := delegate.Request{Root: root, StateDir: stateDir, LogLevel: o.LogLevel, FailClosed: o.FailClosed, Always: o.Always}
-	a, err := delegate.Ask(filepath.Join(stateDir, register.SocketName), req, state, delegateWithin)
-	if err != nil {
-		return 0, err
-	}
-	writeLines(o.LogFile, a.Log, os.Stderr)
-	if a.Msg != "" {
-		fmt.Fprintln(os.Stderr, a.Msg)
-	}
-	return a.Code, nil
-}
-
 // Run is create-runtime: it reads the OCI state on stdin, decides whether
 // the container is served, registers it with the daemon and binds the
-// views into it, all in this process. Its errors are *ExitError.
-func Run(o Options) error { return run(o, os.Stdin, nil) }
-
-// run is Run with the state read from stdin; undelegated says why the
-// daemon did not run it (nil: not asked).
-func run(o Options, stdin io.Reader, undelegated error) error {
+// views into it, all in this process. undelegated says why the daemon did
+// not run it for the hook ("": not asked). Its errors are *ExitError.
+func Run(o hookcmd.Options, undelegated string) error {
 	start := time.Now()
 	log, closeLog, err := newLogger(o.LogFile, o.LogLevel, os.Stderr)
 	if err != nil {
@@ -112,10 +51,10 @@ func run(o Options, stdin io.Reader, undelegated error) error {
 		return &ExitError{2, fmt.Sprintf("lxcfs-hook: %v", err)}
 	}
 	defer closeLog()
-	if undelegated != nil {
+	if undelegated != "" {
 		log.Debug("the daemon did not run create-runtime: running it here", "err", undelegated)
 	}
-	outcome, err := apply(o, stdin, log, start, env{
+	outcome, err := apply(o, os.Stdin, log, start, env{
 		serving: hook.Serving,
 		register: func(log *slog.Logger, root string, pid int) (registration, error) {
 			root, entries := registered(o.StateDir, log, root, pid)
@@ -159,7 +98,7 @@ func countOutcome(stateDir string, outcome stats.Outcome, log *slog.Logger) {
 // apply is create-runtime after its logger: the state read from stdin, the
 // views bound as decided. It returns the outcome to count, and an
 // *ExitError for a run that fails.
-func apply(o Options, stdin io.Reader, log *slog.Logger, start time.Time, e env) (stats.Outcome, error) {
+func apply(o hookcmd.Options, stdin io.Reader, log *slog.Logger, start time.Time, e env) (stats.Outcome, error) {
 	root := o.Root
 	fail := func(msg string, args ...any) error {
 		log.Error(msg, args...)

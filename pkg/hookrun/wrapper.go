@@ -11,30 +11,28 @@ import (
 	"time"
 
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/hook"
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/hookcmd"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/remount"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/version"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/wrapper"
 )
 
-// CLIName is the binary holding lxcfs-hook's full command line, installed
-// beside lxcfs-hook.
-const CLIName = "lxcfs-hook-cli"
-
-// HookBinary is the lxcfs-hook that configs should run: this binary, or,
-// in lxcfs-hook-cli, the lxcfs-hook beside it (the hook itself starts
-// faster than the full command line).
+// HookBinary is the lxcfs-hook that configs should run: the one beside
+// this binary (lxcfs-hook-cli, lxcfs-runc, or lxcfs-hook itself), else
+// lxcfs-hook-cli beside it, which runs create-runtime too, only slower to
+// start.
 func HookBinary() (string, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return "", err
 	}
-	if filepath.Base(exe) == CLIName {
-		front := filepath.Join(filepath.Dir(exe), "lxcfs-hook")
-		if fi, err := os.Stat(front); err == nil && fi.Mode().IsRegular() {
-			return front, nil
+	for _, name := range []string{"lxcfs-hook", hookcmd.CLIName} {
+		p := filepath.Join(filepath.Dir(exe), name)
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
+			return p, nil
 		}
 	}
-	return exe, nil
+	return "", fmt.Errorf("neither lxcfs-hook nor %s is beside %s", hookcmd.CLIName, exe)
 }
 
 // RunWrapper prepares the bundle when args create a container and then
@@ -200,7 +198,7 @@ func addSysinfo(log *slog.Logger, configPath, stateDir string) {
 // container, and engines show a runtime's stderr only when it fails.
 func wrapperLogger(file string, stderr io.Writer) (*slog.Logger, func()) {
 	if file == "" {
-		file = DefaultLogFile
+		file = hookcmd.DefaultLogFile
 	}
 	handlers := []slog.Handler{slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelError})}
 	closer := func() {}

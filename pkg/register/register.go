@@ -33,7 +33,7 @@ import (
 )
 
 // SocketName is the socket's name in the state directory.
-const SocketName = "register.sock"
+const SocketName = delegate.SocketName
 
 // Func registers the process behind pidfd (an open pidfd the callee may not
 // keep) and returns its container's ID.

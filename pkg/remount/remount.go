@@ -29,6 +29,7 @@ import (
 	"github.com/lxcfs-oci/lxcfs-oci/internal/linux"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/edit"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/hook"
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/hookcmd"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/mountns"
 )
 
@@ -39,7 +40,7 @@ const DefaultTimeout = 10 * time.Second
 
 // DefaultStateDir is where records live: tmpfs, so a reboot (which ends
 // every container) forgets them.
-const DefaultStateDir = "/run/lxcfs-oci"
+const DefaultStateDir = hookcmd.DefaultStateDir
 
 // Record is what the hook remembers of a served container.
 type Record struct {

@@ -174,17 +174,6 @@ func FromEnv(getenv func(string) string) Config {
 	return Config{Runtime: getenv(EnvRuntime), Mode: getenv(EnvMode)}
 }
 
-// NameRuntimes maps the names the binary answers to as a wrapper to the
-// runtime each wraps by default.
-var NameRuntimes = map[string]string{"lxcfs-runc": "runc", "lxcfs-crun": "crun"}
-
-// RuntimeForName returns the default runtime when argv0 names the wrapper,
-// and ok=false when the binary was started under another name.
-func RuntimeForName(argv0 string) (runtime string, ok bool) {
-	rt, ok := NameRuntimes[filepath.Base(argv0)]
-	return rt, ok
-}
-
 // HookOptions are the hook's settings written into config.json; empty ones
 // are left to the hook's defaults.
 type HookOptions struct {

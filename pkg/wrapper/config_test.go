@@ -102,15 +102,6 @@ func TestResolve(t *testing.T) {
 	}
 }
 
-func TestRuntimeForName(t *testing.T) {
-	for argv0, want := range map[string]string{"lxcfs-runc": "runc", "/usr/local/bin/lxcfs-runc": "runc", "lxcfs-crun": "crun", "lxcfs-hook": "", "/usr/bin/runc": ""} {
-		got, ok := RuntimeForName(argv0)
-		if got != want || ok != (want != "") {
-			t.Errorf("RuntimeForName(%q) = %q, %v; want %q", argv0, got, ok, want)
-		}
-	}
-}
-
 func TestEnvAnnotations(t *testing.T) {
 	got := EnvAnnotations([]string{"PATH=/bin", "LXCFS_ENABLED=false", "LXCFS_REQUIRED=true", "LXCFS_SYSINFO=true", "lxcfs_enabled=true", "BROKEN"})
 	want := map[string]string{"io.lxcfs.enabled": "false", "io.lxcfs.required": "true", "io.lxcfs.sysinfo": "true"}

@@ -46,7 +46,7 @@ mkdir -p "$run/bin"
 (
 	cd "$repo"
 	ld="-X github.com/lxcfs-oci/lxcfs-oci/pkg/version.Version=v0.0.0-integration"
-	for p in cmd/lxcfs-fused cmd/lxcfs-hook cmd/lxcfs-hook-cli cmd/lxcfs-nri integration/testdata/sysinfoprog integration/testdata/fdholder integration/testdata/psiprog; do
+	for p in cmd/lxcfs-fused cmd/lxcfs-hook cmd/lxcfs-hook-cli cmd/lxcfs-runc cmd/lxcfs-nri integration/testdata/sysinfoprog integration/testdata/fdholder integration/testdata/psiprog; do
 		CGO_ENABLED=0 go build -tags "urfave_cli_no_docs lxcfs_test_stall" -ldflags "$ld" -o "$run/bin/$(basename $p)" "./$p"
 	done
 	go test -c -o "$run/integration.test" ./integration

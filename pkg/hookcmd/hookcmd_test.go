@@ -1,18 +1,19 @@
-package hookrun
+package hookcmd_test
 
 import (
 	"encoding/json"
 	"os"
 	"testing"
 
+	"github.com/lxcfs-oci/lxcfs-oci/pkg/hookcmd"
 	"github.com/lxcfs-oci/lxcfs-oci/pkg/wrapper"
 )
 
 // Every command line this project writes into a config (the wrapper's, the
 // NRI plugin's and inject's, and the hooks.d file's) must be taken by
-// ParseArgs: one it declined would still work, through lxcfs-hook-cli, at
+// Parse: one it declined would still work, through lxcfs-hook-cli, at
 // the cost of a second exec at every container start.
-func TestParseArgsTakesWrittenHookLines(t *testing.T) {
+func TestParseTakesWrittenHookLines(t *testing.T) {
 	for _, o := range []wrapper.HookOptions{
 		{},
 		{LXCFSRoot: "/var/lib/lxcfs", Always: true},
@@ -20,12 +21,12 @@ func TestParseArgsTakesWrittenHookLines(t *testing.T) {
 		{FailClosed: true, LogFile: "-"},
 	} {
 		args := wrapper.HookArgs(o)
-		got, ok := ParseArgs(args[1:])
+		got, ok := hookcmd.Parse(args[1:])
 		if !ok {
 			t.Errorf("%q: declined", args)
 			continue
 		}
-		want := DefaultOptions()
+		want := hookcmd.Default()
 		if o.LXCFSRoot != "" {
 			want.Root = o.LXCFSRoot
 		}
@@ -51,8 +52,17 @@ func TestParseArgsTakesWrittenHookLines(t *testing.T) {
 		if err := json.Unmarshal(b, &h); err != nil {
 			t.Fatalf("%s: %v", file, err)
 		}
-		if _, ok := ParseArgs(h.Hook.Args[1:]); !ok {
+		if _, ok := hookcmd.Parse(h.Hook.Args[1:]); !ok {
 			t.Errorf("%s: %q declined", file, h.Hook.Args)
+		}
+	}
+}
+
+func TestRuntimeForName(t *testing.T) {
+	for argv0, want := range map[string]string{"lxcfs-runc": "runc", "/usr/local/bin/lxcfs-runc": "runc", "lxcfs-crun": "crun", "lxcfs-hook": "", "/usr/bin/runc": ""} {
+		got, ok := hookcmd.RuntimeForName(argv0)
+		if got != want || ok != (want != "") {
+			t.Errorf("RuntimeForName(%q) = %q, %v; want %q", argv0, got, ok, want)
 		}
 	}
 }
