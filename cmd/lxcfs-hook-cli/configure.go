@@ -133,8 +133,8 @@ func tryCommand(engine string) string {
 	return "a pod annotated io.lxcfs.enabled: \"true\" (CRI-O passes pod annotations to the hook)"
 }
 
-// runtimePath is --runtime-path, else the lxcfs-runc link beside this
-// binary, where make install puts it.
+// runtimePath is --runtime-path, else the lxcfs-runc beside this binary,
+// where make install puts it.
 func runtimePath(c *cli.Context) (string, error) {
 	if p := c.String("runtime-path"); p != "" || c.Bool("remove") {
 		if p != "" && !filepath.IsAbs(p) {
@@ -148,7 +148,7 @@ func runtimePath(c *cli.Context) (string, error) {
 	}
 	p := filepath.Join(filepath.Dir(exe), "lxcfs-runc")
 	if _, err := os.Stat(p); err != nil && !c.Bool("dry-run") {
-		return "", cli.Exit(fmt.Sprintf("%s: %v: install it (make install links it to lxcfs-hook) or pass --runtime-path", p, err), 1)
+		return "", cli.Exit(fmt.Sprintf("%s: %v: install it (make install puts it beside lxcfs-hook) or pass --runtime-path", p, err), 1)
 	}
 	return p, nil
 }

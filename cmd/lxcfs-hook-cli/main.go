@@ -3,10 +3,11 @@
 // files served by lxcfs-fused (or LXCFS) over a container's own, for any
 // OCI runtime (runc, crun) and any engine that runs hooks (podman and
 // CRI-O through hooks.d). lxcfs-hook, which runtimes run at every container
-// start, runs the hook and the runtime wrapper itself and hands every
-// other command line (inject, configure, remount, --help, ...) to this
-// binary beside it, so the hook does not load urfave/cli, the engines'
-// configuration editors and what they link.
+// start, only asks lxcfs-fused to run create-runtime and hands everything
+// else to this binary beside it: create-runtime when the daemon does not
+// run it, and every other command line (inject, configure, remount,
+// --help, ...), so the hook does not load urfave/cli, the engines'
+// configuration editors, create-runtime itself and what they link.
 package main
 
 import (
@@ -29,9 +30,9 @@ import (
 const DefaultLogFile = hookcmd.DefaultLogFile
 
 func main() {
-	// Engines run a runtime by bare path, so the wrapper is lxcfs-hook
-	// under another name (make install links lxcfs-runc to it); this binary
-	// does the same when linked so.
+	// The wrapper is lxcfs-runc, a binary of its own; this one is it too
+	// when started under its name (lxcfs-hook hands it an lxcfs-runc link
+	// from an older install).
 	if rt, ok := hookcmd.RuntimeForName(os.Args[0]); ok {
 		os.Exit(hookrun.RunWrapper(rt, wrapper.Config{}, "", os.Args[1:]))
 	}

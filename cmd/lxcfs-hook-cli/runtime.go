@@ -19,10 +19,10 @@ file descriptors are the runtime's own.
 
 This is how engines that read no hooks.d (Docker, containerd, Kubernetes on
 containerd) get the views: register the wrapper as a runtime
-("lxcfs-hook configure docker" or "configure containerd"). The same binary
-acts as the wrapper when started as lxcfs-runc (or lxcfs-crun, which wraps
-crun), the name "make install" links to it, since engines take a runtime as a
-bare path without arguments.
+("lxcfs-hook configure docker" or "configure containerd"). The wrapper is
+lxcfs-runc, which "make install" puts beside lxcfs-hook (linked as
+lxcfs-crun it wraps crun), since engines take a runtime as a bare path
+without arguments.
 
 Which containers get the hook: in mode "all" (default) every container
 created through the wrapper, unless it opts out with the annotation

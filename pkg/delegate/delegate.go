@@ -18,8 +18,8 @@
 // costs it some 0.1 ms (measured on a 2-CPU VM), and the hook pays every
 // such cost at every container start. A daemon from before delegation reads
 // the request as a registration without its pidfd and answers an error, or
-// resets the connection: the hook then does the work itself, as it does on
-// any failure to get an answer.
+// resets the connection: the work is then done in the hook's process
+// (lxcfs-hook-cli), as on any failure to get an answer.
 package delegate
 
 import (
@@ -66,7 +66,7 @@ type Request struct {
 type Answer struct {
 	// Fallback, when set, says why the daemon did not run create-runtime
 	// (the hook's views root is not its mountpoint, another pid
-	// namespace): the hook runs it itself.
+	// namespace): it runs in the hook's process (lxcfs-hook-cli).
 	Fallback string
 	// Code is the hook's exit status, Msg what it prints on stderr
 	// besides Log, the run's log lines at the requested level.
@@ -187,9 +187,9 @@ func parseAnswer(b []byte) (Answer, error) {
 }
 
 // Ask sends req and state to the daemon's socket at path and returns its
-// answer. It gives up at timeout: whatever went wrong, the hook then runs
-// create-runtime itself, which finds views already mounted live and skips
-// them.
+// answer. It gives up at timeout: whatever went wrong, create-runtime then
+// runs in the hook's process (lxcfs-hook-cli), which finds views already
+// mounted live and skips them.
 //
 // Like register.Register, it uses plain blocking syscalls bounded by the
 // socket's own timeouts, not the net package.
