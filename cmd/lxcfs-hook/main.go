@@ -22,7 +22,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -79,7 +78,7 @@ func createRuntime(o hookcmd.Options) int {
 			return execCLI("lxcfs-hook", args, []byte(a.Log), "",
 				fmt.Sprintf("open log file %s: %v; the lines are on stderr only", o.LogFile, err))
 		}
-		writeRecords(f, a.Log)
+		hookcmd.WriteRecords(f, a.Log)
 		f.Close()
 	}
 	if a.Msg != "" {
@@ -101,14 +100,6 @@ func ask(o hookcmd.Options, state []byte) (delegate.Answer, error) {
 	}
 	req := delegate.Request{Root: root, StateDir: stateDir, LogLevel: o.LogLevel, FailClosed: o.FailClosed, Always: o.Always}
 	return delegate.Ask(filepath.Join(stateDir, delegate.SocketName), req, state, delegateWithin)
-}
-
-// writeRecords appends lines to f one line a write: each record reaches
-// the file whole, between other processes' appends.
-func writeRecords(f *os.File, lines string) {
-	for line := range strings.Lines(lines) {
-		f.WriteString(line)
-	}
 }
 
 // execCLI replaces this process with lxcfs-hook-cli beside it, started as

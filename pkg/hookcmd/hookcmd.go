@@ -7,6 +7,7 @@
 package hookcmd
 
 import (
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -130,6 +131,15 @@ var NameRuntimes = map[string]string{"lxcfs-runc": "runc", "lxcfs-crun": "crun"}
 func RuntimeForName(argv0 string) (runtime string, ok bool) {
 	rt, ok := NameRuntimes[filepath.Base(argv0)]
 	return rt, ok
+}
+
+// WriteRecords writes log lines to w one line a write: each record reaches
+// a file whole between other processes' appends, and the journal or syslog
+// as one entry.
+func WriteRecords(w io.Writer, lines string) {
+	for line := range strings.Lines(lines) {
+		io.WriteString(w, line)
+	}
 }
 
 // OpenLogFile opens the hook's log file for appending, creating it. Not

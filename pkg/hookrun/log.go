@@ -52,9 +52,7 @@ func WriteLines(file, lines string, stderr io.Writer) {
 		return
 	}
 	defer closeSink()
-	for line := range strings.Lines(lines) {
-		io.WriteString(sink, line)
-	}
+	hookcmd.WriteRecords(sink, lines)
 }
 
 func openSink(file string) (io.Writer, func(), error) {
